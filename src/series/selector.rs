@@ -6,6 +6,7 @@
 //! anchored as in Prometheus; a label that a series lacks matches as the empty string.
 
 use promql_parser::label::{MatchOp, Matcher};
+use promql_parser::parser::Expr;
 
 use super::labels::METRIC_NAME;
 
@@ -41,11 +42,52 @@ impl Selector {
         }
     }
 
+    /// Every vector selector in a parsed expression, in the order they appear, with
+    /// `or`-groups of matchers (`{a="1" or b="2"}`) split into one selector each.
+    pub fn all_in(expr: &Expr) -> Vec<Selector> {
+        let mut out = Vec::new();
+        collect(expr, &mut out);
+        out
+    }
+
     /// True when every matcher accepts the series whose labels `get` looks up.
     pub fn matches<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
         self.matchers
             .iter()
             .all(|m| m.is_match(get(&m.name).unwrap_or("")))
+    }
+}
+
+fn collect(expr: &Expr, out: &mut Vec<Selector>) {
+    let mut push = |vs: &promql_parser::parser::VectorSelector| {
+        let m = &vs.matchers;
+        if m.or_matchers.is_empty() {
+            out.push(Selector::new(vs.name.as_deref(), &m.matchers));
+        }
+        for group in &m.or_matchers {
+            let mut all = m.matchers.clone();
+            all.extend(group.iter().cloned());
+            out.push(Selector::new(vs.name.as_deref(), &all));
+        }
+    };
+    match expr {
+        Expr::VectorSelector(vs) => push(vs),
+        Expr::MatrixSelector(ms) => push(&ms.vs),
+        Expr::Aggregate(a) => {
+            collect(&a.expr, out);
+            if let Some(p) = &a.param {
+                collect(p, out);
+            }
+        }
+        Expr::Unary(u) => collect(&u.expr, out),
+        Expr::Binary(b) => {
+            collect(&b.lhs, out);
+            collect(&b.rhs, out);
+        }
+        Expr::Paren(p) => collect(&p.expr, out),
+        Expr::Subquery(s) => collect(&s.expr, out),
+        Expr::Call(c) => c.args.args.iter().for_each(|a| collect(a, out)),
+        Expr::Extension(_) | Expr::NumberLiteral(_) | Expr::StringLiteral(_) => {}
     }
 }
 
@@ -61,6 +103,22 @@ mod tests {
             }
             other => panic!("not a selector: {other:?}"),
         }
+    }
+
+    #[test]
+    fn all_selectors_of_an_expression() {
+        let e = promql_parser::parser::parse(
+            "sum(rate(a{x=\"1\"}[5m])) / on() (b - c offset 1m) or vector(0)",
+        )
+        .expect("parses");
+        let names: Vec<_> = Selector::all_in(&e)
+            .into_iter()
+            .map(|s| s.metric_name)
+            .collect();
+        assert_eq!(
+            names,
+            [Some("a".into()), Some("b".into()), Some("c".into())]
+        );
     }
 
     #[test]
@@ -82,6 +140,9 @@ mod tests {
         let s = selector(r#"{__name__="up", job!="x"}"#);
         assert_eq!(s.metric_name.as_deref(), Some("up"));
         let l = Labels::from_pairs([("__name__", "up")]);
-        assert!(s.matches(|n| l.get(n)), "a missing label is the empty string");
+        assert!(
+            s.matches(|n| l.get(n)),
+            "a missing label is the empty string"
+        );
     }
 }

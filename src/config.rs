@@ -1,0 +1,718 @@
+//! The configuration: the embedded default, a `--config` TOML file over it, environment
+//! overrides over both, and validation that names the key and what is wrong.
+//!
+//! Merging rules (a contract that scripts and manifests rely on):
+//! - the file overrides the default key by key, except `[features]` and `[models]`: a file that
+//!   has either table replaces the default one whole, and only the models it lists run;
+//! - then the environment: the replaced platform's `DATA_SOURCE`, `PROMETHEUS_URL`,
+//!   `TRAINING_DAYS` and `ANOMALY_RATE`, and `CANOPY_KEY` / `CANOPY_SECTION__KEY` for any
+//!   top-level or section key (`CANOPY_LIMITS__MAX_SERIES=50000`), the value read as TOML
+//!   (falling back to a string);
+//! - `PORT` and `--listen` are applied by the command line, which knows which is stronger.
+//!
+//! Unknown keys are errors that name the key. This module does no I/O beyond reading the file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The embedded default configuration, also printed by the README.
+pub const DEFAULT_TOML: &str = include_str!("default_config.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin} is not valid TOML: {message}")]
+    Syntax { origin: String, message: String },
+    #[error("config key `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: String,
+    pub model_dir: PathBuf,
+    pub limits: Limits,
+    /// Feature name to PromQL expression, in name order.
+    pub features: BTreeMap<String, String>,
+    pub models: BTreeMap<String, ModelConfig>,
+    pub evaluation: Evaluation,
+    pub checkpoint: CheckpointConfig,
+    pub source: SourceConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub max_request_bytes: usize,
+    pub max_decoded_bytes: usize,
+    pub max_inflight_requests: usize,
+    pub max_series: usize,
+    pub max_labels_per_series: usize,
+    pub max_label_name_bytes: usize,
+    pub max_label_value_bytes: usize,
+    #[serde(deserialize_with = "duration")]
+    pub retention: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evaluation {
+    #[serde(deserialize_with = "duration")]
+    pub step: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub lateness: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub history: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    #[serde(deserialize_with = "duration")]
+    pub interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataSource {
+    Synthetic,
+    Prometheus,
+    Hybrid,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub data_source: DataSource,
+    pub prometheus_url: String,
+    pub anomaly_rate: f64,
+    /// `TRAINING_DAYS`: when set, overrides every model's `training_days`.
+    #[serde(default)]
+    pub training_days: Option<u32>,
+}
+
+/// One model's configuration, resolved with its kind's defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    pub features: Vec<String>,
+    pub step: Duration,
+    pub seed: u64,
+    pub training_days: u32,
+    pub retrain_interval: Duration,
+    pub kind: ModelKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelKind {
+    IsolationForest(IsolationForestConfig),
+    RandomForest(RandomForestConfig),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Contamination {
+    Auto,
+    Fraction(f64),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IsolationForestConfig {
+    pub n_estimators: usize,
+    pub max_samples: usize,
+    pub max_features: f64,
+    pub contamination: Contamination,
+    pub replace_fraction: f64,
+    pub reservoir_size: usize,
+    pub gate_anomalies: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RandomForestConfig {
+    pub target: Vec<String>,
+    pub lookback: usize,
+    pub horizon: usize,
+    pub n_estimators: usize,
+    pub max_depth: Option<usize>,
+    pub min_samples_split: usize,
+    pub min_samples_leaf: usize,
+    pub max_features: f64,
+    pub bootstrap: bool,
+}
+
+/// The model table as written: every key optional, resolved against the kind's defaults.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    kind: String,
+    features: Vec<String>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    step: Option<Duration>,
+    seed: Option<u64>,
+    training_days: Option<u32>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    retrain_interval: Option<Duration>,
+    n_estimators: Option<usize>,
+    max_samples: Option<usize>,
+    max_features: Option<f64>,
+    contamination: Option<toml::Value>,
+    replace_fraction: Option<f64>,
+    reservoir_size: Option<usize>,
+    gate_anomalies: Option<bool>,
+    target: Option<Vec<String>>,
+    lookback: Option<usize>,
+    horizon: Option<usize>,
+    max_depth: Option<usize>,
+    min_samples_split: Option<usize>,
+    min_samples_leaf: Option<usize>,
+    bootstrap: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: String,
+    model_dir: PathBuf,
+    limits: Limits,
+    features: BTreeMap<String, String>,
+    models: BTreeMap<String, RawModel>,
+    evaluation: Evaluation,
+    checkpoint: CheckpointConfig,
+    source: SourceConfig,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration like \"30s\" or \"5m\": {e}"))
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+fn opt_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+fn parse_table(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>()
+        .map_err(|e| ConfigError::Syntax {
+            origin: origin.to_owned(),
+            message: e.to_string().trim().replace('\n', " "),
+        })
+}
+
+/// Overlays `file` onto `base`: key by key, recursively, but `features` and `models` whole.
+fn merge(base: &mut toml::Table, file: toml::Table, top: bool) {
+    for (key, value) in file {
+        let whole = top && (key == "features" || key == "models");
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(f)) if !whole => merge(b, f, false),
+            (_, v) => {
+                base.insert(key, v);
+            }
+        }
+    }
+}
+
+/// Applies `CANOPY_*` and the platform's environment variables to the merged table.
+fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<(), ConfigError> {
+    let platform = [
+        ("DATA_SOURCE", "data_source"),
+        ("PROMETHEUS_URL", "prometheus_url"),
+        ("TRAINING_DAYS", "training_days"),
+        ("ANOMALY_RATE", "anomaly_rate"),
+    ];
+    for (var, value) in env {
+        let path: Vec<String> = if let Some((_, key)) = platform.iter().find(|(v, _)| v == var) {
+            vec!["source".into(), (*key).into()]
+        } else if let Some(rest) = var.strip_prefix("CANOPY_") {
+            rest.split("__").map(str::to_ascii_lowercase).collect()
+        } else {
+            continue;
+        };
+        if path.len() > 2 || path.iter().any(String::is_empty) {
+            return Err(invalid(
+                var.clone(),
+                "environment overrides name a top-level key (CANOPY_LISTEN) or a section key (CANOPY_LIMITS__MAX_SERIES)",
+            ));
+        }
+        if path[0] == "features" || path[0] == "models" {
+            return Err(invalid(
+                var.clone(),
+                "features and models are set in the config file, not the environment",
+            ));
+        }
+        let parsed = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.clone()));
+        // The platform's variables are numbers or words; keep words as strings.
+        let mut target = &mut *table;
+        for section in &path[..path.len() - 1] {
+            target = match target
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            {
+                toml::Value::Table(t) => t,
+                _ => {
+                    return Err(invalid(
+                        var.clone(),
+                        format!("`{section}` is not a section"),
+                    ));
+                }
+            };
+        }
+        target.insert(path[path.len() - 1].clone(), parsed);
+    }
+    Ok(())
+}
+
+impl Config {
+    /// The embedded default with no file and no environment.
+    pub fn default_config() -> Result<Config, ConfigError> {
+        Config::from_parts(None, &[])
+    }
+
+    /// Loads the configuration as `canopy run` does: default, then `file`, then the process
+    /// environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let text = match file {
+            Some(path) => Some((
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?,
+                path.display().to_string(),
+            )),
+            None => None,
+        };
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Config::from_parts(text.as_ref().map(|(t, o)| (t.as_str(), o.as_str())), &env)
+    }
+
+    /// Builds a configuration from an optional file text (with its name for messages) and an
+    /// environment, without touching the process's own.
+    pub fn from_parts(
+        file: Option<(&str, &str)>,
+        env: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        let mut table = parse_table(DEFAULT_TOML, "the embedded default config")?;
+        if let Some((text, origin)) = file {
+            merge(&mut table, parse_table(text, origin)?, true);
+        }
+        apply_env(&mut table, env)?;
+        let raw: RawConfig =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let path = e.path().to_string();
+                invalid(
+                    if path == "." {
+                        "(top level)".into()
+                    } else {
+                        path
+                    },
+                    e.into_inner().to_string(),
+                )
+            })?;
+        raw.validate()
+    }
+
+    /// The features any configured model uses, in name order.
+    pub fn used_features(&self) -> Vec<&str> {
+        let mut used: Vec<&str> = self
+            .models
+            .values()
+            .flat_map(|m| m.features.iter().map(String::as_str))
+            .collect();
+        used.sort_unstable();
+        used.dedup();
+        used
+    }
+}
+
+impl RawConfig {
+    fn validate(self) -> Result<Config, ConfigError> {
+        let l = &self.limits;
+        for (key, v) in [
+            ("limits.max_request_bytes", l.max_request_bytes),
+            ("limits.max_decoded_bytes", l.max_decoded_bytes),
+            ("limits.max_inflight_requests", l.max_inflight_requests),
+            ("limits.max_series", l.max_series),
+            ("limits.max_labels_per_series", l.max_labels_per_series),
+            ("limits.max_label_name_bytes", l.max_label_name_bytes),
+            ("limits.max_label_value_bytes", l.max_label_value_bytes),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "listen",
+                format!("`{}` is not an address like 0.0.0.0:8080", self.listen),
+            ));
+        }
+        for (key, d) in [
+            ("limits.retention", l.retention),
+            ("evaluation.step", self.evaluation.step),
+            ("evaluation.history", self.evaluation.history),
+            ("checkpoint.interval", self.checkpoint.interval),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(key, "must be longer than 0s"));
+            }
+        }
+        if self.evaluation.step.subsec_millis() != 0
+            && self.evaluation.step < Duration::from_secs(1)
+        {
+            return Err(invalid("evaluation.step", "must be at least 1s"));
+        }
+        let rate = self.source.anomaly_rate;
+        if !(0.0..0.5).contains(&rate) {
+            return Err(invalid(
+                "source.anomaly_rate",
+                format!("{rate} is not in [0, 0.5)"),
+            ));
+        }
+        for (name, expr) in &self.features {
+            if let Err(e) = promql_parser::parser::parse(expr) {
+                return Err(invalid(
+                    format!("features.{name}"),
+                    format!("`{expr}` does not parse: {e}"),
+                ));
+            }
+        }
+        let mut models = BTreeMap::new();
+        for (name, raw) in self.models {
+            let m = raw.resolve(
+                &name,
+                &self.features,
+                self.evaluation.step,
+                self.source.training_days,
+            )?;
+            models.insert(name, m);
+        }
+        if models.is_empty() {
+            return Err(invalid("models", "at least one model must be configured"));
+        }
+        Ok(Config {
+            listen: self.listen,
+            model_dir: self.model_dir,
+            limits: self.limits,
+            features: self.features,
+            models,
+            evaluation: self.evaluation,
+            checkpoint: self.checkpoint,
+            source: self.source,
+        })
+    }
+}
+
+impl RawModel {
+    fn resolve(
+        self,
+        name: &str,
+        features: &BTreeMap<String, String>,
+        eval_step: Duration,
+        training_days_override: Option<u32>,
+    ) -> Result<ModelConfig, ConfigError> {
+        let key = |k: &str| format!("models.{name}.{k}");
+        if self.features.is_empty() {
+            return Err(invalid(key("features"), "must name at least one feature"));
+        }
+        for f in &self.features {
+            if !features.contains_key(f) {
+                return Err(invalid(
+                    key("features"),
+                    format!("`{f}` is not defined in [features]"),
+                ));
+            }
+        }
+        let step = self.step.unwrap_or(eval_step);
+        if step.is_zero() || step.as_millis() % eval_step.as_millis() != 0 {
+            return Err(invalid(
+                key("step"),
+                format!(
+                    "{} is not a multiple of evaluation.step ({})",
+                    humantime::format_duration(step),
+                    humantime::format_duration(eval_step)
+                ),
+            ));
+        }
+        let only = |present: bool, k: &str, kind: &str| {
+            if present {
+                Err(invalid(
+                    key(k),
+                    format!("applies only to kind = \"{kind}\""),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let fraction = |v: f64, k: &str| {
+            if v > 0.0 && v <= 1.0 {
+                Ok(v)
+            } else {
+                Err(invalid(key(k), format!("{v} is not in (0, 1]")))
+            }
+        };
+        let positive = |v: usize, k: &str| {
+            if v > 0 {
+                Ok(v)
+            } else {
+                Err(invalid(key(k), "must be greater than 0"))
+            }
+        };
+        let (kind, default_days) = match self.kind.as_str() {
+            "isolation_forest" => {
+                for (present, k) in [
+                    (self.target.is_some(), "target"),
+                    (self.lookback.is_some(), "lookback"),
+                    (self.horizon.is_some(), "horizon"),
+                    (self.max_depth.is_some(), "max_depth"),
+                    (self.min_samples_split.is_some(), "min_samples_split"),
+                    (self.min_samples_leaf.is_some(), "min_samples_leaf"),
+                    (self.bootstrap.is_some(), "bootstrap"),
+                ] {
+                    only(present, k, "random_forest")?;
+                }
+                let contamination = match &self.contamination {
+                    None => Contamination::Fraction(0.03),
+                    Some(toml::Value::String(s)) if s == "auto" => Contamination::Auto,
+                    Some(toml::Value::Float(f)) if *f > 0.0 && *f <= 0.5 => {
+                        Contamination::Fraction(*f)
+                    }
+                    Some(other) => {
+                        return Err(invalid(
+                            key("contamination"),
+                            format!("{other} is neither \"auto\" nor a number in (0, 0.5]"),
+                        ));
+                    }
+                };
+                let replace_fraction =
+                    fraction(self.replace_fraction.unwrap_or(0.1), "replace_fraction")?;
+                (
+                    ModelKind::IsolationForest(IsolationForestConfig {
+                        n_estimators: positive(self.n_estimators.unwrap_or(100), "n_estimators")?,
+                        max_samples: positive(self.max_samples.unwrap_or(256), "max_samples")?,
+                        max_features: fraction(self.max_features.unwrap_or(1.0), "max_features")?,
+                        contamination,
+                        replace_fraction,
+                        reservoir_size: positive(
+                            self.reservoir_size.unwrap_or(10_080),
+                            "reservoir_size",
+                        )?,
+                        gate_anomalies: self.gate_anomalies.unwrap_or(true),
+                    }),
+                    7,
+                )
+            }
+            "random_forest" => {
+                for (present, k) in [
+                    (self.max_samples.is_some(), "max_samples"),
+                    (self.contamination.is_some(), "contamination"),
+                    (self.replace_fraction.is_some(), "replace_fraction"),
+                    (self.reservoir_size.is_some(), "reservoir_size"),
+                    (self.gate_anomalies.is_some(), "gate_anomalies"),
+                ] {
+                    only(present, k, "isolation_forest")?;
+                }
+                let target = self
+                    .target
+                    .unwrap_or_else(|| vec![self.features[0].clone()]);
+                if target.is_empty() {
+                    return Err(invalid(key("target"), "must name at least one feature"));
+                }
+                for t in &target {
+                    if !self.features.contains(t) {
+                        return Err(invalid(
+                            key("target"),
+                            format!("`{t}` is not one of the model's features"),
+                        ));
+                    }
+                }
+                let min_samples_split = self.min_samples_split.unwrap_or(5);
+                if min_samples_split < 2 {
+                    return Err(invalid(key("min_samples_split"), "must be at least 2"));
+                }
+                (
+                    ModelKind::RandomForest(RandomForestConfig {
+                        target,
+                        lookback: positive(self.lookback.unwrap_or(24), "lookback")?,
+                        horizon: positive(self.horizon.unwrap_or(12), "horizon")?,
+                        n_estimators: positive(self.n_estimators.unwrap_or(100), "n_estimators")?,
+                        max_depth: Some(positive(self.max_depth.unwrap_or(20), "max_depth")?),
+                        min_samples_split,
+                        min_samples_leaf: positive(
+                            self.min_samples_leaf.unwrap_or(2),
+                            "min_samples_leaf",
+                        )?,
+                        max_features: fraction(self.max_features.unwrap_or(1.0), "max_features")?,
+                        bootstrap: self.bootstrap.unwrap_or(true),
+                    }),
+                    30,
+                )
+            }
+            other => {
+                return Err(invalid(
+                    key("kind"),
+                    format!(
+                        "`{other}` is not a model kind: use \"isolation_forest\" or \"random_forest\""
+                    ),
+                ));
+            }
+        };
+        let retrain_interval = self.retrain_interval.unwrap_or(Duration::from_secs(600));
+        if retrain_interval.is_zero() {
+            return Err(invalid(key("retrain_interval"), "must be longer than 0s"));
+        }
+        let training_days = training_days_override
+            .or(self.training_days)
+            .unwrap_or(default_days);
+        if training_days == 0 {
+            return Err(invalid(key("training_days"), "must be at least 1"));
+        }
+        Ok(ModelConfig {
+            features: self.features,
+            step,
+            seed: self.seed.unwrap_or(42),
+            training_days,
+            retrain_interval,
+            kind,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn err(file: &str) -> String {
+        Config::from_parts(Some((file, "test.toml")), &[])
+            .expect_err("config must be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn default_config_is_valid_with_both_models() {
+        let c = Config::default_config().expect("default config is valid");
+        assert_eq!(c.listen, "0.0.0.0:8080");
+        assert_eq!(c.features.len(), 6);
+        let d = &c.models["anomaly-detector"];
+        assert_eq!(d.step, Duration::from_secs(60));
+        assert_eq!(d.training_days, 7);
+        let ModelKind::IsolationForest(i) = &d.kind else {
+            panic!("detector kind")
+        };
+        assert_eq!(i.contamination, Contamination::Fraction(0.03));
+        let f = &c.models["predictive-analytics"];
+        let ModelKind::RandomForest(r) = &f.kind else {
+            panic!("forecaster kind")
+        };
+        assert_eq!((r.lookback, r.horizon, f.training_days), (24, 12, 30));
+        assert_eq!(r.target, ["cpu"]);
+    }
+
+    #[test]
+    fn file_overrides_key_by_key_but_models_whole() {
+        let c = Config::from_parts(
+            Some((
+                "[limits]\nmax_series = 10\n[models.only]\nkind = \"isolation_forest\"\nfeatures = [\"cpu\"]\ncontamination = \"auto\"\n",
+                "t.toml",
+            )),
+            &[],
+        )
+        .expect("valid");
+        assert_eq!(c.limits.max_series, 10);
+        assert_eq!(
+            c.limits.max_labels_per_series, 64,
+            "other limits keep their defaults"
+        );
+        assert_eq!(c.models.keys().collect::<Vec<_>>(), ["only"]);
+        assert_eq!(
+            c.features.len(),
+            6,
+            "features were not in the file: default kept"
+        );
+        assert_eq!(c.used_features(), ["cpu"]);
+    }
+
+    #[test]
+    fn environment_overrides() {
+        let c = Config::from_parts(
+            None,
+            &env(&[
+                ("CANOPY_LIMITS__MAX_SERIES", "123"),
+                ("CANOPY_LISTEN", "127.0.0.1:9999"),
+                ("DATA_SOURCE", "hybrid"),
+                ("TRAINING_DAYS", "3"),
+                ("PROMETHEUS_URL", "http://prom:9090"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(c.limits.max_series, 123);
+        assert_eq!(c.listen, "127.0.0.1:9999");
+        assert_eq!(c.source.data_source, DataSource::Hybrid);
+        assert_eq!(c.source.prometheus_url, "http://prom:9090");
+        assert!(c.models.values().all(|m| m.training_days == 3));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert!(
+            err("[limits]\nmax_seriez = 1\n").contains("max_seriez"),
+            "{}",
+            err("[limits]\nmax_seriez = 1\n")
+        );
+        assert!(err("bogus = 1\n").contains("bogus"));
+        let e = err("[evaluation]\nstep = \"fast\"\n");
+        assert!(e.contains("evaluation.step") && e.contains("fast"), "{e}");
+        let e = err("[models.m]\nkind = \"isolation_forest\"\nfeatures = [\"nope\"]\n");
+        assert!(e.contains("models.m.features") && e.contains("nope"), "{e}");
+        let e =
+            err("[models.m]\nkind = \"isolation_forest\"\nfeatures = [\"cpu\"]\nlookback = 3\n");
+        assert!(
+            e.contains("models.m.lookback") && e.contains("random_forest"),
+            "{e}"
+        );
+        let e =
+            err("[models.m]\nkind = \"isolation_forest\"\nfeatures = [\"cpu\"]\nstep = \"45s\"\n");
+        assert!(e.contains("models.m.step") && e.contains("multiple"), "{e}");
+        let e = err("[features]\ncpu = 'rate(x[5m]'\n");
+        assert!(e.contains("features.cpu"), "{e}");
+        let e = err("listen = \"nowhere\"\n");
+        assert!(e.contains("listen"), "{e}");
+        let e = err("[limits\n");
+        assert!(e.contains("test.toml") && e.contains("TOML"), "{e}");
+        let e = Config::from_parts(None, &env(&[("CANOPY_MODELS__X", "1")]))
+            .expect_err("refused")
+            .to_string();
+        assert!(e.contains("CANOPY_MODELS__X"), "{e}");
+    }
+}

@@ -1,0 +1,198 @@
+//! Prometheus remote-write ingest: from a compressed request body to samples in the store.
+//!
+//! [`handler`] owns HTTP (content negotiation, limits, overload and every status code);
+//! [`Ingestor::write`] owns the rest: snappy with its size checked before allocating, the
+//! zero-copy protobuf [`decode`], label validation, the feature prefilter and the append. Every
+//! sample and series that is not kept is counted in a metric with its reason.
+
+pub mod decode;
+pub mod handler;
+
+use std::sync::Arc;
+
+use metrics::counter;
+
+use crate::series::{Prefilter, SeriesStore};
+use decode::{Batch, LabelLimits, SeriesProblem, WireError};
+
+/// The prost types generated from `proto/` at build time.
+pub mod proto {
+    /// Remote-write 1.0 (`prometheus.WriteRequest`).
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/prometheus.rs"));
+    }
+    /// Remote-write 2.0 (`io.prometheus.write.v2.Request`).
+    pub mod v2 {
+        include!(concat!(env!("OUT_DIR"), "/io.prometheus.write.v2.rs"));
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    V1,
+    V2,
+}
+
+impl Protocol {
+    pub fn label(self) -> &'static str {
+        match self {
+            Protocol::V1 => "1.0",
+            Protocol::V2 => "2.0",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct IngestLimits {
+    pub max_request_bytes: usize,
+    pub max_decoded_bytes: usize,
+    pub labels: LabelLimits,
+}
+
+/// Why a whole request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("decoded body would be {claimed} bytes, over the limit of {limit}")]
+    DecodedTooLarge { claimed: usize, limit: usize },
+    #[error("body is not snappy block format: {0}")]
+    Snappy(String),
+    #[error("body is not a valid {protocol} request: {source}")]
+    Wire {
+        protocol: &'static str,
+        source: WireError,
+    },
+}
+
+/// What a write accepted. Accepted counts include what the prefilter dropped, and exemplars and
+/// histograms canopy does not keep: the sender delivered them and must not resend them.
+#[derive(Debug, Default, Clone)]
+pub struct WriteOutcome {
+    pub samples_written: u64,
+    pub histograms_written: u64,
+    pub exemplars_written: u64,
+    pub invalid_series: u64,
+    /// The first invalid series' problem: the request then answers 400 naming it.
+    pub first_problem: Option<SeriesProblem>,
+}
+
+pub struct Ingestor {
+    store: Arc<SeriesStore>,
+    prefilter: Prefilter,
+    limits: IngestLimits,
+}
+
+/// Per-request tallies, turned into metrics once per request rather than once per sample.
+#[derive(Default)]
+struct Tally {
+    unmatched: u64,
+    appended: u64,
+    duplicate: u64,
+    conflicting: u64,
+    too_old: u64,
+    over_series_limit: u64,
+    new_series: u64,
+}
+
+impl Ingestor {
+    pub fn new(store: Arc<SeriesStore>, prefilter: Prefilter, limits: IngestLimits) -> Ingestor {
+        Ingestor {
+            store,
+            prefilter,
+            limits,
+        }
+    }
+
+    pub fn limits(&self) -> &IngestLimits {
+        &self.limits
+    }
+
+    pub fn store(&self) -> &Arc<SeriesStore> {
+        &self.store
+    }
+
+    /// Decompresses, decodes, validates, filters and appends one request body.
+    pub fn write(
+        &self,
+        protocol: Protocol,
+        compressed: &[u8],
+    ) -> Result<WriteOutcome, IngestError> {
+        let claimed = snap::raw::decompress_len(compressed)
+            .map_err(|e| IngestError::Snappy(e.to_string()))?;
+        if claimed > self.limits.max_decoded_bytes {
+            return Err(IngestError::DecodedTooLarge {
+                claimed,
+                limit: self.limits.max_decoded_bytes,
+            });
+        }
+        let body = snap::raw::Decoder::new()
+            .decompress_vec(compressed)
+            .map_err(|e| IngestError::Snappy(e.to_string()))?;
+        let batch = match protocol {
+            Protocol::V1 => decode::decode_v1(&body, &self.limits.labels),
+            Protocol::V2 => decode::decode_v2(&body, &self.limits.labels),
+        }
+        .map_err(|source| IngestError::Wire {
+            protocol: protocol.label(),
+            source,
+        })?;
+        Ok(self.append(protocol, &batch))
+    }
+
+    /// Appends a decoded batch: invalid series are refused, valid ones are kept when a feature
+    /// can use them.
+    pub fn append(&self, protocol: Protocol, batch: &Batch<'_>) -> WriteOutcome {
+        let mut out = WriteOutcome::default();
+        let mut t = Tally::default();
+        for e in &batch.series {
+            let samples = batch.samples_of(e);
+            if let Some(problem) = &e.problem {
+                out.invalid_series += 1;
+                counter!("canopy_series_rejected_total", "reason" => problem.reason()).increment(1);
+                counter!("canopy_samples_rejected_total", "reason" => problem.reason())
+                    .increment(samples.len() as u64);
+                out.first_problem.get_or_insert_with(|| problem.clone());
+                continue;
+            }
+            out.samples_written += samples.len() as u64;
+            out.histograms_written += e.histograms;
+            out.exemplars_written += e.exemplars;
+            let pairs = batch.pairs(e);
+            if !self.prefilter.accepts(pairs) {
+                t.unmatched += samples.len() as u64;
+                continue;
+            }
+            let o = self.store.append(pairs, samples);
+            t.appended += o.appended;
+            t.duplicate += o.duplicate;
+            t.conflicting += o.conflicting;
+            t.too_old += o.too_old;
+            t.over_series_limit += o.over_series_limit;
+            t.new_series += u64::from(o.new_series);
+        }
+        let p = protocol.label();
+        let histograms: u64 = batch.series.iter().map(|e| e.histograms).sum();
+        let exemplars: u64 = batch.series.iter().map(|e| e.exemplars).sum();
+        counter!("canopy_samples_received_total", "protocol" => p)
+            .increment(batch.samples.len() as u64);
+        counter!("canopy_series_received_total", "protocol" => p)
+            .increment(batch.series.len() as u64);
+        counter!("canopy_histograms_received_total", "protocol" => p).increment(histograms);
+        counter!("canopy_exemplars_received_total", "protocol" => p).increment(exemplars);
+        counter!("canopy_metadata_received_total", "protocol" => p).increment(batch.metadata);
+        counter!("canopy_samples_appended_total").increment(t.appended);
+        counter!("canopy_series_created_total").increment(t.new_series);
+        for (reason, n) in [
+            ("unmatched", t.unmatched),
+            ("duplicate", t.duplicate),
+            ("conflicting_value", t.conflicting),
+            ("too_old", t.too_old),
+            ("series_limit", t.over_series_limit),
+        ] {
+            if n > 0 {
+                counter!("canopy_samples_dropped_total", "reason" => reason).increment(n);
+            }
+        }
+        metrics::gauge!("canopy_active_series").set(self.store.active_series() as f64);
+        out
+    }
+}

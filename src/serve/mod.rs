@@ -1,0 +1,53 @@
+//! The HTTP surface: one axum router for remote-write, health and `/metrics`.
+//!
+//! Each route's handler lives with the capability it exposes (remote-write in
+//! [`crate::ingest::handler`]); this module only assembles routes, and owns the process-level
+//! endpoints. Unknown paths answer 404 with a JSON error, like every other canopy error body.
+
+pub mod telemetry;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::ingest::handler::{RemoteWrite, remote_write};
+
+/// Everything the routes read.
+#[derive(Clone)]
+pub struct Routes {
+    pub remote_write: Arc<RemoteWrite>,
+    pub metrics: PrometheusHandle,
+}
+
+pub fn router(r: Routes) -> Router {
+    let write = Router::new()
+        .route("/api/v1/write", post(remote_write))
+        .route("/api/v1/push", post(remote_write))
+        .with_state(r.remote_write.clone());
+    let process = Router::new()
+        .route("/metrics", get(render_metrics))
+        .route("/-/healthy", get(|| async { "canopy is healthy\n" }))
+        .with_state(r);
+    write.merge(process).fallback(not_found)
+}
+
+async fn render_metrics(State(r): State<Routes>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        r.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    let body = serde_json::json!({ "error": format!("no such endpoint: {}", uri.path()) });
+    (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
+}
