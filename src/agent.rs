@@ -90,6 +90,7 @@ pub async fn run(config: Config, listen: SocketAddr) -> Result<(), AgentError> {
             pipeline.ingestor.clone(),
             config.limits.max_inflight_requests,
         ),
+        store: pipeline.store.clone(),
         metrics,
     };
     let listener = TcpListener::bind(listen)

@@ -1,9 +1,10 @@
-//! The HTTP surface: one axum router for remote-write, health and `/metrics`.
+//! The HTTP surface: one axum router for remote-write, the read API, health and `/metrics`.
 //!
 //! Each route's handler lives with the capability it exposes (remote-write in
 //! [`crate::ingest::handler`]); this module only assembles routes, and owns the process-level
 //! endpoints. Unknown paths answer 404 with a JSON error, like every other canopy error body.
 
+pub mod api;
 pub mod telemetry;
 
 use std::sync::Arc;
@@ -16,11 +17,13 @@ use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::ingest::handler::{RemoteWrite, remote_write};
+use crate::series::SeriesStore;
 
 /// Everything the routes read.
 #[derive(Clone)]
 pub struct Routes {
     pub remote_write: Arc<RemoteWrite>,
+    pub store: Arc<SeriesStore>,
     pub metrics: PrometheusHandle,
 }
 
@@ -29,11 +32,14 @@ pub fn router(r: Routes) -> Router {
         .route("/api/v1/write", post(remote_write))
         .route("/api/v1/push", post(remote_write))
         .with_state(r.remote_write.clone());
+    let read = Router::new()
+        .route("/api/v1/series", get(api::series))
+        .with_state(r.store.clone());
     let process = Router::new()
         .route("/metrics", get(render_metrics))
         .route("/-/healthy", get(|| async { "canopy is healthy\n" }))
         .with_state(r);
-    write.merge(process).fallback(not_found)
+    write.merge(read).merge(process).fallback(not_found)
 }
 
 async fn render_metrics(State(r): State<Routes>) -> Response {
