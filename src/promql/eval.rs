@@ -627,3 +627,361 @@ fn signature<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>, out: &mut Vec<
         out.push(0xff);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::series::StoreLimits;
+    use crate::series::store::STALE_NAN_BITS;
+
+    const M: i64 = 60_000;
+
+    fn store() -> SeriesStore {
+        SeriesStore::new(StoreLimits {
+            max_series: 1000,
+            retention_ms: 3_600_000,
+        })
+    }
+
+    /// Appends a series given as `name{k="v",...}` with samples `(t_ms, v)`.
+    fn add(st: &SeriesStore, series: &str, samples: &[(i64, f64)]) {
+        let (name, rest) = series.split_once('{').unwrap_or((series, "}"));
+        let mut pairs = vec![("__name__", name)];
+        for kv in rest
+            .trim_end_matches('}')
+            .split(',')
+            .filter(|s| !s.is_empty())
+        {
+            let (k, v) = kv.split_once('=').expect("k=v");
+            pairs.push((k, v.trim_matches('"')));
+        }
+        pairs.sort();
+        let samples: Vec<Sample> = samples.iter().map(|&(t, v)| Sample { t, v }).collect();
+        st.append(&pairs, &samples);
+    }
+
+    /// `n` samples one minute apart from t=0: v0, v0+step, ...
+    fn line(n: i64, v0: f64, step: f64) -> Vec<(i64, f64)> {
+        (0..n).map(|i| (i * M, v0 + step * i as f64)).collect()
+    }
+
+    fn eval(st: &SeriesStore, expr: &str, t: i64) -> Result<Value, EvalError> {
+        let plan = Plan::parse(expr).expect("plans");
+        Evaluator::new().eval(st, &plan, t)
+    }
+
+    /// The vector as `(labels as written by Display, value)` pairs.
+    fn vector(st: &SeriesStore, expr: &str, t: i64) -> Vec<(String, f64)> {
+        match eval(st, expr, t) {
+            Ok(Value::Vector(v)) => v.into_iter().map(|(l, v)| (l.to_string(), v)).collect(),
+            other => panic!("{expr}: expected a vector, got {other:?}"),
+        }
+    }
+
+    fn scalar(st: &SeriesStore, expr: &str, t: i64) -> f64 {
+        match eval(st, expr, t) {
+            Ok(Value::Scalar(v)) => v,
+            other => panic!("{expr}: expected a scalar, got {other:?}"),
+        }
+    }
+
+    fn one(v: &[(String, f64)]) -> f64 {
+        assert_eq!(v.len(), 1, "{v:?}");
+        v[0].1
+    }
+
+    #[test]
+    fn left_boundary_sample_counts_as_in_2_42() {
+        let st = store();
+        // c = 0, 10, ..., 100 at 0m..10m. At 10m, [5m] holds 5m..10m inclusive: 6 samples,
+        // result 50 over 300s with no extrapolation: 50 * (300/300/300). 2.42 answers
+        // 1.6666666666666669E-01 (promtool); excluding the 5m sample would give 40*(300/240)/300.
+        add(&st, r#"c{a="1"}"#, &line(11, 0.0, 10.0));
+        let v = vector(&st, "rate(c[5m])", 10 * M);
+        assert_eq!(v, vec![(r#"{a="1"}"#.to_owned(), 0.16666666666666669)]);
+        // offset 3m reads [2m, 7m]: the same slope, same answer (2.42 agrees)
+        assert_eq!(
+            one(&vector(&st, "rate(c[5m] offset 3m)", 10 * M)),
+            0.16666666666666669
+        );
+        // increase over [2m, 7m] = 70 - 20
+        assert_eq!(one(&vector(&st, "increase(c[5m] offset 3m)", 10 * M)), 50.0);
+        // last_over_time keeps the name, rate drops it
+        assert_eq!(
+            vector(&st, "last_over_time(c[1m])", 10 * M)[0].0,
+            r#"{__name__="c", a="1"}"#
+        );
+    }
+
+    #[test]
+    fn extrapolation_on_both_sides() {
+        let st = store();
+        // 20 samples at 5s, 20s, ..., 290s holding 100..119; window [0, 300]s at T=300s.
+        // result 19, sampled 285, avg 15, threshold 16.5; toStart 5 and toEnd 10 both below
+        // it (zero point 285*100/19 s away), so interval = 285 + 5 + 10 = 300.
+        let samples: Vec<(i64, f64)> = (0..20)
+            .map(|i| (5_000 + i * 15_000, 100.0 + i as f64))
+            .collect();
+        add(&st, "c", &samples);
+        let t = 300_000;
+        assert_eq!(
+            one(&vector(&st, "increase(c[5m])", t)),
+            19.0 * (300.0 / 285.0)
+        );
+        assert_eq!(
+            one(&vector(&st, "rate(c[5m])", t)),
+            19.0 * (300.0 / 285.0 / 300.0)
+        );
+    }
+
+    #[test]
+    fn counter_reset_and_single_sample() {
+        let st = store();
+        // 10, 20, 5, 15 at 0..3m: result (15-10) + 20 = 25 over [0,3m]: rate 25*(1/180)
+        add(
+            &st,
+            "c",
+            &[(0, 10.0), (M, 20.0), (2 * M, 5.0), (3 * M, 15.0)],
+        );
+        assert_eq!(
+            one(&vector(&st, "rate(c[3m])", 3 * M)),
+            25.0 * (1.0 / 180.0)
+        );
+        // [30s] at 3m holds the one sample at 3m: no rate, but a count of 1
+        assert!(vector(&st, "rate(c[30s])", 3 * M).is_empty());
+        assert!(vector(&st, "irate(c[30s])", 3 * M).is_empty());
+        assert_eq!(one(&vector(&st, "count_over_time(c[30s])", 3 * M)), 1.0);
+    }
+
+    #[test]
+    fn instant_lookback_gap_and_staleness() {
+        let st = store();
+        add(&st, r#"g{a="old"}"#, &[(0, 1.0)]);
+        add(
+            &st,
+            r#"g{a="stale"}"#,
+            &[(0, 1.0), (2 * M, f64::from_bits(STALE_NAN_BITS))],
+        );
+        add(&st, r#"g{a="live"}"#, &[(0, 1.0), (M, 2.0), (2 * M, 3.0)]);
+        // at 5m the 0m sample is exactly 5m old: still seen (both ends included)
+        let at5 = vector(&st, "g", 5 * M);
+        assert_eq!(at5.len(), 2, "{at5:?}"); // "stale" is gone: its newest sample is the marker
+        assert_eq!(at5[0], (r#"{__name__="g", a="live"}"#.to_owned(), 3.0));
+        assert_eq!(at5[1], (r#"{__name__="g", a="old"}"#.to_owned(), 1.0));
+        // one ms later the gap exceeds the 5m lookback for "old"
+        let later = vector(&st, "g", 5 * M + 1);
+        assert_eq!(later.len(), 1);
+        // a range skips the marker: count 1 (the 0m sample), not 2
+        assert_eq!(
+            vector(&st, r#"count_over_time(g{a="stale"}[5m])"#, 4 * M),
+            vec![(r#"{a="stale"}"#.to_owned(), 1.0)]
+        );
+        // and a marker inside a counter's range is not a reset
+        add(
+            &st,
+            "c",
+            &[
+                (0, 1.0),
+                (M, 2.0),
+                (90_000, f64::from_bits(STALE_NAN_BITS)),
+                (2 * M, 3.0),
+            ],
+        );
+        assert_eq!(one(&vector(&st, "increase(c[2m])", 2 * M)), 2.0);
+        // offset moves the lookback: at 9m, offset 2m reads [2m, 7m] and sees "live" at 2m
+        assert_eq!(vector(&st, r#"g{a="live"} offset 2m"#, 9 * M)[0].1, 3.0);
+        assert!(vector(&st, r#"g{a="live"} offset 2m"#, 9 * M + 1).is_empty());
+        assert_eq!(vector(&st, r#"g{a="live"}"#, 9 * M + 1).len(), 0);
+    }
+
+    fn nodes(st: &SeriesStore) {
+        // cpu{node, mode}: 1, 2, 3, 4
+        add(st, r#"cpu{mode="user",node="a"}"#, &[(0, 1.0)]);
+        add(st, r#"cpu{mode="sys",node="a"}"#, &[(0, 2.0)]);
+        add(st, r#"cpu{mode="user",node="b"}"#, &[(0, 3.0)]);
+        add(st, r#"cpu{mode="sys",node="b"}"#, &[(0, 4.0)]);
+    }
+
+    #[test]
+    fn aggregations_by_and_without() {
+        let st = store();
+        nodes(&st);
+        let a = r#"{node="a"}"#.to_owned();
+        let b = r#"{node="b"}"#.to_owned();
+        assert_eq!(
+            vector(&st, "sum by (node) (cpu)", 0),
+            vec![(a.clone(), 3.0), (b.clone(), 7.0)]
+        );
+        assert_eq!(
+            vector(&st, "sum without (mode) (cpu)", 0),
+            vec![(a.clone(), 3.0), (b.clone(), 7.0)]
+        );
+        assert_eq!(
+            vector(&st, "avg by (node) (cpu)", 0),
+            vec![(a.clone(), 1.5), (b.clone(), 3.5)]
+        );
+        assert_eq!(
+            vector(&st, "min by (node) (cpu)", 0),
+            vec![(a.clone(), 1.0), (b.clone(), 3.0)]
+        );
+        assert_eq!(
+            vector(&st, "max without (mode) (cpu)", 0),
+            vec![(a.clone(), 2.0), (b.clone(), 4.0)]
+        );
+        assert_eq!(
+            vector(&st, "count by (node) (cpu)", 0),
+            vec![(a.clone(), 2.0), (b, 2.0)]
+        );
+        // |1 - 1.5| = |2 - 1.5| = 0.5
+        assert_eq!(vector(&st, "stddev by (node) (cpu)", 0)[0], (a, 0.5));
+        // by mode: sys = 2+4, user = 1+3
+        assert_eq!(
+            vector(&st, "sum by (mode) (cpu)", 0),
+            vec![
+                (r#"{mode="sys"}"#.to_owned(), 6.0),
+                (r#"{mode="user"}"#.to_owned(), 4.0)
+            ]
+        );
+        // no grouping: one series without labels; mean 2.5, population stddev sqrt(1.25)
+        assert_eq!(vector(&st, "avg(cpu)", 0), vec![("{}".to_owned(), 2.5)]);
+        assert_eq!(one(&vector(&st, "stddev(cpu)", 0)), 1.25f64.sqrt());
+        // without keeps everything else but never __name__
+        assert_eq!(
+            vector(&st, "sum without (node) (cpu)", 0)[0].0,
+            r#"{mode="sys"}"#
+        );
+        assert!(vector(&st, "sum(nothing)", 0).is_empty());
+    }
+
+    #[test]
+    fn vector_matching_on_and_ignoring() {
+        let st = store();
+        add(&st, r#"avail{node="a",fs="/"}"#, &[(0, 25.0)]);
+        add(&st, r#"avail{node="b",fs="/"}"#, &[(0, 10.0)]);
+        add(&st, r#"size{node="a",fs="/"}"#, &[(0, 100.0)]);
+        add(&st, r#"size{node="c",fs="/"}"#, &[(0, 100.0)]);
+        add(&st, r#"total{node="a"}"#, &[(0, 50.0)]);
+        // all labels but the name: only node a matches; b and c vanish
+        assert_eq!(
+            vector(&st, "1 - avail / size", 0),
+            vec![(r#"{fs="/", node="a"}"#.to_owned(), 0.75)]
+        );
+        // on(node): the result carries only node
+        assert_eq!(
+            vector(&st, "avail / on(node) total", 0),
+            vec![(r#"{node="a"}"#.to_owned(), 0.5)]
+        );
+        // ignoring(fs): the result is lhs without fs
+        assert_eq!(
+            vector(&st, "avail / ignoring(fs) total", 0),
+            vec![(r#"{node="a"}"#.to_owned(), 0.5)]
+        );
+        // without a modifier, fs makes them differ: nothing matches
+        assert!(vector(&st, "avail / total", 0).is_empty());
+    }
+
+    #[test]
+    fn duplicate_matches_fail_the_step() {
+        let st = store();
+        add(&st, r#"x{a="1"}"#, &[(0, 5.0)]);
+        add(&st, r#"x{a="1",b="2"}"#, &[(0, 7.0)]);
+        add(&st, r#"y{a="1"}"#, &[(0, 1.0)]);
+        add(&st, r#"z{a="1"}"#, &[(0, 2.0)]);
+        // two lhs series take the same rhs one (2.42: "multiple matches for labels")
+        let e = eval(&st, "x / on(a) y", 0).expect_err("many-to-one");
+        assert_eq!(e.kind, EvalErrorKind::ManyToOne);
+        // two rhs series share a signature
+        let e = eval(&st, "y / on(a) x", 0).expect_err("many-to-many");
+        assert!(matches!(e.kind, EvalErrorKind::ManyToMany { .. }), "{e}");
+        assert!(e.to_string().contains("many-to-many matching not allowed"));
+        // dropping the name makes y and z collide (2.42: "same labelset")
+        let e = eval(&st, r#"{__name__=~"y|z"} * 2"#, 0).expect_err("duplicate");
+        assert_eq!(e.kind, EvalErrorKind::DuplicateLabelset);
+        // an empty side matches nothing and fails nothing (2.42 agrees)
+        assert!(vector(&st, r#"nothing / on(a) x"#, 0).is_empty());
+    }
+
+    #[test]
+    fn or_keeps_lhs_and_adds_unmatched_rhs() {
+        let st = store();
+        add(&st, r#"a{k="1"}"#, &[(0, 1.0)]);
+        add(&st, r#"b{k="1"}"#, &[(0, 10.0)]);
+        add(&st, r#"b{k="2"}"#, &[(0, 20.0)]);
+        assert_eq!(
+            vector(&st, "a or b", 0),
+            vec![
+                (r#"{__name__="a", k="1"}"#.to_owned(), 1.0),
+                (r#"{__name__="b", k="2"}"#.to_owned(), 20.0)
+            ]
+        );
+        // on(): every series has the same (empty) signature: a alone
+        assert_eq!(vector(&st, "a or on() b", 0).len(), 1);
+        // the default restarts feature: an empty sum falls back to vector(0)
+        assert_eq!(
+            vector(&st, "sum(rate(nothing[5m])) or vector(0)", 0),
+            vec![("{}".to_owned(), 0.0)]
+        );
+        assert_eq!(
+            vector(&st, "sum(b) or vector(0)", 0),
+            vec![("{}".to_owned(), 30.0)]
+        );
+    }
+
+    #[test]
+    fn scalars_functions_and_division_by_zero() {
+        let st = store();
+        add(&st, r#"v{k="1"}"#, &[(0, -3.0)]);
+        add(&st, r#"v{k="2"}"#, &[(0, 0.0)]);
+        add(&st, r#"w{k="1"}"#, &[(0, 4.0)]);
+        assert_eq!(scalar(&st, "scalar(w)", 0), 4.0);
+        assert!(scalar(&st, "scalar(v)", 0).is_nan(), "two series: NaN");
+        assert!(scalar(&st, "scalar(nothing)", 0).is_nan());
+        assert_eq!(scalar(&st, "1 + 2 * 3 - -1", 0), 8.0);
+        assert_eq!(scalar(&st, "1 / 0", 0), f64::INFINITY);
+        assert_eq!(scalar(&st, "-1 / 0", 0), f64::NEG_INFINITY);
+        assert!(scalar(&st, "0 / 0", 0).is_nan());
+        let d = vector(&st, "w / v", 0);
+        assert_eq!(d, vec![(r#"{k="1"}"#.to_owned(), 4.0 / -3.0)]);
+        let d = vector(&st, "1 / v", 0);
+        assert_eq!(d[1], (r#"{k="2"}"#.to_owned(), f64::INFINITY));
+        assert!(vector(&st, "v / 0", 0)[1].1.is_nan());
+        assert_eq!(vector(&st, "abs(v)", 0)[0], (r#"{k="1"}"#.to_owned(), 3.0));
+        assert_eq!(vector(&st, "-v", 0)[0].1, 3.0);
+        assert_eq!(vector(&st, "clamp_min(v, -1)", 0)[0].1, -1.0);
+        assert_eq!(vector(&st, "clamp_max(v, -1)", 0)[1].1, -1.0);
+        assert_eq!(vector(&st, "clamp_max(v, scalar(w))", 0)[1].1, 0.0);
+        assert_eq!(
+            vector(&st, "vector(2) * 3", 0),
+            vec![("{}".to_owned(), 6.0)]
+        );
+        assert_eq!(vector(&st, "w * scalar(w)", 0)[0].1, 16.0);
+    }
+
+    #[test]
+    fn evaluator_reuses_orders_across_steps_and_plans() {
+        let st = store();
+        for i in 0..50 {
+            let l = format!(r#"c{{i="{i:02}"}}"#);
+            add(&st, &l, &line(11, i as f64, 1.0 + i as f64));
+        }
+        let plans: Vec<Plan> = ["sum(rate(c[5m]))", "count(c)", "max(c)"]
+            .iter()
+            .map(|e| Plan::parse(e).expect("plans"))
+            .collect();
+        let mut ev = Evaluator::new();
+        for t in [5 * M, 6 * M, 10 * M] {
+            let out = ev.eval_all(&st, &plans, t);
+            // each series rises 1+i per minute: rates sum to sum(1+i)/60 = 1275/60
+            match &out[0] {
+                Ok(Value::Vector(v)) => assert!((v[0].1 - 1275.0 / 60.0).abs() < 1e-9),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(out[1], Ok(Value::Vector(vec![(Labels::default(), 50.0)])));
+        }
+        // a new series changes the order: it must be seen
+        add(&st, r#"c{i="zz"}"#, &[(10 * M, 1000.0)]);
+        let out = ev.eval_all(&st, &plans, 10 * M);
+        assert_eq!(out[1], Ok(Value::Vector(vec![(Labels::default(), 51.0)])));
+        assert_eq!(out[2], Ok(Value::Vector(vec![(Labels::default(), 1000.0)])));
+    }
+}

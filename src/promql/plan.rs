@@ -452,3 +452,87 @@ impl Lower<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(expr: &str) -> String {
+        match Plan::parse(expr) {
+            Err(PlanError::Unsupported { expr: e, construct }) => {
+                assert_eq!(e, expr);
+                construct
+            }
+            other => panic!("{expr}: expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unsupported_constructs_are_named() {
+        assert_eq!(
+            refused("histogram_quantile(0.9, rate(x[5m]))"),
+            r#"function "histogram_quantile""#
+        );
+        assert_eq!(refused("topk(3, x)"), r#"aggregation "topk""#);
+        assert_eq!(refused("quantile(0.5, x)"), r#"aggregation "quantile""#);
+        assert_eq!(refused("x > 1"), r#"comparison operator ">""#);
+        assert_eq!(refused("x and y"), r#"binary operator "and""#);
+        assert_eq!(refused("x ^ 2"), r#"binary operator "^""#);
+        assert_eq!(
+            refused("x / on(a) group_left y"),
+            r#""group_left" modifier"#
+        );
+        assert_eq!(refused("x @ 100"), r#""@" modifier"#);
+        assert_eq!(refused("rate(x[5m:1m])"), "subquery");
+        assert_eq!(refused("x offset -5m"), "negative offset");
+        assert_eq!(
+            refused(r#"{a="1" or b="2"}"#),
+            r#""or" between label matchers"#
+        );
+        assert_eq!(
+            refused("x[5m]"),
+            "range vector as a result (wrap it in a function)"
+        );
+        assert_eq!(
+            refused("label_replace(x, \"a\", \"b\", \"c\", \"d\")"),
+            r#"function "label_replace""#
+        );
+        let e = Plan::parse("histogram_quantile(0.9, x)").expect_err("refused");
+        assert!(
+            e.to_string()
+                .contains(r#"unsupported function "histogram_quantile""#),
+            "{e}"
+        );
+        assert!(matches!(
+            Plan::parse("rate(x[5m]"),
+            Err(PlanError::Parse { .. })
+        ));
+    }
+
+    #[test]
+    fn default_features_plan_with_their_selectors_and_lookback() {
+        let p =
+            Plan::parse(r#"avg(rate(node_cpu_seconds_total{mode!="idle"}[5m]))"#).expect("plans");
+        assert_eq!(p.kind(), Kind::Vector);
+        let sels: Vec<&Selector> = p.selectors().collect();
+        assert_eq!(sels.len(), 1);
+        assert_eq!(
+            sels[0].metric_name.as_deref(),
+            Some("node_cpu_seconds_total")
+        );
+        assert_eq!(p.lookback_ms(), 300_000);
+        let p = Plan::parse("avg(1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes)")
+            .expect("plans");
+        assert_eq!(p.selectors().count(), 2);
+        assert_eq!(p.lookback_ms(), 300_000);
+        let p = Plan::parse("sum(rate(kube_pod_container_status_restarts_total[5m])) or vector(0)")
+            .expect("plans");
+        assert_eq!(p.selectors().count(), 1);
+        // range plus offset, the longest of all selectors; instant selectors count 5m
+        let p = Plan::parse("rate(a[10m] offset 1h) + b offset 2h").expect("plans");
+        assert_eq!(p.lookback_ms(), 2 * 3_600_000 + 300_000);
+        let p = Plan::parse("(1 + 2) * -3").expect("plans");
+        assert_eq!((p.kind(), p.lookback_ms()), (Kind::Scalar, 0));
+        assert!(Plan::parse("clamp_max(abs(-x), scalar(y)) - -vector(1)").is_ok());
+    }
+}
