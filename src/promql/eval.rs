@@ -367,8 +367,14 @@ impl Evaluator {
         });
         if !same {
             let series: Vec<Arc<Labels>> = sel.iter().map(|(l, _)| l.clone()).collect();
-            let mut perm: Vec<u32> = (0..series.len() as u32).collect();
-            perm.sort_unstable_by(|&a, &b| series[a as usize].cmp(&series[b as usize]));
+            let perm = match self.orders.remove(&u.key) {
+                Some(old) => resort(&old, &series),
+                None => {
+                    let mut perm: Vec<u32> = (0..series.len() as u32).collect();
+                    perm.sort_unstable_by(|&a, &b| series[a as usize].cmp(&series[b as usize]));
+                    perm
+                }
+            };
             self.orders
                 .insert(u.key.clone(), SortedOrder { series, perm });
         }
@@ -594,6 +600,28 @@ impl Evaluator {
         }
         Vector { elems, sorted }
     }
+}
+
+/// The label order of `series` when a selector's set of series changed since `old` (pods come
+/// and go): series seen before are laid out in their old order, the new ones after them, and a
+/// stable sort, which detects the sorted run, only has to place the newcomers. The old cache
+/// still holds its `Arc`s, so an equal pointer is the very same series, never a reused address.
+fn resort(old: &SortedOrder, series: &[Arc<Labels>]) -> Vec<u32> {
+    let index: HashMap<*const Labels, u32> = series
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (Arc::as_ptr(l), i as u32))
+        .collect();
+    let mut perm: Vec<u32> = old
+        .perm
+        .iter()
+        .filter_map(|&j| index.get(&Arc::as_ptr(&old.series[j as usize])).copied())
+        .collect();
+    let mut placed = vec![false; series.len()];
+    perm.iter().for_each(|&i| placed[i as usize] = true);
+    perm.extend((0..series.len() as u32).filter(|&i| !placed[i as usize]));
+    perm.sort_by(|&a, &b| series[a as usize].cmp(&series[b as usize]));
+    perm
 }
 
 /// The labels two series are matched on (`signatureFunc`): the `on` labels, or all but the
@@ -983,5 +1011,32 @@ mod tests {
         let out = ev.eval_all(&st, &plans, 10 * M);
         assert_eq!(out[1], Ok(Value::Vector(vec![(Labels::default(), 51.0)])));
         assert_eq!(out[2], Ok(Value::Vector(vec![(Labels::default(), 1000.0)])));
+        // every series' newest sample is at 10m: at 15m+1ms all fall out of the 5m lookback
+        let out = ev.eval_all(&st, &plans, 15 * M + 1);
+        assert_eq!(out[1], Ok(Value::Vector(vec![])));
+        add(&st, r#"c{i="00"}"#, &[(15 * M, 7.0)]);
+        add(&st, r#"c{i="aa"}"#, &[(15 * M, 9.0)]);
+        let out = ev.eval_all(&st, &plans, 15 * M + 1);
+        assert_eq!(out[1], Ok(Value::Vector(vec![(Labels::default(), 2.0)])));
+        assert_eq!(out[2], Ok(Value::Vector(vec![(Labels::default(), 9.0)])));
+    }
+
+    #[test]
+    fn resort_keeps_label_order_when_series_come_and_go() {
+        let l = |s: &str| Arc::new(Labels::from_pairs([("__name__", "m"), ("k", s)]));
+        let (a, b, c, d) = (l("a"), l("b"), l("c"), l("d"));
+        // previously selected in store order [c, a, d]; sorted a, c, d
+        let old = SortedOrder {
+            series: vec![c.clone(), a.clone(), d.clone()],
+            perm: vec![1, 0, 2],
+        };
+        // now d is gone and b arrived, store order [b, c, a]
+        let now = vec![b, c, a];
+        let perm = resort(&old, &now);
+        let keys: Vec<&str> = perm
+            .iter()
+            .filter_map(|&i| now[i as usize].get("k"))
+            .collect();
+        assert_eq!(keys, ["a", "b", "c"]);
     }
 }
