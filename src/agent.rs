@@ -4,10 +4,15 @@
 //! - the HTTP server (tokio tasks, one per connection) owns nothing; it reaches the store through
 //!   the [`Ingestor`] behind an `Arc`;
 //! - the sweeper (one tokio task) evicts samples past retention and series gone stale, every
-//!   `SWEEP_EVERY`; it takes each store shard's lock briefly, one shard at a time.
+//!   `SWEEP_EVERY`; it takes each store shard's lock briefly, one shard at a time;
+//! - the evaluation loop (one OS thread, because a step's evaluation is CPU work that must not
+//!   hold up the async workers serving ingest) owns the [`FeatureEngine`]: every tick it
+//!   evaluates the steps the watermark has made due and records them in the shared
+//!   [`FeatureHistory`], which HTTP handlers read.
 //!
 //! Shutdown has one path: SIGTERM or SIGINT → the server stops accepting and drains in-flight
-//! requests (axum's graceful shutdown) → the sweeper is stopped → `run` returns.
+//! requests (axum's graceful shutdown) → the sweeper and the evaluation loop are told to stop and
+//! joined → `run` returns.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,10 +22,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::features::history::FeatureHistory;
+use crate::features::stepper::Stepper;
+use crate::features::{FeatureEngine, FeatureError, FeatureSet};
 use crate::ingest::decode::LabelLimits;
 use crate::ingest::handler::RemoteWrite;
 use crate::ingest::{IngestLimits, Ingestor};
-use crate::series::{Prefilter, Selector, SeriesStore, StoreLimits};
+use crate::series::{Prefilter, SeriesStore, StoreLimits};
 use crate::serve::{self, Routes};
 
 const SWEEP_EVERY: Duration = Duration::from_secs(15);
@@ -34,27 +42,23 @@ pub enum AgentError {
     },
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
-    #[error("feature `{name}`: {reason}")]
-    Feature { name: String, reason: String },
+    #[error(transparent)]
+    Feature(#[from] FeatureError),
+    #[error("cannot start the evaluation thread: {0}")]
+    Thread(std::io::Error),
 }
 
-/// The ingest side of the pipeline, built from the config.
+/// The pipeline from ingest to evaluated features, built from the config.
 pub struct Pipeline {
     pub store: Arc<SeriesStore>,
     pub ingestor: Arc<Ingestor>,
+    pub features: FeatureSet,
+    pub history: Arc<FeatureHistory>,
 }
 
 impl Pipeline {
     pub fn new(config: &Config) -> Result<Pipeline, AgentError> {
-        let mut selectors = Vec::new();
-        for (name, expr) in &config.features {
-            let parsed =
-                promql_parser::parser::parse(expr).map_err(|reason| AgentError::Feature {
-                    name: name.clone(),
-                    reason,
-                })?;
-            selectors.extend(Selector::all_in(&parsed));
-        }
+        let features = FeatureSet::from_config(config)?;
         let store = Arc::new(SeriesStore::new(StoreLimits {
             max_series: config.limits.max_series,
             retention_ms: config.limits.retention.as_millis() as i64,
@@ -62,7 +66,7 @@ impl Pipeline {
         let l = &config.limits;
         let ingestor = Arc::new(Ingestor::new(
             store.clone(),
-            Prefilter::new(selectors),
+            Prefilter::new(features.selectors()),
             IngestLimits {
                 max_request_bytes: l.max_request_bytes,
                 max_decoded_bytes: l.max_decoded_bytes,
@@ -73,7 +77,29 @@ impl Pipeline {
                 },
             },
         ));
-        Ok(Pipeline { store, ingestor })
+        let history = Arc::new(FeatureHistory::new(
+            config.evaluation.history.as_millis() as i64
+        ));
+        Ok(Pipeline {
+            store,
+            ingestor,
+            features,
+            history,
+        })
+    }
+
+    /// The feature engine for this pipeline's features, stepping at `evaluation.step`.
+    pub fn engine(&self, config: &Config) -> FeatureEngine {
+        let step = config.evaluation.step.as_millis() as i64;
+        let history_steps = (config.evaluation.history.as_millis() as i64 / step).max(1) as usize;
+        FeatureEngine::new(
+            self.features.clone(),
+            Stepper::new(
+                step,
+                config.evaluation.lateness.as_millis() as i64,
+                history_steps,
+            ),
+        )
     }
 }
 
@@ -84,6 +110,18 @@ pub async fn run(config: Config, listen: SocketAddr) -> Result<(), AgentError> {
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let sweeper = tokio::spawn(sweep(pipeline.store.clone(), stop_rx.clone()));
+    let evaluation = {
+        let (engine, store, history, stop) = (
+            pipeline.engine(&config),
+            pipeline.store.clone(),
+            pipeline.history.clone(),
+            stop_rx.clone(),
+        );
+        std::thread::Builder::new()
+            .name("evaluation".into())
+            .spawn(move || evaluation_loop(engine, &store, &history, stop))
+            .map_err(AgentError::Thread)?
+    };
 
     let routes = Routes {
         remote_write: RemoteWrite::new(
@@ -91,6 +129,8 @@ pub async fn run(config: Config, listen: SocketAddr) -> Result<(), AgentError> {
             config.limits.max_inflight_requests,
         ),
         store: pipeline.store.clone(),
+        history: pipeline.history.clone(),
+        features: pipeline.features.clone(),
         metrics,
     };
     let listener = TcpListener::bind(listen)
@@ -109,6 +149,9 @@ pub async fn run(config: Config, listen: SocketAddr) -> Result<(), AgentError> {
     tracing::info!("shutting down: server drained");
     let _ = stop_tx.send(true);
     let _ = sweeper.await;
+    if evaluation.join().is_err() {
+        tracing::error!("the evaluation thread panicked");
+    }
     tracing::info!("canopy stopped");
     Ok(())
 }
@@ -129,6 +172,35 @@ async fn sweep(store: Arc<SeriesStore>, mut stop: watch::Receiver<bool>) {
             }
             _ = stop.changed() => return,
         }
+    }
+}
+
+/// Evaluates due steps until told to stop. Ticks at a quarter of the step (at most a second), so
+/// a step is evaluated soon after the watermark passes it.
+fn evaluation_loop(
+    mut engine: FeatureEngine,
+    store: &SeriesStore,
+    history: &FeatureHistory,
+    stop: watch::Receiver<bool>,
+) {
+    let tick = Duration::from_millis((engine.stepper().step_ms() / 4).clamp(10, 1000) as u64);
+    while !*stop.borrow() {
+        let started = std::time::Instant::now();
+        let steps = engine.advance(store, history);
+        if let Some(last) = steps.last() {
+            metrics::histogram!("canopy_evaluation_seconds")
+                .record(started.elapsed().as_secs_f64() / steps.len() as f64);
+            metrics::counter!("canopy_evaluation_steps_total").increment(steps.len() as u64);
+            metrics::gauge!("canopy_evaluation_last_step_timestamp_seconds")
+                .set(last.t_ms as f64 / 1000.0);
+        }
+        if let Some(last) = engine.stepper().last() {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            metrics::gauge!("canopy_evaluation_lag_seconds").set((now_ms - last) as f64 / 1000.0);
+        }
+        std::thread::sleep(tick);
     }
 }
 

@@ -84,6 +84,7 @@ fn main() -> Result<()> {
     match cli.command {
         Some(Command::CheckConfig { config }) => {
             let c = Config::load(config.as_deref())?;
+            canopy::features::FeatureSet::from_config(&c)?;
             println!(
                 "configuration is valid: {} features, models: {}",
                 c.features.len(),

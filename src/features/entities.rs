@@ -121,7 +121,8 @@ impl EntityHistory {
         }
         // An entity whose retained rows are all gaps has gone away.
         let n = self.n_features;
-        self.entities.retain(|_, rows| rows.v.iter().any(|x| !x.is_nan()) || rows.len() * n == 0);
+        self.entities
+            .retain(|_, rows| rows.v.iter().any(|x| !x.is_nan()) || rows.len() * n == 0);
         refused
     }
 
@@ -149,7 +150,12 @@ impl EntityHistory {
     pub fn insert_rows(&mut self, entity: Labels, t: &[i64], v: &[f64]) {
         let rows = self.entities.entry(entity).or_default();
         for (k, &tk) in t.iter().enumerate() {
-            Self::push_row(rows, self.max_rows, tk, &v[k * self.n_features..(k + 1) * self.n_features]);
+            Self::push_row(
+                rows,
+                self.max_rows,
+                tk,
+                &v[k * self.n_features..(k + 1) * self.n_features],
+            );
         }
     }
 }
@@ -168,8 +174,14 @@ mod tests {
 
     #[test]
     fn aggregated_features_make_one_entity() {
-        let s = step(vec![Some(vec![(Labels::default(), 0.5)]), Some(vec![(Labels::default(), 2.0)])]);
-        assert_eq!(entity_vectors(&s, &[1, 0]), [(Labels::default(), vec![2.0, 0.5])]);
+        let s = step(vec![
+            Some(vec![(Labels::default(), 0.5)]),
+            Some(vec![(Labels::default(), 2.0)]),
+        ]);
+        assert_eq!(
+            entity_vectors(&s, &[1, 0]),
+            [(Labels::default(), vec![2.0, 0.5])]
+        );
     }
 
     #[test]
@@ -180,7 +192,10 @@ mod tests {
             Some(vec![(Labels::default(), 0.0)]),
         ]);
         // b lacks feature 1, c's is NaN: only a is complete
-        assert_eq!(entity_vectors(&s, &[0, 1, 2]), [(l("a"), vec![1.0, 10.0, 0.0])]);
+        assert_eq!(
+            entity_vectors(&s, &[0, 1, 2]),
+            [(l("a"), vec![1.0, 10.0, 0.0])]
+        );
         let failed = step(vec![Some(vec![(l("a"), 1.0)]), None]);
         assert!(entity_vectors(&failed, &[0, 1]).is_empty());
     }
@@ -188,18 +203,28 @@ mod tests {
     #[test]
     fn history_is_bounded_and_marks_gaps() {
         let mut h = EntityHistory::new(2, 3, 1);
-        assert_eq!(h.push(1, &[(l("a"), vec![1.0, 2.0]), (l("b"), vec![0.0, 0.0])]), 1, "entity limit");
+        assert_eq!(
+            h.push(1, &[(l("a"), vec![1.0, 2.0]), (l("b"), vec![0.0, 0.0])]),
+            1,
+            "entity limit"
+        );
         h.push(2, &[]);
         h.push(3, &[(l("a"), vec![3.0, 4.0])]);
         h.push(4, &[(l("a"), vec![5.0, 6.0])]);
         let rows = h.get(&l("a")).expect("entity a");
         assert_eq!(rows.t, [2, 3, 4]);
         assert!(rows.v[0].is_nan() && rows.v[1].is_nan(), "step 2 was a gap");
-        assert_eq!(rows.v.iter().skip(2).copied().collect::<Vec<_>>(), [3.0, 4.0, 5.0, 6.0]);
+        assert_eq!(
+            rows.v.iter().skip(2).copied().collect::<Vec<_>>(),
+            [3.0, 4.0, 5.0, 6.0]
+        );
         assert!(h.get(&l("b")).is_none());
         h.push(5, &[]);
         h.push(6, &[]);
         h.push(7, &[]);
-        assert!(h.get(&l("a")).is_none(), "an entity whose rows are all gaps has gone away");
+        assert!(
+            h.get(&l("a")).is_none(),
+            "an entity whose rows are all gaps has gone away"
+        );
     }
 }

@@ -56,8 +56,15 @@ impl FeatureHistory {
         for (feature, result) in set.features().iter().zip(values) {
             let series = inner.entry(feature.name.clone()).or_default();
             for (labels, v) in result.iter().flatten() {
-                series.entry(labels.clone()).or_default().push_back((t_ms, *v));
-                metrics::gauge!("canopy_feature_value", metric_labels("feature", &feature.name, labels)).set(*v);
+                series
+                    .entry(labels.clone())
+                    .or_default()
+                    .push_back((t_ms, *v));
+                metrics::gauge!(
+                    "canopy_feature_value",
+                    metric_labels("feature", &feature.name, labels)
+                )
+                .set(*v);
             }
             series.retain(|_, points| {
                 while points.front().is_some_and(|(t, _)| *t < cutoff) {
@@ -76,10 +83,14 @@ impl FeatureHistory {
         let result: Vec<Json> = series
             .iter()
             .map(|(labels, points)| {
-                let metric: serde_json::Map<String, Json> =
-                    labels.iter().map(|(n, v)| (n.to_owned(), Json::from(v))).collect();
-                let values: Vec<Json> =
-                    points.iter().map(|&(t, v)| json!([format_time(t), format_value(v)])).collect();
+                let metric: serde_json::Map<String, Json> = labels
+                    .iter()
+                    .map(|(n, v)| (n.to_owned(), Json::from(v)))
+                    .collect();
+                let values: Vec<Json> = points
+                    .iter()
+                    .map(|&(t, v)| json!([format_time(t), format_value(v)]))
+                    .collect();
                 json!({"metric": metric, "values": values})
             })
             .collect();
@@ -92,7 +103,11 @@ impl FeatureHistory {
 pub fn metric_labels(key: &'static str, value: &str, entity: &Labels) -> Vec<metrics::Label> {
     let mut out = vec![metrics::Label::new(key, value.to_owned())];
     for (n, v) in entity.iter() {
-        let name = if n == key { format!("exported_{n}") } else { n.to_owned() };
+        let name = if n == key {
+            format!("exported_{n}")
+        } else {
+            n.to_owned()
+        };
         out.push(metrics::Label::new(name, v.to_owned()));
     }
     out
@@ -117,7 +132,10 @@ mod tests {
     #[test]
     fn colliding_entity_labels_are_renamed() {
         let l = Labels::from_pairs([("feature", "x"), ("node", "a")]);
-        let names: Vec<String> = metric_labels("feature", "cpu", &l).iter().map(|l| l.key().to_owned()).collect();
+        let names: Vec<String> = metric_labels("feature", "cpu", &l)
+            .iter()
+            .map(|l| l.key().to_owned())
+            .collect();
         assert_eq!(names, ["feature", "exported_feature", "node"]);
     }
 }

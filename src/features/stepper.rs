@@ -55,7 +55,9 @@ impl Stepper {
         };
         let count = ((latest - first) / self.step_ms + 1) as usize;
         let skip = count.saturating_sub(self.max_catch_up) as i64;
-        let steps: Vec<i64> = (skip..count as i64).map(|k| first + k * self.step_ms).collect();
+        let steps: Vec<i64> = (skip..count as i64)
+            .map(|k| first + k * self.step_ms)
+            .collect();
         self.last = Some(latest);
         steps
     }
@@ -72,10 +74,16 @@ mod tests {
         // newest 64s, watermark 59s: the latest multiple of 30s is 30s
         assert_eq!(s.due(Some(64_000)), [30_000]);
         assert!(s.due(Some(64_000)).is_empty(), "each step once");
-        assert!(s.due(Some(64_999)).is_empty(), "60s is not due before the watermark reaches it");
+        assert!(
+            s.due(Some(64_999)).is_empty(),
+            "60s is not due before the watermark reaches it"
+        );
         assert_eq!(s.due(Some(65_000)), [60_000]);
         assert_eq!(s.due(Some(126_000)), [90_000, 120_000]);
-        assert!(s.due(Some(10_000)).is_empty(), "the watermark never goes back");
+        assert!(
+            s.due(Some(10_000)).is_empty(),
+            "the watermark never goes back"
+        );
     }
 
     #[test]

@@ -184,6 +184,13 @@ impl Selection {
             .iter()
             .map(|(l, r)| (l, &self.samples[r.clone()]))
     }
+
+    /// The `i`-th selected series (in [`Selection::iter`] order) with its samples.
+    pub fn get(&self, i: usize) -> Option<(&Arc<Labels>, &[Sample])> {
+        self.series
+            .get(i)
+            .map(|(l, r)| (l, &self.samples[r.clone()]))
+    }
 }
 
 pub struct SeriesStore {

@@ -2,16 +2,20 @@
 //! canopy's view with Prometheus's own answers.
 //!
 //! `GET /api/v1/series?match[]=SELECTOR...` lists the series held that match any of the
-//! selectors, in Prometheus's `/api/v1/series` body shape.
+//! selectors, in Prometheus's `/api/v1/series` body shape. `GET /api/v1/features` lists the
+//! features with their expressions; `GET /api/v1/features/{name}` answers a feature's retained
+//! evaluated values in the body shape of Prometheus's `query_range`.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use axum::extract::{RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use crate::features::FeatureSet;
+use crate::features::history::FeatureHistory;
 use crate::series::{Labels, Selection, Selector, SeriesStore};
 
 fn bad_request(message: String) -> Response {
@@ -59,4 +63,44 @@ pub async fn series(State(store): State<Arc<SeriesStore>>, RawQuery(query): RawQ
         })
         .collect();
     axum::Json(json!({"status": "success", "data": data})).into_response()
+}
+
+#[derive(Clone)]
+pub struct FeaturesApi {
+    pub history: Arc<FeatureHistory>,
+    pub features: FeatureSet,
+}
+
+pub async fn features(State(api): State<FeaturesApi>) -> Response {
+    let data: Vec<Value> = api
+        .features
+        .features()
+        .iter()
+        .map(|f| json!({"name": f.name, "expr": f.plan.expr()}))
+        .collect();
+    axum::Json(json!({"status": "success", "data": data})).into_response()
+}
+
+pub async fn feature_history(State(api): State<FeaturesApi>, Path(name): Path<String>) -> Response {
+    if api.features.index_of(&name).is_none() {
+        let known: Vec<&str> = api
+            .features
+            .features()
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect();
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({
+                "status": "error",
+                "errorType": "not_found",
+                "error": format!("no feature named {name:?}; configured: {}", known.join(", ")),
+            })),
+        )
+            .into_response();
+    }
+    let body = api.history.query_range_body(&name).unwrap_or_else(
+        || json!({"status": "success", "data": {"resultType": "matrix", "result": []}}),
+    );
+    axum::Json(body).into_response()
 }

@@ -16,6 +16,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::features::FeatureSet;
+use crate::features::history::FeatureHistory;
 use crate::ingest::handler::{RemoteWrite, remote_write};
 use crate::series::SeriesStore;
 
@@ -24,6 +26,8 @@ use crate::series::SeriesStore;
 pub struct Routes {
     pub remote_write: Arc<RemoteWrite>,
     pub store: Arc<SeriesStore>,
+    pub history: Arc<FeatureHistory>,
+    pub features: FeatureSet,
     pub metrics: PrometheusHandle,
 }
 
@@ -34,7 +38,16 @@ pub fn router(r: Routes) -> Router {
         .with_state(r.remote_write.clone());
     let read = Router::new()
         .route("/api/v1/series", get(api::series))
-        .with_state(r.store.clone());
+        .with_state(r.store.clone())
+        .merge(
+            Router::new()
+                .route("/api/v1/features", get(api::features))
+                .route("/api/v1/features/{name}", get(api::feature_history))
+                .with_state(api::FeaturesApi {
+                    history: r.history.clone(),
+                    features: r.features.clone(),
+                }),
+        );
     let process = Router::new()
         .route("/metrics", get(render_metrics))
         .route("/-/healthy", get(|| async { "canopy is healthy\n" }))

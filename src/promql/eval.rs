@@ -1,0 +1,1042 @@
+//! Evaluating plans at a step timestamp over the series store.
+//!
+//! Owns the per-step semantics of Prometheus 2.42 that are not arithmetic: which samples an
+//! instant or range selector sees, the order series are visited in (label order), when
+//! `__name__` is dropped, vector matching for arithmetic and `or`, and the errors a step can
+//! raise. The float algorithms live in [`super::kernels`]. Reads the store through
+//! [`SeriesStore::select`] only; never writes to it, and knows nothing of ingest, HTTP or models.
+//!
+//! Series labels flow through the evaluation as a shared `Arc<Labels>` plus a "name dropped"
+//! flag, so `sum(rate(x[5m]))` over 10,000 series allocates no label set: new label sets are
+//! built only where PromQL really changes them (grouping, `on`/`ignoring`, the final result).
+
+use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::series::labels::METRIC_NAME;
+use crate::series::store::is_stale_marker;
+use crate::series::{Labels, Sample, Selection, SeriesStore};
+
+use super::kernels::{self, Accumulator, Window};
+use super::plan::{
+    AggOp, ArithOp, LOOKBACK_DELTA_MS, LabelSet, Node, Plan, RangeFunc, SelectorUse,
+};
+
+/// The result of one plan at one step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Scalar(f64),
+    /// An instant vector sorted by labels, each label set once.
+    Vector(Vec<(Labels, f64)>),
+}
+
+/// A step that Prometheus would answer with an error (the whole query fails at that step).
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[error("evaluating {expr:?} at {t_ms} ms: {kind}")]
+pub struct EvalError {
+    pub expr: String,
+    pub t_ms: i64,
+    pub kind: EvalErrorKind,
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum EvalErrorKind {
+    #[error(
+        "found duplicate series for the match group {group} on the right hand-side of the operation: [{first}, {second}];many-to-many matching not allowed: matching labels must be unique on one side"
+    )]
+    ManyToMany {
+        group: String,
+        first: String,
+        second: String,
+    },
+    #[error(
+        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
+    )]
+    ManyToOne,
+    #[error("vector cannot contain metrics with the same labelset")]
+    DuplicateLabelset,
+}
+
+/// A series' labels during evaluation: the stored set, possibly without `__name__`.
+#[derive(Clone, Debug)]
+struct SeriesLabels {
+    base: Arc<Labels>,
+    drop_name: bool,
+}
+
+impl SeriesLabels {
+    fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        let drop = self.drop_name;
+        self.base
+            .iter()
+            .filter(move |(n, _)| !(drop && *n == METRIC_NAME))
+    }
+
+    fn name(&self) -> Option<&str> {
+        if self.drop_name {
+            None
+        } else {
+            self.base.get(METRIC_NAME)
+        }
+    }
+
+    fn cmp(&self, other: &SeriesLabels) -> Ordering {
+        if !self.drop_name && !other.drop_name {
+            self.base.cmp(&other.base)
+        } else {
+            self.iter().cmp(other.iter())
+        }
+    }
+
+    fn to_labels(&self) -> Labels {
+        if self.drop_name && self.base.get(METRIC_NAME).is_some() {
+            self.base.filter(|n| n != METRIC_NAME)
+        } else {
+            Labels::clone(&self.base)
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Elem {
+    labels: SeriesLabels,
+    v: f64,
+}
+
+/// An instant vector mid-evaluation. `sorted` records whether `elems` is known to be in label
+/// order, so that order is restored (by sorting) only where it matters: before an aggregation
+/// and for the result. Label sets are always unique.
+#[derive(Debug)]
+struct Vector {
+    elems: Vec<Elem>,
+    sorted: bool,
+}
+
+impl Vector {
+    fn sort(&mut self) -> Result<(), EvalErrorKind> {
+        if !self.sorted {
+            self.elems.sort_by(|a, b| a.labels.cmp(&b.labels));
+            self.sorted = true;
+            if self
+                .elems
+                .windows(2)
+                .any(|w| w[0].labels.cmp(&w[1].labels) == Ordering::Equal)
+            {
+                return Err(EvalErrorKind::DuplicateLabelset);
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops `__name__` from every series, as arithmetic, unary minus and most functions do.
+    /// Two series that differed only by name now collide: Prometheus fails the step then.
+    fn drop_names(&mut self) -> Result<(), EvalErrorKind> {
+        let first = self.elems.first().and_then(|e| e.labels.name());
+        let same_name = self.elems.iter().all(|e| e.labels.name() == first);
+        for e in &mut self.elems {
+            e.labels.drop_name = true;
+        }
+        if !same_name {
+            // Removing a label whose value differed can reorder and collide.
+            self.sorted = false;
+            self.sort()?;
+        }
+        Ok(())
+    }
+}
+
+enum Val {
+    Scalar(f64),
+    Vector(Vector),
+}
+
+/// The order of one selector's series, kept across steps: the store returns series in shard
+/// order, and sorting 10,000 label sets every step would cost more than the evaluation itself.
+/// The cached permutation is reused while the store returns the very same series (by pointer).
+#[derive(Default)]
+struct SortedOrder {
+    series: Vec<Arc<Labels>>,
+    perm: Vec<u32>,
+}
+
+/// Evaluates plans; holds the buffers and caches reused from step to step. One per thread.
+#[derive(Default)]
+pub struct Evaluator {
+    selection: Selection,
+    orders: HashMap<String, SortedOrder>,
+    /// Range samples without staleness markers, when a series has any.
+    fresh: Vec<Sample>,
+    /// Signature scratch for grouping and matching.
+    key: Vec<u8>,
+}
+
+impl Evaluator {
+    pub fn new() -> Evaluator {
+        Evaluator::default()
+    }
+
+    /// Evaluates `plan` at step timestamp `t_ms`.
+    pub fn eval(
+        &mut self,
+        store: &SeriesStore,
+        plan: &Plan,
+        t_ms: i64,
+    ) -> Result<Value, EvalError> {
+        let err = |kind| EvalError {
+            expr: plan.expr().to_owned(),
+            t_ms,
+            kind,
+        };
+        match self.node(store, plan, plan.root(), t_ms).map_err(err)? {
+            Val::Scalar(v) => Ok(Value::Scalar(v)),
+            Val::Vector(mut v) => {
+                v.sort().map_err(err)?;
+                Ok(Value::Vector(
+                    v.elems
+                        .iter()
+                        .map(|e| (e.labels.to_labels(), e.v))
+                        .collect(),
+                ))
+            }
+        }
+    }
+
+    /// Evaluates every plan at the same `t_ms`, sharing this evaluator's buffers and caches.
+    pub fn eval_all<'p>(
+        &mut self,
+        store: &SeriesStore,
+        plans: impl IntoIterator<Item = &'p Plan>,
+        t_ms: i64,
+    ) -> Vec<Result<Value, EvalError>> {
+        plans
+            .into_iter()
+            .map(|p| self.eval(store, p, t_ms))
+            .collect()
+    }
+
+    fn node(
+        &mut self,
+        store: &SeriesStore,
+        plan: &Plan,
+        node: &Node,
+        t: i64,
+    ) -> Result<Val, EvalErrorKind> {
+        Ok(match node {
+            Node::Number(v) => Val::Scalar(*v),
+            Node::Instant(i) => Val::Vector(self.instant(store, &plan.selector_uses()[*i], t)),
+            Node::Range { func, selector } => {
+                let mut v = self.range(store, &plan.selector_uses()[*selector], *func, t);
+                // last_over_time acts like an offset: the series keeps its name.
+                if *func != RangeFunc::LastOverTime {
+                    v.drop_names()?;
+                }
+                Val::Vector(v)
+            }
+            Node::Aggregate { op, grouping, arg } => {
+                let v = self.vector(store, plan, arg, t)?;
+                Val::Vector(self.aggregate(*op, grouping, v)?)
+            }
+            Node::Arith {
+                op,
+                lhs,
+                rhs,
+                matching,
+            } => {
+                let l = self.node(store, plan, lhs, t)?;
+                let r = self.node(store, plan, rhs, t)?;
+                match (l, r) {
+                    (Val::Scalar(a), Val::Scalar(b)) => Val::Scalar(op.apply(a, b)),
+                    (Val::Vector(mut v), Val::Scalar(b)) => {
+                        v.elems.iter_mut().for_each(|e| e.v = op.apply(e.v, b));
+                        v.drop_names()?;
+                        Val::Vector(v)
+                    }
+                    (Val::Scalar(a), Val::Vector(mut v)) => {
+                        v.elems.iter_mut().for_each(|e| e.v = op.apply(a, e.v));
+                        v.drop_names()?;
+                        Val::Vector(v)
+                    }
+                    (Val::Vector(a), Val::Vector(b)) => {
+                        Val::Vector(self.vector_binop(*op, a, b, matching)?)
+                    }
+                }
+            }
+            Node::Or { lhs, rhs, matching } => {
+                let a = self.vector(store, plan, lhs, t)?;
+                let b = self.vector(store, plan, rhs, t)?;
+                Val::Vector(self.or(a, b, matching))
+            }
+            Node::Neg(x) => match self.node(store, plan, x, t)? {
+                Val::Scalar(v) => Val::Scalar(-v),
+                Val::Vector(mut v) => {
+                    v.elems.iter_mut().for_each(|e| e.v = -e.v);
+                    v.drop_names()?;
+                    Val::Vector(v)
+                }
+            },
+            Node::Vector(s) => {
+                let v = self.scalar(store, plan, s, t)?;
+                Val::Vector(Vector {
+                    elems: vec![Elem {
+                        labels: SeriesLabels {
+                            base: Arc::new(Labels::default()),
+                            drop_name: false,
+                        },
+                        v,
+                    }],
+                    sorted: true,
+                })
+            }
+            Node::Scalar(x) => {
+                let v = self.vector(store, plan, x, t)?;
+                Val::Scalar(match v.elems.as_slice() {
+                    [only] => only.v,
+                    _ => f64::NAN,
+                })
+            }
+            Node::Abs(x) => self.map(store, plan, x, t, f64::abs)?,
+            Node::ClampMin(x, min) => {
+                let min = self.scalar(store, plan, min, t)?;
+                self.map(store, plan, x, t, |v| kernels::go_max(min, v))?
+            }
+            Node::ClampMax(x, max) => {
+                let max = self.scalar(store, plan, max, t)?;
+                self.map(store, plan, x, t, |v| kernels::go_min(max, v))?
+            }
+        })
+    }
+
+    fn vector(
+        &mut self,
+        store: &SeriesStore,
+        plan: &Plan,
+        node: &Node,
+        t: i64,
+    ) -> Result<Vector, EvalErrorKind> {
+        match self.node(store, plan, node, t)? {
+            Val::Vector(v) => Ok(v),
+            // The planner only builds vector arguments here.
+            Val::Scalar(_) => Ok(Vector {
+                elems: Vec::new(),
+                sorted: true,
+            }),
+        }
+    }
+
+    fn scalar(
+        &mut self,
+        store: &SeriesStore,
+        plan: &Plan,
+        node: &Node,
+        t: i64,
+    ) -> Result<f64, EvalErrorKind> {
+        match self.node(store, plan, node, t)? {
+            Val::Scalar(v) => Ok(v),
+            // The planner only builds scalar arguments here.
+            Val::Vector(_) => Ok(f64::NAN),
+        }
+    }
+
+    /// A math function over a vector: `abs`, `clamp_min`, `clamp_max` (drop `__name__`).
+    fn map(
+        &mut self,
+        store: &SeriesStore,
+        plan: &Plan,
+        node: &Node,
+        t: i64,
+        f: impl Fn(f64) -> f64,
+    ) -> Result<Val, EvalErrorKind> {
+        let mut v = self.vector(store, plan, node, t)?;
+        v.elems.iter_mut().for_each(|e| e.v = f(e.v));
+        v.drop_names()?;
+        Ok(Val::Vector(v))
+    }
+
+    /// Selects `[from, to]` into `self.selection` and makes sure `self.orders[key]` holds the
+    /// label order of exactly the selected series.
+    fn select(&mut self, store: &SeriesStore, u: &SelectorUse, from: i64, to: i64) {
+        store.select(&u.selector, from, to, &mut self.selection);
+        let sel = &self.selection;
+        let same = self.orders.get(&u.key).is_some_and(|o| {
+            o.series.len() == sel.len()
+                && o.series
+                    .iter()
+                    .zip(sel.iter())
+                    .all(|(a, (b, _))| Arc::ptr_eq(a, b))
+        });
+        if !same {
+            let series: Vec<Arc<Labels>> = sel.iter().map(|(l, _)| l.clone()).collect();
+            let perm = match self.orders.remove(&u.key) {
+                Some(old) => resort(&old, &series),
+                None => {
+                    let mut perm: Vec<u32> = (0..series.len() as u32).collect();
+                    perm.sort_unstable_by(|&a, &b| series[a as usize].cmp(&series[b as usize]));
+                    perm
+                }
+            };
+            self.orders
+                .insert(u.key.clone(), SortedOrder { series, perm });
+        }
+    }
+
+    fn order(&self, u: &SelectorUse) -> &[u32] {
+        self.orders.get(&u.key).map_or(&[], |o| o.perm.as_slice())
+    }
+
+    /// An instant selector: each series' newest sample in [T−o−5m, T−o], unless it is a
+    /// staleness marker (`vectorSelectorSingle`).
+    fn instant(&mut self, store: &SeriesStore, u: &SelectorUse, t: i64) -> Vector {
+        let end = t - u.offset_ms;
+        self.select(store, u, end - LOOKBACK_DELTA_MS, end);
+        let mut elems = Vec::with_capacity(self.selection.len());
+        for &i in self.order(u) {
+            let Some((labels, samples)) = self.selection.get(i as usize) else {
+                continue;
+            };
+            if let Some(last) = samples.last()
+                && !is_stale_marker(last.v)
+            {
+                elems.push(Elem {
+                    labels: SeriesLabels {
+                        base: labels.clone(),
+                        drop_name: false,
+                    },
+                    v: last.v,
+                });
+            }
+        }
+        Vector {
+            elems,
+            sorted: true,
+        }
+    }
+
+    /// A range function over a range selector: samples in [T−o−r, T−o], both ends included
+    /// (Prometheus 2.x), staleness markers left out.
+    fn range(&mut self, store: &SeriesStore, u: &SelectorUse, func: RangeFunc, t: i64) -> Vector {
+        let end = t - u.offset_ms;
+        let window = Window {
+            start: end - u.range_ms.unwrap_or(0),
+            end,
+        };
+        self.select(store, u, window.start, window.end);
+        let mut elems = Vec::with_capacity(self.selection.len());
+        let perm = self
+            .orders
+            .get(&u.key)
+            .map_or(&[][..], |o| o.perm.as_slice());
+        for &i in perm {
+            let Some((labels, samples)) = self.selection.get(i as usize) else {
+                continue;
+            };
+            let samples = if samples.iter().any(|s| is_stale_marker(s.v)) {
+                self.fresh.clear();
+                self.fresh
+                    .extend(samples.iter().filter(|s| !is_stale_marker(s.v)));
+                &self.fresh[..]
+            } else {
+                samples
+            };
+            if let Some(v) = kernels::range_func(func, samples, window) {
+                elems.push(Elem {
+                    labels: SeriesLabels {
+                        base: labels.clone(),
+                        drop_name: false,
+                    },
+                    v,
+                });
+            }
+        }
+        Vector {
+            elems,
+            sorted: true,
+        }
+    }
+
+    /// `aggregation`: series visited in label order, one accumulator per group.
+    fn aggregate(
+        &mut self,
+        op: AggOp,
+        grouping: &LabelSet,
+        mut v: Vector,
+    ) -> Result<Vector, EvalErrorKind> {
+        v.sort()?;
+        let empty_by = matches!(grouping, LabelSet::Only(l) if l.is_empty());
+        let mut groups: Vec<(Labels, Accumulator)> = Vec::new();
+        if empty_by {
+            // No grouping: one group with no labels, no signatures to build.
+            if let Some((first, rest)) = v.elems.split_first() {
+                let mut acc = Accumulator::new(op, first.v);
+                rest.iter().for_each(|e| acc.add(op, e.v));
+                groups.push((Labels::default(), acc));
+            }
+        } else {
+            let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+            for e in &v.elems {
+                let pairs = || {
+                    e.labels.iter().filter(|(n, _)| match grouping {
+                        LabelSet::Only(keep) => keep.iter().any(|k| k == n),
+                        LabelSet::AllBut(drop) => *n != METRIC_NAME && !drop.iter().any(|d| d == n),
+                    })
+                };
+                signature(pairs(), &mut self.key);
+                match index.get(self.key.as_slice()) {
+                    Some(&g) => groups[g].1.add(op, e.v),
+                    None => {
+                        let labels: Vec<(&str, &str)> = pairs().collect();
+                        index.insert(self.key.clone(), groups.len());
+                        groups.push((Labels::from_sorted(&labels), Accumulator::new(op, e.v)));
+                    }
+                }
+            }
+        }
+        let sorted = groups.len() <= 1;
+        Ok(Vector {
+            elems: groups
+                .into_iter()
+                .map(|(labels, acc)| Elem {
+                    labels: SeriesLabels {
+                        base: Arc::new(labels),
+                        drop_name: false,
+                    },
+                    v: acc.finish(op),
+                })
+                .collect(),
+            sorted,
+        })
+    }
+
+    /// `VectorBinop`, one-to-one: rhs signatures must be unique, each lhs series takes the rhs
+    /// series with its signature, unmatched series vanish, the result has lhs's labels without
+    /// `__name__` (and without the `ignoring` labels, or only the `on` labels).
+    fn vector_binop(
+        &mut self,
+        op: ArithOp,
+        lhs: Vector,
+        rhs: Vector,
+        matching: &LabelSet,
+    ) -> Result<Vector, EvalErrorKind> {
+        if lhs.elems.is_empty() || rhs.elems.is_empty() {
+            return Ok(Vector {
+                elems: Vec::new(),
+                sorted: true,
+            });
+        }
+        let mut right: HashMap<Vec<u8>, usize> = HashMap::with_capacity(rhs.elems.len());
+        for (i, e) in rhs.elems.iter().enumerate() {
+            signature(match_pairs(&e.labels, matching), &mut self.key);
+            if let Some(&j) = right.get(self.key.as_slice()) {
+                let group: Vec<(&str, &str)> = match_pairs(&e.labels, matching).collect();
+                return Err(EvalErrorKind::ManyToMany {
+                    group: Labels::from_sorted(&group).to_string(),
+                    first: e.labels.to_labels().to_string(),
+                    second: rhs.elems[j].labels.to_labels().to_string(),
+                });
+            }
+            right.insert(self.key.clone(), i);
+        }
+        let mut taken = vec![false; rhs.elems.len()];
+        let keeps_lhs_labels = *matching == LabelSet::AllBut(Vec::new());
+        let first_name = lhs
+            .elems
+            .first()
+            .and_then(|e| e.labels.name())
+            .map(str::to_owned);
+        let mut same_name = true;
+        let mut elems = Vec::with_capacity(lhs.elems.len().min(rhs.elems.len()));
+        for e in lhs.elems {
+            signature(match_pairs(&e.labels, matching), &mut self.key);
+            let Some(&j) = right.get(self.key.as_slice()) else {
+                continue;
+            };
+            if std::mem::replace(&mut taken[j], true) {
+                return Err(EvalErrorKind::ManyToOne);
+            }
+            let v = op.apply(e.v, rhs.elems[j].v);
+            same_name &= e.labels.name() == first_name.as_deref();
+            let labels = if keeps_lhs_labels {
+                SeriesLabels {
+                    base: e.labels.base,
+                    drop_name: true,
+                }
+            } else {
+                let kept: Vec<(&str, &str)> = e
+                    .labels
+                    .iter()
+                    .filter(|(n, _)| *n != METRIC_NAME && keep_for_result(n, matching))
+                    .collect();
+                SeriesLabels {
+                    base: Arc::new(Labels::from_sorted(&kept)),
+                    drop_name: false,
+                }
+            };
+            elems.push(Elem { labels, v });
+        }
+        Ok(Vector {
+            elems,
+            // lhs order minus a name all series shared is still label order
+            sorted: lhs.sorted && keeps_lhs_labels && same_name,
+        })
+    }
+
+    /// `VectorOr`: all of lhs, then each rhs series whose signature no lhs series has.
+    fn or(&mut self, lhs: Vector, rhs: Vector, matching: &LabelSet) -> Vector {
+        if rhs.elems.is_empty() {
+            return lhs;
+        }
+        let mut left: HashSet<Vec<u8>> = HashSet::with_capacity(lhs.elems.len());
+        for e in &lhs.elems {
+            signature(match_pairs(&e.labels, matching), &mut self.key);
+            left.insert(self.key.clone());
+        }
+        let sorted = lhs.elems.is_empty() && rhs.sorted;
+        let mut elems = lhs.elems;
+        for e in rhs.elems {
+            signature(match_pairs(&e.labels, matching), &mut self.key);
+            if !left.contains(self.key.as_slice()) {
+                elems.push(e);
+            }
+        }
+        Vector { elems, sorted }
+    }
+}
+
+/// The label order of `series` when a selector's set of series changed since `old` (pods come
+/// and go): series seen before are laid out in their old order, the new ones after them, and a
+/// stable sort, which detects the sorted run, only has to place the newcomers. The old cache
+/// still holds its `Arc`s, so an equal pointer is the very same series, never a reused address.
+fn resort(old: &SortedOrder, series: &[Arc<Labels>]) -> Vec<u32> {
+    let index: HashMap<*const Labels, u32> = series
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (Arc::as_ptr(l), i as u32))
+        .collect();
+    let mut perm: Vec<u32> = old
+        .perm
+        .iter()
+        .filter_map(|&j| index.get(&Arc::as_ptr(&old.series[j as usize])).copied())
+        .collect();
+    let mut placed = vec![false; series.len()];
+    perm.iter().for_each(|&i| placed[i as usize] = true);
+    perm.extend((0..series.len() as u32).filter(|&i| !placed[i as usize]));
+    perm.sort_by(|&a, &b| series[a as usize].cmp(&series[b as usize]));
+    perm
+}
+
+/// The labels two series are matched on (`signatureFunc`): the `on` labels, or all but the
+/// `ignoring` ones and `__name__`.
+fn match_pairs<'a>(
+    labels: &'a SeriesLabels,
+    matching: &'a LabelSet,
+) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+    labels.iter().filter(move |(n, _)| match matching {
+        LabelSet::Only(on) => on.iter().any(|k| k == n),
+        LabelSet::AllBut(ignoring) => *n != METRIC_NAME && !ignoring.iter().any(|k| k == n),
+    })
+}
+
+/// Which lhs labels a one-to-one result keeps (`resultMetric`).
+fn keep_for_result(name: &str, matching: &LabelSet) -> bool {
+    match matching {
+        LabelSet::Only(on) => on.iter().any(|k| k == name),
+        LabelSet::AllBut(ignoring) => !ignoring.iter().any(|k| k == name),
+    }
+}
+
+/// Writes label pairs as `name 0xff value 0xff ...`: 0xff never occurs in UTF-8, so distinct
+/// label sets never share a signature.
+fn signature<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>, out: &mut Vec<u8>) {
+    out.clear();
+    for (n, v) in pairs {
+        out.extend_from_slice(n.as_bytes());
+        out.push(0xff);
+        out.extend_from_slice(v.as_bytes());
+        out.push(0xff);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::series::StoreLimits;
+    use crate::series::store::STALE_NAN_BITS;
+
+    const M: i64 = 60_000;
+
+    fn store() -> SeriesStore {
+        SeriesStore::new(StoreLimits {
+            max_series: 1000,
+            retention_ms: 3_600_000,
+        })
+    }
+
+    /// Appends a series given as `name{k="v",...}` with samples `(t_ms, v)`.
+    fn add(st: &SeriesStore, series: &str, samples: &[(i64, f64)]) {
+        let (name, rest) = series.split_once('{').unwrap_or((series, "}"));
+        let mut pairs = vec![("__name__", name)];
+        for kv in rest
+            .trim_end_matches('}')
+            .split(',')
+            .filter(|s| !s.is_empty())
+        {
+            let (k, v) = kv.split_once('=').expect("k=v");
+            pairs.push((k, v.trim_matches('"')));
+        }
+        pairs.sort();
+        let samples: Vec<Sample> = samples.iter().map(|&(t, v)| Sample { t, v }).collect();
+        st.append(&pairs, &samples);
+    }
+
+    /// `n` samples one minute apart from t=0: v0, v0+step, ...
+    fn line(n: i64, v0: f64, step: f64) -> Vec<(i64, f64)> {
+        (0..n).map(|i| (i * M, v0 + step * i as f64)).collect()
+    }
+
+    fn eval(st: &SeriesStore, expr: &str, t: i64) -> Result<Value, EvalError> {
+        let plan = Plan::parse(expr).expect("plans");
+        Evaluator::new().eval(st, &plan, t)
+    }
+
+    /// The vector as `(labels as written by Display, value)` pairs.
+    fn vector(st: &SeriesStore, expr: &str, t: i64) -> Vec<(String, f64)> {
+        match eval(st, expr, t) {
+            Ok(Value::Vector(v)) => v.into_iter().map(|(l, v)| (l.to_string(), v)).collect(),
+            other => panic!("{expr}: expected a vector, got {other:?}"),
+        }
+    }
+
+    fn scalar(st: &SeriesStore, expr: &str, t: i64) -> f64 {
+        match eval(st, expr, t) {
+            Ok(Value::Scalar(v)) => v,
+            other => panic!("{expr}: expected a scalar, got {other:?}"),
+        }
+    }
+
+    fn one(v: &[(String, f64)]) -> f64 {
+        assert_eq!(v.len(), 1, "{v:?}");
+        v[0].1
+    }
+
+    #[test]
+    fn left_boundary_sample_counts_as_in_2_42() {
+        let st = store();
+        // c = 0, 10, ..., 100 at 0m..10m. At 10m, [5m] holds 5m..10m inclusive: 6 samples,
+        // result 50 over 300s with no extrapolation: 50 * (300/300/300). 2.42 answers
+        // 1.6666666666666669E-01 (promtool); excluding the 5m sample would give 40*(300/240)/300.
+        add(&st, r#"c{a="1"}"#, &line(11, 0.0, 10.0));
+        let v = vector(&st, "rate(c[5m])", 10 * M);
+        assert_eq!(v, vec![(r#"{a="1"}"#.to_owned(), 0.16666666666666669)]);
+        // offset 3m reads [2m, 7m]: the same slope, same answer (2.42 agrees)
+        assert_eq!(
+            one(&vector(&st, "rate(c[5m] offset 3m)", 10 * M)),
+            0.16666666666666669
+        );
+        // increase over [2m, 7m] = 70 - 20
+        assert_eq!(one(&vector(&st, "increase(c[5m] offset 3m)", 10 * M)), 50.0);
+        // last_over_time keeps the name, rate drops it
+        assert_eq!(
+            vector(&st, "last_over_time(c[1m])", 10 * M)[0].0,
+            r#"{__name__="c", a="1"}"#
+        );
+    }
+
+    #[test]
+    fn extrapolation_on_both_sides() {
+        let st = store();
+        // 20 samples at 5s, 20s, ..., 290s holding 100..119; window [0, 300]s at T=300s.
+        // result 19, sampled 285, avg 15, threshold 16.5; toStart 5 and toEnd 10 both below
+        // it (zero point 285*100/19 s away), so interval = 285 + 5 + 10 = 300.
+        let samples: Vec<(i64, f64)> = (0..20)
+            .map(|i| (5_000 + i * 15_000, 100.0 + i as f64))
+            .collect();
+        add(&st, "c", &samples);
+        let t = 300_000;
+        assert_eq!(
+            one(&vector(&st, "increase(c[5m])", t)),
+            19.0 * (300.0 / 285.0)
+        );
+        assert_eq!(
+            one(&vector(&st, "rate(c[5m])", t)),
+            19.0 * (300.0 / 285.0 / 300.0)
+        );
+    }
+
+    #[test]
+    fn counter_reset_and_single_sample() {
+        let st = store();
+        // 10, 20, 5, 15 at 0..3m: result (15-10) + 20 = 25 over [0,3m]: rate 25*(1/180)
+        add(
+            &st,
+            "c",
+            &[(0, 10.0), (M, 20.0), (2 * M, 5.0), (3 * M, 15.0)],
+        );
+        assert_eq!(
+            one(&vector(&st, "rate(c[3m])", 3 * M)),
+            25.0 * (1.0 / 180.0)
+        );
+        // [30s] at 3m holds the one sample at 3m: no rate, but a count of 1
+        assert!(vector(&st, "rate(c[30s])", 3 * M).is_empty());
+        assert!(vector(&st, "irate(c[30s])", 3 * M).is_empty());
+        assert_eq!(one(&vector(&st, "count_over_time(c[30s])", 3 * M)), 1.0);
+    }
+
+    #[test]
+    fn instant_lookback_gap_and_staleness() {
+        let st = store();
+        add(&st, r#"g{a="old"}"#, &[(0, 1.0)]);
+        add(
+            &st,
+            r#"g{a="stale"}"#,
+            &[(0, 1.0), (2 * M, f64::from_bits(STALE_NAN_BITS))],
+        );
+        add(&st, r#"g{a="live"}"#, &[(0, 1.0), (M, 2.0), (2 * M, 3.0)]);
+        // at 5m the 0m sample is exactly 5m old: still seen (both ends included)
+        let at5 = vector(&st, "g", 5 * M);
+        assert_eq!(at5.len(), 2, "{at5:?}"); // "stale" is gone: its newest sample is the marker
+        assert_eq!(at5[0], (r#"{__name__="g", a="live"}"#.to_owned(), 3.0));
+        assert_eq!(at5[1], (r#"{__name__="g", a="old"}"#.to_owned(), 1.0));
+        // one ms later the gap exceeds the 5m lookback for "old"
+        let later = vector(&st, "g", 5 * M + 1);
+        assert_eq!(later.len(), 1);
+        // a range skips the marker: count 1 (the 0m sample), not 2
+        assert_eq!(
+            vector(&st, r#"count_over_time(g{a="stale"}[5m])"#, 4 * M),
+            vec![(r#"{a="stale"}"#.to_owned(), 1.0)]
+        );
+        // and a marker inside a counter's range is not a reset
+        add(
+            &st,
+            "c",
+            &[
+                (0, 1.0),
+                (M, 2.0),
+                (90_000, f64::from_bits(STALE_NAN_BITS)),
+                (2 * M, 3.0),
+            ],
+        );
+        assert_eq!(one(&vector(&st, "increase(c[2m])", 2 * M)), 2.0);
+        // offset moves the lookback: at 9m, offset 2m reads [2m, 7m] and sees "live" at 2m
+        assert_eq!(vector(&st, r#"g{a="live"} offset 2m"#, 9 * M)[0].1, 3.0);
+        assert!(vector(&st, r#"g{a="live"} offset 2m"#, 9 * M + 1).is_empty());
+        assert_eq!(vector(&st, r#"g{a="live"}"#, 9 * M + 1).len(), 0);
+    }
+
+    fn nodes(st: &SeriesStore) {
+        // cpu{node, mode}: 1, 2, 3, 4
+        add(st, r#"cpu{mode="user",node="a"}"#, &[(0, 1.0)]);
+        add(st, r#"cpu{mode="sys",node="a"}"#, &[(0, 2.0)]);
+        add(st, r#"cpu{mode="user",node="b"}"#, &[(0, 3.0)]);
+        add(st, r#"cpu{mode="sys",node="b"}"#, &[(0, 4.0)]);
+    }
+
+    #[test]
+    fn aggregations_by_and_without() {
+        let st = store();
+        nodes(&st);
+        let a = r#"{node="a"}"#.to_owned();
+        let b = r#"{node="b"}"#.to_owned();
+        assert_eq!(
+            vector(&st, "sum by (node) (cpu)", 0),
+            vec![(a.clone(), 3.0), (b.clone(), 7.0)]
+        );
+        assert_eq!(
+            vector(&st, "sum without (mode) (cpu)", 0),
+            vec![(a.clone(), 3.0), (b.clone(), 7.0)]
+        );
+        assert_eq!(
+            vector(&st, "avg by (node) (cpu)", 0),
+            vec![(a.clone(), 1.5), (b.clone(), 3.5)]
+        );
+        assert_eq!(
+            vector(&st, "min by (node) (cpu)", 0),
+            vec![(a.clone(), 1.0), (b.clone(), 3.0)]
+        );
+        assert_eq!(
+            vector(&st, "max without (mode) (cpu)", 0),
+            vec![(a.clone(), 2.0), (b.clone(), 4.0)]
+        );
+        assert_eq!(
+            vector(&st, "count by (node) (cpu)", 0),
+            vec![(a.clone(), 2.0), (b, 2.0)]
+        );
+        // |1 - 1.5| = |2 - 1.5| = 0.5
+        assert_eq!(vector(&st, "stddev by (node) (cpu)", 0)[0], (a, 0.5));
+        // by mode: sys = 2+4, user = 1+3
+        assert_eq!(
+            vector(&st, "sum by (mode) (cpu)", 0),
+            vec![
+                (r#"{mode="sys"}"#.to_owned(), 6.0),
+                (r#"{mode="user"}"#.to_owned(), 4.0)
+            ]
+        );
+        // no grouping: one series without labels; mean 2.5, population stddev sqrt(1.25)
+        assert_eq!(vector(&st, "avg(cpu)", 0), vec![("{}".to_owned(), 2.5)]);
+        assert_eq!(one(&vector(&st, "stddev(cpu)", 0)), 1.25f64.sqrt());
+        // without keeps everything else but never __name__
+        assert_eq!(
+            vector(&st, "sum without (node) (cpu)", 0)[0].0,
+            r#"{mode="sys"}"#
+        );
+        assert!(vector(&st, "sum(nothing)", 0).is_empty());
+    }
+
+    #[test]
+    fn vector_matching_on_and_ignoring() {
+        let st = store();
+        add(&st, r#"avail{node="a",fs="/"}"#, &[(0, 25.0)]);
+        add(&st, r#"avail{node="b",fs="/"}"#, &[(0, 10.0)]);
+        add(&st, r#"size{node="a",fs="/"}"#, &[(0, 100.0)]);
+        add(&st, r#"size{node="c",fs="/"}"#, &[(0, 100.0)]);
+        add(&st, r#"total{node="a"}"#, &[(0, 50.0)]);
+        // all labels but the name: only node a matches; b and c vanish
+        assert_eq!(
+            vector(&st, "1 - avail / size", 0),
+            vec![(r#"{fs="/", node="a"}"#.to_owned(), 0.75)]
+        );
+        // on(node): the result carries only node
+        assert_eq!(
+            vector(&st, "avail / on(node) total", 0),
+            vec![(r#"{node="a"}"#.to_owned(), 0.5)]
+        );
+        // ignoring(fs): the result is lhs without fs
+        assert_eq!(
+            vector(&st, "avail / ignoring(fs) total", 0),
+            vec![(r#"{node="a"}"#.to_owned(), 0.5)]
+        );
+        // without a modifier, fs makes them differ: nothing matches
+        assert!(vector(&st, "avail / total", 0).is_empty());
+    }
+
+    #[test]
+    fn duplicate_matches_fail_the_step() {
+        let st = store();
+        add(&st, r#"x{a="1"}"#, &[(0, 5.0)]);
+        add(&st, r#"x{a="1",b="2"}"#, &[(0, 7.0)]);
+        add(&st, r#"y{a="1"}"#, &[(0, 1.0)]);
+        add(&st, r#"z{a="1"}"#, &[(0, 2.0)]);
+        // two lhs series take the same rhs one (2.42: "multiple matches for labels")
+        let e = eval(&st, "x / on(a) y", 0).expect_err("many-to-one");
+        assert_eq!(e.kind, EvalErrorKind::ManyToOne);
+        // two rhs series share a signature
+        let e = eval(&st, "y / on(a) x", 0).expect_err("many-to-many");
+        assert!(matches!(e.kind, EvalErrorKind::ManyToMany { .. }), "{e}");
+        assert!(e.to_string().contains("many-to-many matching not allowed"));
+        // dropping the name makes y and z collide (2.42: "same labelset")
+        let e = eval(&st, r#"{__name__=~"y|z"} * 2"#, 0).expect_err("duplicate");
+        assert_eq!(e.kind, EvalErrorKind::DuplicateLabelset);
+        // an empty side matches nothing and fails nothing (2.42 agrees)
+        assert!(vector(&st, r#"nothing / on(a) x"#, 0).is_empty());
+    }
+
+    #[test]
+    fn or_keeps_lhs_and_adds_unmatched_rhs() {
+        let st = store();
+        add(&st, r#"a{k="1"}"#, &[(0, 1.0)]);
+        add(&st, r#"b{k="1"}"#, &[(0, 10.0)]);
+        add(&st, r#"b{k="2"}"#, &[(0, 20.0)]);
+        assert_eq!(
+            vector(&st, "a or b", 0),
+            vec![
+                (r#"{__name__="a", k="1"}"#.to_owned(), 1.0),
+                (r#"{__name__="b", k="2"}"#.to_owned(), 20.0)
+            ]
+        );
+        // on(): every series has the same (empty) signature: a alone
+        assert_eq!(vector(&st, "a or on() b", 0).len(), 1);
+        // the default restarts feature: an empty sum falls back to vector(0)
+        assert_eq!(
+            vector(&st, "sum(rate(nothing[5m])) or vector(0)", 0),
+            vec![("{}".to_owned(), 0.0)]
+        );
+        assert_eq!(
+            vector(&st, "sum(b) or vector(0)", 0),
+            vec![("{}".to_owned(), 30.0)]
+        );
+    }
+
+    #[test]
+    fn scalars_functions_and_division_by_zero() {
+        let st = store();
+        add(&st, r#"v{k="1"}"#, &[(0, -3.0)]);
+        add(&st, r#"v{k="2"}"#, &[(0, 0.0)]);
+        add(&st, r#"w{k="1"}"#, &[(0, 4.0)]);
+        assert_eq!(scalar(&st, "scalar(w)", 0), 4.0);
+        assert!(scalar(&st, "scalar(v)", 0).is_nan(), "two series: NaN");
+        assert!(scalar(&st, "scalar(nothing)", 0).is_nan());
+        assert_eq!(scalar(&st, "1 + 2 * 3 - -1", 0), 8.0);
+        assert_eq!(scalar(&st, "1 / 0", 0), f64::INFINITY);
+        assert_eq!(scalar(&st, "-1 / 0", 0), f64::NEG_INFINITY);
+        assert!(scalar(&st, "0 / 0", 0).is_nan());
+        let d = vector(&st, "w / v", 0);
+        assert_eq!(d, vec![(r#"{k="1"}"#.to_owned(), 4.0 / -3.0)]);
+        let d = vector(&st, "1 / v", 0);
+        assert_eq!(d[1], (r#"{k="2"}"#.to_owned(), f64::INFINITY));
+        assert!(vector(&st, "v / 0", 0)[1].1.is_nan());
+        assert_eq!(vector(&st, "abs(v)", 0)[0], (r#"{k="1"}"#.to_owned(), 3.0));
+        assert_eq!(vector(&st, "-v", 0)[0].1, 3.0);
+        assert_eq!(vector(&st, "clamp_min(v, -1)", 0)[0].1, -1.0);
+        assert_eq!(vector(&st, "clamp_max(v, -1)", 0)[1].1, -1.0);
+        assert_eq!(vector(&st, "clamp_max(v, scalar(w))", 0)[1].1, 0.0);
+        assert_eq!(
+            vector(&st, "vector(2) * 3", 0),
+            vec![("{}".to_owned(), 6.0)]
+        );
+        assert_eq!(vector(&st, "w * scalar(w)", 0)[0].1, 16.0);
+    }
+
+    #[test]
+    fn evaluator_reuses_orders_across_steps_and_plans() {
+        let st = store();
+        for i in 0..50 {
+            let l = format!(r#"c{{i="{i:02}"}}"#);
+            add(&st, &l, &line(11, i as f64, 1.0 + i as f64));
+        }
+        let plans: Vec<Plan> = ["sum(rate(c[5m]))", "count(c)", "max(c)"]
+            .iter()
+            .map(|e| Plan::parse(e).expect("plans"))
+            .collect();
+        let mut ev = Evaluator::new();
+        for t in [5 * M, 6 * M, 10 * M] {
+            let out = ev.eval_all(&st, &plans, t);
+            // each series rises 1+i per minute: rates sum to sum(1+i)/60 = 1275/60
+            match &out[0] {
+                Ok(Value::Vector(v)) => assert!((v[0].1 - 1275.0 / 60.0).abs() < 1e-9),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(out[1], Ok(Value::Vector(vec![(Labels::default(), 50.0)])));
+        }
+        // a new series changes the order: it must be seen
+        add(&st, r#"c{i="zz"}"#, &[(10 * M, 1000.0)]);
+        let out = ev.eval_all(&st, &plans, 10 * M);
+        assert_eq!(out[1], Ok(Value::Vector(vec![(Labels::default(), 51.0)])));
+        assert_eq!(out[2], Ok(Value::Vector(vec![(Labels::default(), 1000.0)])));
+        // every series' newest sample is at 10m: at 15m+1ms all fall out of the 5m lookback
+        let out = ev.eval_all(&st, &plans, 15 * M + 1);
+        assert_eq!(out[1], Ok(Value::Vector(vec![])));
+        add(&st, r#"c{i="00"}"#, &[(15 * M, 7.0)]);
+        add(&st, r#"c{i="aa"}"#, &[(15 * M, 9.0)]);
+        let out = ev.eval_all(&st, &plans, 15 * M + 1);
+        assert_eq!(out[1], Ok(Value::Vector(vec![(Labels::default(), 2.0)])));
+        assert_eq!(out[2], Ok(Value::Vector(vec![(Labels::default(), 9.0)])));
+    }
+
+    #[test]
+    fn resort_keeps_label_order_when_series_come_and_go() {
+        let l = |s: &str| Arc::new(Labels::from_pairs([("__name__", "m"), ("k", s)]));
+        let (a, b, c, d) = (l("a"), l("b"), l("c"), l("d"));
+        // previously selected in store order [c, a, d]; sorted a, c, d
+        let old = SortedOrder {
+            series: vec![c.clone(), a.clone(), d.clone()],
+            perm: vec![1, 0, 2],
+        };
+        // now d is gone and b arrived, store order [b, c, a]
+        let now = vec![b, c, a];
+        let perm = resort(&old, &now);
+        let keys: Vec<&str> = perm
+            .iter()
+            .filter_map(|&i| now[i as usize].get("k"))
+            .collect();
+        assert_eq!(keys, ["a", "b", "c"]);
+    }
+}
