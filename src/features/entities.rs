@@ -1,6 +1,7 @@
 //! Entities and the per-entity feature history that the models consume.
 //!
-//! An entity is one label set of the feature results. With aggregated queries (the defaults)
+//! An entity is one label set of the feature results, without `__name__` (features that select
+//! different metrics for the same node describe the same entity). With aggregated queries (the defaults)
 //! every feature has one series with no labels, so there is one entity: the agent's whole input.
 //! With `by (instance)`, there is one entity per node. A feature whose result is a single series
 //! with no labels (a cluster-wide value, a scalar, `vector(0)`) joins every entity's vector. An
@@ -14,18 +15,24 @@ use std::collections::{BTreeMap, VecDeque};
 
 use super::StepResult;
 use crate::series::Labels;
+use crate::series::labels::METRIC_NAME;
 
 /// The complete vectors at one step for the features `indices` (in that order), by entity.
 pub fn entity_vectors(step: &StepResult, indices: &[usize]) -> Vec<(Labels, Vec<f64>)> {
     let mut broadcast: Vec<Option<f64>> = vec![None; indices.len()];
-    let mut per_entity: Vec<Option<&[(Labels, f64)]>> = vec![None; indices.len()];
+    let mut per_entity: Vec<Option<Vec<(Labels, f64)>>> = vec![None; indices.len()];
     for (k, &i) in indices.iter().enumerate() {
         let Some(Some(values)) = step.values.get(i) else {
             return Vec::new(); // a feature failed or is unknown: no vector is complete
         };
-        match values.as_slice() {
+        let mut vs: Vec<(Labels, f64)> = values
+            .iter()
+            .map(|(l, v)| (l.filter(|n| n != METRIC_NAME), *v))
+            .collect();
+        vs.sort_by(|a, b| a.0.cmp(&b.0));
+        match vs.as_slice() {
             [(labels, v)] if labels.is_empty() => broadcast[k] = Some(*v),
-            vs => per_entity[k] = Some(vs),
+            _ => per_entity[k] = Some(vs),
         }
     }
     // The entities are the label sets of the first labelled feature; each other feature must
@@ -42,7 +49,7 @@ pub fn entity_vectors(step: &StepResult, indices: &[usize]) -> Vec<(Labels, Vec<
     'entity: for (labels, _) in first.iter() {
         let mut v = Vec::with_capacity(indices.len());
         for k in 0..indices.len() {
-            let x = match (broadcast[k], per_entity[k]) {
+            let x = match (broadcast[k], &per_entity[k]) {
                 (Some(b), _) => b,
                 (None, Some(vs)) => match vs.binary_search_by(|(l, _)| l.cmp(labels)) {
                     Ok(pos) => vs[pos].1,
@@ -174,9 +181,10 @@ mod tests {
 
     #[test]
     fn aggregated_features_make_one_entity() {
+        let up = Labels::from_pairs([("__name__", "up")]);
         let s = step(vec![
             Some(vec![(Labels::default(), 0.5)]),
-            Some(vec![(Labels::default(), 2.0)]),
+            Some(vec![(up, 2.0)]),
         ]);
         assert_eq!(
             entity_vectors(&s, &[1, 0]),

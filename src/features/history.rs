@@ -11,6 +11,7 @@ use serde_json::{Value as Json, json};
 
 use super::{FeatureSet, FeatureValues};
 use crate::series::Labels;
+use crate::series::labels::METRIC_NAME;
 
 /// Per feature: each result series' recent `(t_ms, value)` points, over `retention_ms`.
 pub struct FeatureHistory {
@@ -99,10 +100,11 @@ impl FeatureHistory {
 }
 
 /// Metric labels for an exported value: `(key, value)` first, then the entity's labels (a label
-/// that would collide with `key` is exported as `exported_{key}`, as Prometheus does).
+/// that would collide with `key` is exported as `exported_{key}`, as Prometheus does; the
+/// reserved `__name__` is left out, the metric's own name says what it is).
 pub fn metric_labels(key: &'static str, value: &str, entity: &Labels) -> Vec<metrics::Label> {
     let mut out = vec![metrics::Label::new(key, value.to_owned())];
-    for (n, v) in entity.iter() {
+    for (n, v) in entity.iter().filter(|(n, _)| *n != METRIC_NAME) {
         let name = if n == key {
             format!("exported_{n}")
         } else {
@@ -131,7 +133,7 @@ mod tests {
 
     #[test]
     fn colliding_entity_labels_are_renamed() {
-        let l = Labels::from_pairs([("feature", "x"), ("node", "a")]);
+        let l = Labels::from_pairs([("feature", "x"), ("node", "a"), ("__name__", "up")]);
         let names: Vec<String> = metric_labels("feature", "cpu", &l)
             .iter()
             .map(|l| l.key().to_owned())
