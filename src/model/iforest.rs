@@ -244,17 +244,21 @@ impl IsolationForest {
     }
 
     /// A new forest in which the oldest ⌈replace_fraction · n_estimators⌉ trees are replaced by
-    /// trees grown on fresh subsamples of `training` (row-major, this forest's feature count), and
-    /// `offset_` is re-estimated on `training`. `self` is left untouched for readers still holding it.
+    /// trees grown on fresh subsamples of `training`, and `offset_` is re-estimated on
+    /// `threshold_rows` (both row-major with this forest's feature count; pass the same rows twice
+    /// for scikit-learn's fit-and-threshold-on-one-set). `self` is left untouched for readers
+    /// still holding it.
     pub fn retrained(
         &self,
         training: &[f64],
+        threshold_rows: &[f64],
         replace_fraction: f64,
     ) -> Result<IsolationForest, IsolationForestError> {
         if !(replace_fraction > 0.0 && replace_fraction <= 1.0) {
             return Err(IsolationForestError::BadReplaceFraction(replace_fraction));
         }
         let n_rows = check_training_rows(training, self.n_features)?;
+        check_training_rows(threshold_rows, self.n_features)?;
         let n_trees = self.trees.len();
         let replace = ((replace_fraction * n_trees as f64).ceil() as usize).clamp(1, n_trees);
         let generation = self.generation + 1;
@@ -276,7 +280,7 @@ impl IsolationForest {
             trees,
             generation,
             first + replace as u64,
-            training,
+            threshold_rows,
         ))
     }
 
@@ -987,7 +991,7 @@ mod tests {
         let data = sample_data();
         let forest = IsolationForest::fit(&params(5), &data, 3).unwrap();
         let shifted: Vec<f64> = data.iter().map(|v| v + 10.0).collect();
-        let next = forest.retrained(&shifted, 0.25).unwrap();
+        let next = forest.retrained(&shifted, &shifted, 0.25).unwrap();
         assert_eq!(next.generation(), 1);
         assert_eq!(next.trees().len(), 100);
         assert_eq!(&next.trees()[..75], &forest.trees()[25..]);
@@ -1001,10 +1005,10 @@ mod tests {
             .count();
         assert!((14..=17).contains(&flagged), "{flagged}");
         // Retraining is deterministic too, and the old forest is untouched.
-        assert_eq!(next, forest.retrained(&shifted, 0.25).unwrap());
+        assert_eq!(next, forest.retrained(&shifted, &shifted, 0.25).unwrap());
         assert_eq!(forest.generation(), 0);
         // A full replacement leaves no tree of generation 0.
-        let full = forest.retrained(&shifted, 1.0).unwrap();
+        let full = forest.retrained(&shifted, &shifted, 1.0).unwrap();
         assert!(full.trees().iter().all(|t| t.generation() == 1));
     }
 
@@ -1089,11 +1093,11 @@ mod tests {
             })
         );
         assert_eq!(
-            forest.retrained(&data, 0.0).err(),
+            forest.retrained(&data, &data, 0.0).err(),
             Some(E::BadReplaceFraction(0.0))
         );
         assert_eq!(
-            forest.retrained(&data[..2], 0.5).err(),
+            forest.retrained(&data[..2], &data, 0.5).err(),
             Some(E::RaggedRows {
                 len: 2,
                 n_features: 3

@@ -8,14 +8,18 @@
 //! which costs a shift but is rare), so "oldest" means oldest in event time for both bounds; a
 //! vector already outside the age window, or older than everything in a full buffer, is refused.
 //!
-//! [`AnomalyGate`] decides what enters: vectors the current model predicts anomalous stay out,
-//! so an incident does not teach the model that incidents are normal. Held strictly, that rule
-//! would also keep out every vector after a level shift (a deploy, a bigger node) and the model
-//! would flag everything forever; so the gate opens while the recently flagged fraction says the
-//! anomalies have become the norm, and closes again once the model has caught up.
+//! [`AnomalyGate`] decides what trees may learn from: vectors the current model predicts anomalous
+//! are kept out of the training rows, so an incident does not teach the model that incidents are
+//! normal. They stay in the reservoir for the threshold, though: `offset_` must flag the
+//! contamination fraction of what actually arrives, and re-estimating it on gated rows alone
+//! (whose anomalous tail the gate has cut off) would move the threshold inward at every retrain
+//! and ratchet the flagged fraction up. Held strictly, the gate would also keep out every vector
+//! after a level shift (a deploy, a bigger node) and the model would flag everything forever; so
+//! it opens while the recently flagged fraction says the anomalies have become the norm, and
+//! closes again once the model has caught up.
 //!
-//! Nothing here trains or publishes models; the retrain loop reads [`Reservoir::rows`] and calls
-//! [`IsolationForest::retrained`].
+//! Nothing here trains or publishes models; the retrain loop passes [`Reservoir::training_rows`]
+//! and [`Reservoir::rows`] to [`IsolationForest::retrained`].
 
 use std::collections::VecDeque;
 
@@ -50,6 +54,8 @@ pub struct Reservoir {
     /// Row-major values, `n_features` per vector.
     values: VecDeque<f64>,
     timestamps: VecDeque<i64>,
+    /// Per vector: whether trees may be grown on it (false for vectors the gate kept out).
+    trainable: VecDeque<bool>,
     /// The newest event time pushed or expired to: "now" for age limits.
     newest_ms: Option<i64>,
 }
@@ -74,6 +80,7 @@ impl Reservoir {
             // Not pre-allocated: a week of one-minute vectors may never arrive.
             values: VecDeque::new(),
             timestamps: VecDeque::new(),
+            trainable: VecDeque::new(),
             newest_ms: None,
         })
     }
@@ -82,6 +89,25 @@ impl Reservoir {
     /// false (and keeps nothing) when the row is already older than the age limit, or older than
     /// every vector of a full buffer (it would be the first to leave).
     pub fn push(&mut self, timestamp_ms: i64, row: &[f64]) -> Result<bool, ReservoirError> {
+        self.insert(timestamp_ms, row, true)
+    }
+
+    /// As [`Reservoir::push`], for a vector that counts for the threshold but that trees must not
+    /// learn from (one the gate kept out).
+    pub fn push_untrainable(
+        &mut self,
+        timestamp_ms: i64,
+        row: &[f64],
+    ) -> Result<bool, ReservoirError> {
+        self.insert(timestamp_ms, row, false)
+    }
+
+    fn insert(
+        &mut self,
+        timestamp_ms: i64,
+        row: &[f64],
+        trainable: bool,
+    ) -> Result<bool, ReservoirError> {
         if row.len() != self.n_features {
             return Err(ReservoirError::FeatureCount {
                 expected: self.n_features,
@@ -109,8 +135,10 @@ impl Reservoir {
         if position == self.timestamps.len() {
             self.values.extend(row);
             self.timestamps.push_back(timestamp_ms);
+            self.trainable.push_back(trainable);
         } else {
             self.timestamps.insert(position, timestamp_ms);
+            self.trainable.insert(position, trainable);
             let at = position * self.n_features;
             for (k, &v) in row.iter().enumerate() {
                 self.values.insert(at + k, v);
@@ -142,12 +170,33 @@ impl Reservoir {
 
     fn pop_front(&mut self) {
         self.timestamps.pop_front();
+        self.trainable.pop_front();
         self.values.drain(..self.n_features);
     }
 
-    /// The vectors, row-major, oldest first: the training set for a retrain.
+    /// Every vector, row-major, oldest first: what the threshold is re-estimated on.
     pub fn rows(&mut self) -> &[f64] {
         self.values.make_contiguous()
+    }
+
+    /// The vectors trees may be grown on (all but the gated ones), row-major, oldest first.
+    pub fn training_rows(&self) -> Vec<f64> {
+        let mut rows = Vec::with_capacity(self.values.len());
+        let mut values = self.values.iter();
+        for &trainable in &self.trainable {
+            let row = values.by_ref().take(self.n_features);
+            if trainable {
+                rows.extend(row);
+            } else {
+                row.for_each(drop);
+            }
+        }
+        rows
+    }
+
+    /// Whether each vector may be trained on, oldest first.
+    pub fn trainable(&self) -> impl ExactSizeIterator<Item = bool> + '_ {
+        self.trainable.iter().copied()
     }
 
     /// The vectors' timestamps, oldest first.
@@ -179,13 +228,13 @@ pub enum Admission {
     Admitted,
     /// Predicted anomalous while most recent vectors were too: a level shift, pushed.
     AdmittedAsShift,
-    /// Predicted anomalous, kept out.
+    /// Predicted anomalous: kept for the threshold, but not trained on.
     Gated,
     /// Older than the reservoir's age limit, kept out.
     TooOld,
 }
 
-/// Keeps vectors the model flags out of the reservoir, except during a level shift.
+/// Keeps vectors the model flags out of the reservoir's training rows, except during a level shift.
 #[derive(Debug, Clone)]
 pub struct AnomalyGate {
     window: usize,
@@ -227,8 +276,8 @@ impl AnomalyGate {
         })
     }
 
-    /// Scores `row` with `model` and pushes it into `reservoir` unless it is anomalous outside a
-    /// level shift.
+    /// Scores `row` with `model` and pushes it into `reservoir`, trainable unless it is anomalous
+    /// outside a level shift.
     pub fn offer(
         &mut self,
         reservoir: &mut Reservoir,
@@ -245,9 +294,10 @@ impl AnomalyGate {
         let admission = match (anomalous, self.shifted()) {
             (false, _) => Admission::Admitted,
             (true, true) => Admission::AdmittedAsShift,
-            (true, false) => return Ok(Admission::Gated),
+            (true, false) => Admission::Gated,
         };
-        Ok(if reservoir.push(timestamp_ms, row)? {
+        let trainable = admission != Admission::Gated;
+        Ok(if reservoir.insert(timestamp_ms, row, trainable)? {
             admission
         } else {
             Admission::TooOld
@@ -284,11 +334,14 @@ mod tests {
         assert_eq!(r.rows(), &[2.0, -2.0, 3.0, -3.0, 4.0, -4.0]);
         assert_eq!(r.timestamps().collect::<Vec<_>>(), vec![2, 3, 4]);
         // A late vector evicts the oldest; one older than all of a full buffer is refused.
-        assert!(r.push(3, &[9.0, 9.0]).unwrap());
+        assert!(r.push_untrainable(3, &[9.0, 9.0]).unwrap());
         assert_eq!(r.timestamps().collect::<Vec<_>>(), vec![3, 3, 4]);
         assert_eq!(r.rows(), &[3.0, -3.0, 9.0, 9.0, 4.0, -4.0]);
         assert!(!r.push(1, &[0.0, 0.0]).unwrap());
         assert_eq!(r.len(), 3);
+        // Untrainable vectors count for the threshold rows only.
+        assert_eq!(r.training_rows(), vec![3.0, -3.0, 4.0, -4.0]);
+        assert_eq!(r.trainable().collect::<Vec<_>>(), vec![true, false, true]);
     }
 
     #[test]
@@ -365,7 +418,9 @@ mod tests {
             gate.offer(&mut reservoir, &model, 30, &[9.0, 9.0]).unwrap(),
             Admission::Gated
         );
-        assert_eq!(reservoir.len(), 30);
+        assert_eq!(reservoir.len(), 31);
+        assert_eq!(reservoir.training_rows().len(), 30 * 2);
+        assert_eq!(reservoir.trainable().last(), Some(false));
         // A sustained shift: gated until more than half of the last 20 were flagged, then admitted.
         let outcomes: Vec<Admission> = (31..60)
             .map(|t| gate.offer(&mut reservoir, &model, t, &[9.0, 9.0]).unwrap())
@@ -381,7 +436,8 @@ mod tests {
                 .iter()
                 .all(|&a| a == Admission::AdmittedAsShift)
         );
-        assert_eq!(reservoir.len(), 30 + 20);
+        assert_eq!(reservoir.len(), 31 + 29);
+        assert_eq!(reservoir.training_rows().len(), (30 + 20) * 2);
         assert!(gate.flagged_fraction() > 0.5);
     }
 }
