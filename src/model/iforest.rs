@@ -618,8 +618,10 @@ fn percentile_linear(values: &mut [f64], q: f64) -> f64 {
     values.sort_unstable_by(f64::total_cmp);
     let n = values.len();
     let quantile = q / 100.0;
-    // numpy's virtual index for alpha = beta = 1: n·q + (1 + q·(1 − 1 − 1)) − 1.
-    let virtual_index = n as f64 * quantile + (1.0 + quantile * (1.0 - 1.0 - 1.0)) - 1.0;
+    // numpy's virtual index n·q + (α + q·(1 − α − β)) − 1 with α = β = 1, in numpy's order of
+    // operations (not the algebraically equal q·(n − 1), which can round differently).
+    let (alpha, beta) = (1.0, 1.0);
+    let virtual_index = n as f64 * quantile + (alpha + quantile * (1.0 - alpha - beta)) - 1.0;
     let below = virtual_index.floor();
     let gamma = virtual_index - below;
     let last = (n - 1) as f64;
@@ -818,10 +820,10 @@ mod tests {
         assert_eq!(average_path_length(2), 1.0);
         // Independently: c(n) = 2·H(n−1) − 2(n−1)/n with H(i) ≈ ln(i) + γ, γ written out in full.
         let n = 256.0_f64;
-        let expected = 2.0 * ((n - 1.0).ln() + 0.577_215_664_901_532_860_6) - 2.0 * (n - 1.0) / n;
+        let expected = 2.0 * ((n - 1.0).ln() + 0.577_215_664_901_532_9) - 2.0 * (n - 1.0) / n;
         assert!((average_path_length(256) - expected).abs() < 1e-12);
         // c(3) = 2(ln 2 + γ) − 4/3.
-        let c3 = 2.0 * (2.0_f64.ln() + 0.577_215_664_901_532_860_6) - 4.0 / 3.0;
+        let c3 = 2.0 * (2.0_f64.ln() + 0.577_215_664_901_532_9) - 4.0 / 3.0;
         assert!((average_path_length(3) - c3).abs() < 1e-12);
         // The exact harmonic form agrees to the asymptotic error at large n: a sanity check
         // that the formula was transcribed with ln(n − 1), not ln(n).
