@@ -82,9 +82,6 @@ mod tests {
         let s = selector(r#"{__name__="up", job!="x"}"#);
         assert_eq!(s.metric_name.as_deref(), Some("up"));
         let l = Labels::from_pairs([("__name__", "up")]);
-        assert!(
-            s.matches(|n| l.get(n)),
-            "a missing label is the empty string"
-        );
+        assert!(s.matches(|n| l.get(n)), "a missing label is the empty string");
     }
 }

@@ -267,11 +267,11 @@ impl SeriesStore {
                 }
                 // Reserve a place under the limit before creating: concurrent appends of new
                 // series in other shards must not overshoot it.
-                let reserved =
-                    self.active
-                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                            (n < self.limits.max_series).then_some(n + 1)
-                        });
+                let reserved = self
+                    .active
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                        (n < self.limits.max_series).then_some(n + 1)
+                    });
                 if reserved.is_err() {
                     out.over_series_limit = samples.len() as u64;
                     return out;
@@ -356,11 +356,7 @@ impl SeriesStore {
             .iter()
             .map(|s| {
                 let s = s.lock().unwrap_or_else(|e| e.into_inner());
-                s.slots
-                    .iter()
-                    .flatten()
-                    .map(|x| x.samples.len())
-                    .sum::<usize>()
+                s.slots.iter().flatten().map(|x| x.samples.len()).sum::<usize>()
             })
             .sum()
     }
@@ -368,10 +364,7 @@ impl SeriesStore {
 
 /// The metric name of a validated label set given as sorted pairs.
 pub fn metric_name_of<'a>(pairs: &[(&'a str, &'a str)]) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(n, _)| *n == METRIC_NAME)
-        .map(|(_, v)| *v)
+    pairs.iter().find(|(n, _)| *n == METRIC_NAME).map(|(_, v)| *v)
 }
 
 #[cfg(test)]
