@@ -180,18 +180,15 @@ impl Reservoir {
     }
 
     /// The vectors trees may be grown on (all but the gated ones), row-major, oldest first.
-    pub fn training_rows(&self) -> Vec<f64> {
-        let mut rows = Vec::with_capacity(self.values.len());
-        let mut values = self.values.iter();
-        for &trainable in &self.trainable {
-            let row = values.by_ref().take(self.n_features);
-            if trainable {
-                rows.extend(row);
-            } else {
-                row.for_each(drop);
-            }
-        }
-        rows
+    pub fn training_rows(&mut self) -> Vec<f64> {
+        let values = self.values.make_contiguous();
+        values
+            .chunks_exact(self.n_features)
+            .zip(&self.trainable)
+            .filter(|(_, trainable)| **trainable)
+            .flat_map(|(row, _)| row)
+            .copied()
+            .collect()
     }
 
     /// Whether each vector may be trained on, oldest first.
