@@ -8,7 +8,8 @@
 //! - the evaluation loop (one OS thread, because a step's evaluation is CPU work that must not
 //!   hold up the async workers serving ingest) owns the [`FeatureEngine`]: every tick it
 //!   evaluates the steps the watermark has made due and records them in the shared
-//!   [`FeatureHistory`], which HTTP handlers read.
+//!   [`FeatureHistory`], which HTTP handlers read, then hands each step to the models' live
+//!   runtimes ([`Detector`]), which score on this thread and train on their own.
 //!
 //! Shutdown has one path: SIGTERM or SIGINT → the server stops accepting and drains in-flight
 //! requests (axum's graceful shutdown) → the sweeper and the evaluation loop are told to stop and
@@ -21,13 +22,14 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::config::{Config, ModelKind};
 use crate::features::history::FeatureHistory;
 use crate::features::stepper::Stepper;
 use crate::features::{FeatureEngine, FeatureError, FeatureSet};
 use crate::ingest::decode::LabelLimits;
 use crate::ingest::handler::RemoteWrite;
 use crate::ingest::{IngestLimits, Ingestor};
+use crate::model::detector::{Detector, DetectorError, DetectorSpec, Training};
 use crate::series::{Prefilter, SeriesStore, StoreLimits};
 use crate::serve::{self, Routes};
 
@@ -44,6 +46,8 @@ pub enum AgentError {
     Serve(std::io::Error),
     #[error(transparent)]
     Feature(#[from] FeatureError),
+    #[error(transparent)]
+    Detector(#[from] DetectorError),
     #[error("cannot start the evaluation thread: {0}")]
     Thread(std::io::Error),
 }
@@ -88,6 +92,22 @@ impl Pipeline {
         })
     }
 
+    /// The detectors of every isolation-forest model in the config.
+    pub fn detectors(
+        &self,
+        config: &Config,
+        training: fn() -> Training,
+    ) -> Result<Vec<Detector>, AgentError> {
+        let mut out = Vec::new();
+        for (name, model) in &config.models {
+            if let ModelKind::IsolationForest(forest) = &model.kind {
+                let spec = DetectorSpec::new(name, model, forest, &self.features)?;
+                out.push(Detector::new(spec, training())?);
+            }
+        }
+        Ok(out)
+    }
+
     /// The feature engine for this pipeline's features, stepping at `evaluation.step`.
     pub fn engine(&self, config: &Config) -> FeatureEngine {
         let step = config.evaluation.step.as_millis() as i64;
@@ -110,6 +130,7 @@ pub async fn run(config: Config, listen: SocketAddr) -> Result<(), AgentError> {
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let sweeper = tokio::spawn(sweep(pipeline.store.clone(), stop_rx.clone()));
+    let detectors = pipeline.detectors(&config, || Training::Background)?;
     let evaluation = {
         let (engine, store, history, stop) = (
             pipeline.engine(&config),
@@ -119,7 +140,7 @@ pub async fn run(config: Config, listen: SocketAddr) -> Result<(), AgentError> {
         );
         std::thread::Builder::new()
             .name("evaluation".into())
-            .spawn(move || evaluation_loop(engine, &store, &history, stop))
+            .spawn(move || evaluation_loop(engine, detectors, &store, &history, stop))
             .map_err(AgentError::Thread)?
     };
 
@@ -179,6 +200,7 @@ async fn sweep(store: Arc<SeriesStore>, mut stop: watch::Receiver<bool>) {
 /// a step is evaluated soon after the watermark passes it.
 fn evaluation_loop(
     mut engine: FeatureEngine,
+    mut detectors: Vec<Detector>,
     store: &SeriesStore,
     history: &FeatureHistory,
     stop: watch::Receiver<bool>,
@@ -187,6 +209,11 @@ fn evaluation_loop(
     while !*stop.borrow() {
         let started = std::time::Instant::now();
         let steps = engine.advance(store, history);
+        for step in &steps {
+            for d in &mut detectors {
+                d.on_step(step);
+            }
+        }
         if let Some(last) = steps.last() {
             metrics::histogram!("canopy_evaluation_seconds")
                 .record(started.elapsed().as_secs_f64() / steps.len() as f64);

@@ -1,8 +1,10 @@
 //! The models: an isolation forest (the `anomaly-detector`) and a multi-output random forest
 //! (`predictive-analytics`), both on the flat trees of [`tree`] and the seeded [`rng::Rng`].
-//! Nothing here does I/O or knows about HTTP, PromQL or the series store: models take rows of
-//! `f64` and give scores and forecasts.
+//! The forests do no I/O and know nothing of HTTP, PromQL or the series store: they take rows of
+//! `f64` and give scores and forecasts. [`detector`] is the live runtime that connects a forest to
+//! the feature steps: scoring, the reservoir, event-time retraining and publication.
 
+pub mod detector;
 pub mod iforest;
 pub mod reservoir;
 pub mod rng;

@@ -1,0 +1,464 @@
+//! The live anomaly-detector: scores every complete entity vector at the model's steps, keeps
+//! the reservoir, and retrains in event time.
+//!
+//! Who does what, and on which thread:
+//! - [`Detector::on_step`] runs on the evaluation thread (or in `replay`'s loop). It loads the
+//!   published forest (a lock-free `arc-swap` load), scores, offers each vector to the reservoir
+//!   through the [`AnomalyGate`], and decides when training is due: the first fit once the
+//!   stream has given `max_samples` vectors, then a partial retrain every `retrain_interval` of
+//!   event time.
+//! - Training runs where [`Training`] says: `Background` hands the job to the model's trainer
+//!   thread through a channel of one (a retrain still running when the next is due is skipped and
+//!   counted, never queued), `Inline` runs it on the caller's thread, which `replay` uses so that
+//!   the same file always gives the same scores.
+//! - Either way the new forest is built from a snapshot of the reservoir and published whole with
+//!   one `store`, so a reader never waits and never sees a half-built forest.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::time::Instant;
+
+use arc_swap::ArcSwapOption;
+use metrics::{counter, gauge, histogram};
+
+use super::iforest::{Contamination, IsolationForest, IsolationForestError, IsolationForestParams};
+use super::reservoir::{AnomalyGate, Reservoir, ReservoirError};
+use crate::config::{self, IsolationForestConfig, ModelConfig};
+use crate::features::entities::entity_vectors;
+use crate::features::history::metric_labels;
+use crate::features::{FeatureSet, StepResult};
+use crate::series::Labels;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DetectorError {
+    #[error("model `{model}`: feature `{feature}` is not configured")]
+    UnknownFeature { model: String, feature: String },
+    #[error("model `{model}`: {source}")]
+    Reservoir {
+        model: String,
+        source: ReservoirError,
+    },
+    #[error("model `{model}`: cannot start its trainer thread: {source}")]
+    Thread {
+        model: String,
+        source: std::io::Error,
+    },
+}
+
+/// Everything that shapes one detector, resolved from the config.
+#[derive(Debug, Clone)]
+pub struct DetectorSpec {
+    pub name: String,
+    pub features: Vec<String>,
+    /// Indices of `features` in the [`FeatureSet`].
+    pub indices: Vec<usize>,
+    pub step_ms: i64,
+    pub retrain_interval_ms: i64,
+    pub max_age_ms: u64,
+    pub params: IsolationForestParams,
+    pub replace_fraction: f64,
+    pub reservoir_size: usize,
+    pub gate_anomalies: bool,
+}
+
+impl DetectorSpec {
+    pub fn new(
+        name: &str,
+        model: &ModelConfig,
+        forest: &IsolationForestConfig,
+        set: &FeatureSet,
+    ) -> Result<DetectorSpec, DetectorError> {
+        let indices = model
+            .features
+            .iter()
+            .map(|f| {
+                set.index_of(f)
+                    .ok_or_else(|| DetectorError::UnknownFeature {
+                        model: name.to_owned(),
+                        feature: f.clone(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(DetectorSpec {
+            name: name.to_owned(),
+            features: model.features.clone(),
+            indices,
+            step_ms: model.step.as_millis() as i64,
+            retrain_interval_ms: model.retrain_interval.as_millis() as i64,
+            max_age_ms: u64::from(model.training_days) * 86_400_000,
+            params: IsolationForestParams {
+                n_estimators: forest.n_estimators,
+                max_samples: forest.max_samples,
+                max_features: forest.max_features,
+                contamination: match forest.contamination {
+                    config::Contamination::Auto => Contamination::Auto,
+                    config::Contamination::Fraction(f) => Contamination::Fraction(f),
+                },
+                seed: model.seed,
+            },
+            replace_fraction: forest.replace_fraction,
+            reservoir_size: forest.reservoir_size,
+            gate_anomalies: forest.gate_anomalies,
+        })
+    }
+}
+
+/// One entity's score at one step, with scikit-learn's three values and canopy's 0..1 score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    pub entity: Labels,
+    pub score_samples: f64,
+    pub decision_function: f64,
+    /// `-1` anomalous, `1` normal.
+    pub predict: i8,
+    /// s in 0..1, higher is more anomalous (`-score_samples`).
+    pub anomaly_score: f64,
+}
+
+/// A snapshot of the reservoir to train on.
+struct TrainJob {
+    training: Vec<f64>,
+    threshold: Vec<f64>,
+    step_ms: i64,
+}
+
+/// Where training runs.
+pub enum Training {
+    /// On the caller's thread: deterministic, for `replay` and tests.
+    Inline,
+    /// On the model's trainer thread.
+    Background,
+}
+
+enum Trainer {
+    Inline,
+    Background(SyncSender<TrainJob>),
+}
+
+pub struct Detector {
+    spec: Arc<DetectorSpec>,
+    published: Arc<ArcSwapOption<IsolationForest>>,
+    reservoir: Reservoir,
+    gate: AnomalyGate,
+    /// Event time of the last training started.
+    last_train_ms: Option<i64>,
+    trainer: Trainer,
+}
+
+impl Detector {
+    /// A detector with no model yet. `Background` starts the trainer thread, which ends when the
+    /// detector is dropped.
+    pub fn new(spec: DetectorSpec, training: Training) -> Result<Detector, DetectorError> {
+        let reservoir = Reservoir::new(
+            spec.indices.len(),
+            spec.reservoir_size,
+            Some(spec.max_age_ms),
+        )
+        .map_err(|source| DetectorError::Reservoir {
+            model: spec.name.clone(),
+            source,
+        })?;
+        let spec = Arc::new(spec);
+        let published = Arc::new(ArcSwapOption::empty());
+        let trainer = match training {
+            Training::Inline => Trainer::Inline,
+            Training::Background => {
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                let (shared, published) = (spec.clone(), published.clone());
+                std::thread::Builder::new()
+                    .name(format!("train-{}", spec.name))
+                    .spawn(move || train_loop(&shared, &published, rx))
+                    .map_err(|source| DetectorError::Thread {
+                        model: spec.name.clone(),
+                        source,
+                    })?;
+                Trainer::Background(tx)
+            }
+        };
+        Ok(Detector {
+            spec,
+            published,
+            reservoir,
+            gate: AnomalyGate::default(),
+            last_train_ms: None,
+            trainer,
+        })
+    }
+
+    pub fn spec(&self) -> &DetectorSpec {
+        &self.spec
+    }
+
+    /// The published forest, shared with the predict endpoints.
+    pub fn published(&self) -> Arc<ArcSwapOption<IsolationForest>> {
+        self.published.clone()
+    }
+
+    pub fn reservoir_len(&self) -> usize {
+        self.reservoir.len()
+    }
+
+    /// Scores the step's complete entity vectors (when `step` is one of the model's steps),
+    /// feeds the reservoir and starts training when due. `None` for steps that are not the
+    /// model's; an empty list while no model is trained yet.
+    pub fn on_step(&mut self, step: &StepResult) -> Option<Vec<Scored>> {
+        if step.t_ms.rem_euclid(self.spec.step_ms) != 0 {
+            return None;
+        }
+        let t = step.t_ms;
+        let vectors = entity_vectors(step, &self.spec.indices);
+        let model = self.published.load_full();
+        let mut scored = Vec::with_capacity(vectors.len());
+        for (entity, row) in &vectors {
+            let pushed = match &model {
+                Some(m) => {
+                    if let Ok(s) = score(m, entity, row) {
+                        scored.push(s);
+                    }
+                    if self.spec.gate_anomalies {
+                        self.gate.offer(&mut self.reservoir, m, t, row).map(drop)
+                    } else {
+                        self.reservoir.push(t, row).map(drop)
+                    }
+                }
+                None => self.reservoir.push(t, row).map(drop),
+            };
+            if let Err(e) = pushed {
+                tracing::debug!(model = %self.spec.name, error = %e, "vector kept out of the reservoir");
+            }
+        }
+        self.reservoir.expire(t);
+        self.export(t, &scored, model.as_deref());
+        let due = match (self.last_train_ms, &model) {
+            (None, _) => self.reservoir.len() >= self.spec.params.max_samples,
+            (Some(last), _) => t - last >= self.spec.retrain_interval_ms,
+        };
+        if due {
+            self.start_training(t);
+        }
+        Some(scored)
+    }
+
+    fn start_training(&mut self, t: i64) {
+        let job = TrainJob {
+            training: self.reservoir.training_rows(),
+            threshold: self.reservoir.rows().to_vec(),
+            step_ms: t,
+        };
+        match &self.trainer {
+            Trainer::Inline => {
+                train(&self.spec, &self.published, job);
+                self.last_train_ms = Some(t);
+            }
+            Trainer::Background(tx) => match tx.try_send(job) {
+                Ok(()) => self.last_train_ms = Some(t),
+                Err(TrySendError::Full(_)) => {
+                    counter!("canopy_model_retrains_skipped_total", "model" => self.spec.name.clone()).increment(1);
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    tracing::error!(model = %self.spec.name, "the trainer thread has stopped");
+                }
+            },
+        }
+    }
+
+    fn export(&self, t: i64, scored: &[Scored], model: Option<&IsolationForest>) {
+        let name = &self.spec.name;
+        for s in scored {
+            gauge!(
+                "canopy_anomaly_score",
+                metric_labels("model", name, &s.entity)
+            )
+            .set(s.anomaly_score);
+            gauge!("canopy_anomaly", metric_labels("model", name, &s.entity))
+                .set(f64::from(u8::from(s.predict == -1)));
+            if s.predict == -1 {
+                counter!(
+                    "canopy_anomalies_total",
+                    metric_labels("model", name, &s.entity)
+                )
+                .increment(1);
+            }
+        }
+        gauge!("canopy_model_reservoir_size", "model" => name.clone())
+            .set(self.reservoir.len() as f64);
+        if let (Some(last), Some(_)) = (self.last_train_ms, model) {
+            gauge!("canopy_model_age_seconds", "model" => name.clone())
+                .set((t - last) as f64 / 1000.0);
+        }
+    }
+}
+
+fn score(
+    m: &IsolationForest,
+    entity: &Labels,
+    row: &[f64],
+) -> Result<Scored, IsolationForestError> {
+    let score_samples = m.score_sample(row)?;
+    let decision_function = score_samples - m.offset();
+    Ok(Scored {
+        entity: entity.clone(),
+        score_samples,
+        decision_function,
+        predict: if decision_function < 0.0 { -1 } else { 1 },
+        anomaly_score: -score_samples,
+    })
+}
+
+fn train_loop(
+    spec: &DetectorSpec,
+    published: &ArcSwapOption<IsolationForest>,
+    jobs: Receiver<TrainJob>,
+) {
+    for job in jobs {
+        train(spec, published, job);
+    }
+}
+
+/// Fits (no model yet) or partially retrains (replacing the oldest trees) and publishes.
+fn train(spec: &DetectorSpec, published: &ArcSwapOption<IsolationForest>, job: TrainJob) {
+    let started = Instant::now();
+    let base = published.load_full();
+    let n = spec.indices.len();
+    let result = match &base {
+        None => IsolationForest::fit(&spec.params, &job.training, n),
+        Some(b) => b.retrained(&job.training, &job.threshold, spec.replace_fraction),
+    };
+    let model = spec.name.clone();
+    match result {
+        Ok(forest) => {
+            let replaced = match &base {
+                None => forest.trees().len(),
+                Some(_) => ((spec.replace_fraction * spec.params.n_estimators as f64).ceil()
+                    as usize)
+                    .min(spec.params.n_estimators),
+            };
+            published.store(Some(Arc::new(forest)));
+            let seconds = started.elapsed().as_secs_f64();
+            counter!("canopy_model_retrains_total", "model" => model.clone(), "result" => "ok")
+                .increment(1);
+            counter!("canopy_model_trees_replaced_total", "model" => model.clone())
+                .increment(replaced as u64);
+            histogram!("canopy_model_retrain_duration_seconds", "model" => model.clone())
+                .record(seconds);
+            gauge!("canopy_model_info", "model" => model.clone(), "source" => "live").set(1.0);
+            gauge!("canopy_model_last_trained_step_timestamp_seconds", "model" => model.clone())
+                .set(job.step_ms as f64 / 1000.0);
+            tracing::info!(
+                model = %model,
+                rows = job.training.len() / n.max(1),
+                trees_replaced = replaced,
+                seconds,
+                "model trained from the stream"
+            );
+        }
+        Err(e) => {
+            counter!("canopy_model_retrains_total", "model" => model.clone(), "result" => "error")
+                .increment(1);
+            tracing::warn!(model = %model, error = %e, "training failed; the current model stays");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn detector(toml: &str) -> (Detector, FeatureSet) {
+        let config = Config::from_parts(Some((toml, "t.toml")), &[]).expect("config");
+        let set = FeatureSet::from_config(&config).expect("features");
+        let m = &config.models["d"];
+        let crate::config::ModelKind::IsolationForest(f) = &m.kind else {
+            panic!("kind")
+        };
+        let spec = DetectorSpec::new("d", m, f, &set).expect("spec");
+        (
+            Detector::new(spec, Training::Inline).expect("detector"),
+            set,
+        )
+    }
+
+    fn step(t_ms: i64, a: f64, b: f64) -> StepResult {
+        StepResult {
+            t_ms,
+            values: vec![
+                Some(vec![(Labels::default(), a)]),
+                Some(vec![(Labels::default(), b)]),
+            ],
+        }
+    }
+
+    const TOML: &str = "[evaluation]\nstep = \"1m\"\n[features]\na = 'x'\nb = 'y'\n\
+        [models.d]\nkind = \"isolation_forest\"\nfeatures = [\"a\", \"b\"]\nstep = \"1m\"\n\
+        max_samples = 16\nn_estimators = 20\nretrain_interval = \"10m\"\n";
+
+    #[test]
+    fn trains_after_max_samples_then_scores_and_retrains_on_event_time() {
+        let (mut d, _) = detector(TOML);
+        assert_eq!(d.on_step(&step(30_000, 1.0, 1.0)), None, "not a model step");
+        for k in 0..15 {
+            let out = d
+                .on_step(&step(k * 60_000, (k % 5) as f64, (k % 3) as f64))
+                .expect("model step");
+            assert!(out.is_empty(), "no model before max_samples vectors");
+        }
+        assert!(d.published().load().is_none());
+        d.on_step(&step(15 * 60_000, 0.0, 0.0));
+        let first = d
+            .published()
+            .load_full()
+            .expect("trained at the 16th vector");
+        // the published model scores each complete vector; an outlier scores above a typical row
+        let out = d.on_step(&step(16 * 60_000, 100.0, -100.0)).expect("step");
+        assert_eq!(out.len(), 1);
+        let typical = first.anomaly_score(&[2.0, 1.0]).expect("score");
+        assert!(
+            out[0].anomaly_score > typical,
+            "{} vs {typical}",
+            out[0].anomaly_score
+        );
+        assert_eq!(out[0].predict == -1, out[0].decision_function < 0.0);
+        // the next retrain comes one retrain_interval (10 steps) after the first training
+        for k in 17..25 {
+            d.on_step(&step(k * 60_000, (k % 5) as f64, (k % 3) as f64));
+        }
+        assert!(Arc::ptr_eq(
+            &first,
+            &d.published().load_full().expect("model")
+        ));
+        d.on_step(&step(25 * 60_000, 1.0, 1.0));
+        let second = d.published().load_full().expect("model");
+        assert!(
+            !Arc::ptr_eq(&first, &second),
+            "retrained at 10 minutes of event time"
+        );
+        assert!(second.generation() > first.generation());
+    }
+
+    #[test]
+    fn background_training_publishes_without_blocking_the_step() {
+        let config = Config::from_parts(Some((TOML, "t.toml")), &[]).expect("config");
+        let set = FeatureSet::from_config(&config).expect("features");
+        let m = &config.models["d"];
+        let crate::config::ModelKind::IsolationForest(f) = &m.kind else {
+            panic!("kind")
+        };
+        let mut d = Detector::new(
+            DetectorSpec::new("d", m, f, &set).expect("spec"),
+            Training::Background,
+        )
+        .expect("detector");
+        for k in 0..16 {
+            d.on_step(&step(k * 60_000, (k % 5) as f64, (k % 3) as f64));
+        }
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while d.published().load().is_none() && Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(
+            d.published().load().is_some(),
+            "the trainer thread published a forest"
+        );
+    }
+}
