@@ -6,6 +6,7 @@
 //! pipeline and runs its tasks. ARCHITECTURE.md has the whole map.
 
 pub mod agent;
+pub mod batch;
 pub mod config;
 pub mod features;
 pub mod ingest;

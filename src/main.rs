@@ -2,7 +2,9 @@
 //! over to the library; nothing else lives here.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -32,6 +34,37 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Fit a model on one CSV and score every row of another (a plain batch fit).
+    Score {
+        /// The model to fit, by its name in the config's [models].
+        #[arg(long)]
+        model: String,
+        /// The CSV to fit on: timestamp, then one column per feature.
+        #[arg(long)]
+        fit: PathBuf,
+        /// The CSV to score, in the same format.
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Where to write the output CSV (stdout when absent).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Stream a CSV through ingest, features and the detector in event time, as live data would go.
+    Replay {
+        /// The CSV to replay: timestamp, then one column per series.
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// NAB's windows.json: print windows detected and false positives to stderr.
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// Where to write the output CSV (stdout when absent).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Default)]
@@ -47,9 +80,11 @@ struct RunArgs {
     model_dir: Option<PathBuf>,
 }
 
-fn init_logging() {
+/// Logs to stderr at `RUST_LOG`, else `default` (the agent says `info`; the file commands say only
+/// `warn`, since their output is the CSV and a retrain per interval would drown the summary).
+fn init_logging(default: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -92,13 +127,61 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
+        Some(Command::Score {
+            model,
+            fit,
+            input,
+            config,
+            out,
+        }) => {
+            init_logging("warn");
+            let config = Config::load(config.as_deref())?;
+            let mut out = output(out.as_deref())?;
+            canopy::batch::score::score(&config, &model, &fit, &input, &mut out)?;
+            out.flush().context("cannot write the output")?;
+            Ok(())
+        }
+        Some(Command::Replay {
+            input,
+            config,
+            labels,
+            out,
+        }) => {
+            init_logging("warn");
+            let config = Config::load(config.as_deref())?;
+            let mut out = output(out.as_deref())?;
+            let outcome =
+                canopy::batch::replay::replay(&config, &input, labels.as_deref(), &mut out)?;
+            out.flush().context("cannot write the output")?;
+            eprintln!(
+                "replayed {} rows of {}: {} model steps, {} scored",
+                outcome.rows,
+                input.display(),
+                outcome.steps,
+                outcome.scored_steps
+            );
+            if let Some(summary) = outcome.summary {
+                eprintln!("{summary}");
+            }
+            Ok(())
+        }
         Some(Command::Run(args)) => run(args),
         None => run(cli.run),
     }
 }
 
+/// The output file, or stdout, buffered.
+fn output(path: Option<&Path>) -> Result<Box<dyn Write>> {
+    Ok(match path {
+        Some(p) => Box::new(BufWriter::new(
+            File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
+        None => Box::new(BufWriter::new(std::io::stdout().lock())),
+    })
+}
+
 fn run(args: RunArgs) -> Result<()> {
-    init_logging();
+    init_logging("info");
     let mut config = Config::load(args.config.as_deref())?;
     if let Some(dir) = args.model_dir {
         config.model_dir = dir;

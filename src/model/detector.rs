@@ -86,20 +86,26 @@ impl DetectorSpec {
             step_ms: model.step.as_millis() as i64,
             retrain_interval_ms: model.retrain_interval.as_millis() as i64,
             max_age_ms: u64::from(model.training_days) * 86_400_000,
-            params: IsolationForestParams {
-                n_estimators: forest.n_estimators,
-                max_samples: forest.max_samples,
-                max_features: forest.max_features,
-                contamination: match forest.contamination {
-                    config::Contamination::Auto => Contamination::Auto,
-                    config::Contamination::Fraction(f) => Contamination::Fraction(f),
-                },
-                seed: model.seed,
-            },
+            params: forest_params(model, forest),
             replace_fraction: forest.replace_fraction,
             reservoir_size: forest.reservoir_size,
             gate_anomalies: forest.gate_anomalies,
         })
+    }
+}
+
+/// The forest's parameters from a model's config: shared by the live detector and `canopy score`,
+/// so a batch fit and a streamed one are shaped by the same keys.
+pub fn forest_params(model: &ModelConfig, forest: &IsolationForestConfig) -> IsolationForestParams {
+    IsolationForestParams {
+        n_estimators: forest.n_estimators,
+        max_samples: forest.max_samples,
+        max_features: forest.max_features,
+        contamination: match forest.contamination {
+            config::Contamination::Auto => Contamination::Auto,
+            config::Contamination::Fraction(f) => Contamination::Fraction(f),
+        },
+        seed: model.seed,
     }
 }
 

@@ -1,0 +1,192 @@
+//! `canopy replay`: stream a CSV through the agent's own pipeline in event time.
+//!
+//! Each column becomes a series named after it (label `__name__`, sanitised to a valid metric
+//! name), and the rows go in time order, one at a time, through what live remote-write feeds:
+//! the ingest prefilter, the series store, the [`FeatureEngine`] (whose watermark only sample
+//! timestamps move) and the [`Detector`] with inline training, so the same file and config give
+//! the same output on every run. Nothing is trained before the stream has given the model
+//! `max_samples` vectors: there is no synthetic source in replay, and steps before the first
+//! model have empty scores.
+//!
+//! One output row per evaluation step of the model. With several entities at a step (features
+//! written `by (label)`), the row carries the highest score and is flagged when any entity is.
+
+use std::io::Write;
+use std::path::Path;
+
+use super::labels::{self, Summary};
+use super::{BatchError, number};
+use crate::agent::Pipeline;
+use crate::config::{Config, ModelKind};
+use crate::model::detector::{Detector, Scored, Training};
+use crate::series::labels::METRIC_NAME;
+use crate::series::{Prefilter, Sample};
+use crate::source::csv::{Table, format_timestamp};
+
+/// Replay's output header.
+pub const HEADER: &str = "timestamp,anomaly_score,anomaly";
+
+/// What a replay did, for the command line to report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayOutcome {
+    pub rows: usize,
+    /// Evaluation steps of the model (output rows), and how many of them had a score.
+    pub steps: usize,
+    pub scored_steps: usize,
+    /// Against `--labels`, when given.
+    pub summary: Option<Summary>,
+}
+
+/// A valid Prometheus metric name for a column: characters outside `[a-zA-Z0-9_:]` become `_`,
+/// and a leading digit gets a `_` in front.
+pub fn series_name(column: &str) -> String {
+    let mut name: String = column
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+        name.insert(0, '_');
+    }
+    name
+}
+
+/// Replays `input` through the pipeline `config` describes, writing one row per model step to
+/// `out`; with `labels` (NAB's `windows.json`), also scores the run against the input's windows.
+pub fn replay(
+    config: &Config,
+    input: &Path,
+    labels: Option<&Path>,
+    out: &mut dyn Write,
+) -> Result<ReplayOutcome, BatchError> {
+    let windows = labels
+        .map(|path| labels::windows_for(path, input))
+        .transpose()?;
+    let table = Table::read(input)?;
+    let pipeline = Pipeline::new(config)?;
+    let mut detector = single_detector(&pipeline, config)?;
+    let names = column_series(&table)?;
+    // What ingest would drop (no feature reads the series) is dropped here too, so the store
+    // holds what it would hold live.
+    let prefilter = Prefilter::new(pipeline.features.selectors());
+    let kept: Vec<bool> = names
+        .iter()
+        .map(|n| prefilter.accepts(&[(METRIC_NAME, n.as_str())]))
+        .collect();
+    if !kept.iter().any(|k| *k) {
+        tracing::warn!(
+            columns = %names.join(", "),
+            "no feature reads any column of the input: every step will be empty"
+        );
+    }
+    let mut engine = pipeline.engine(config);
+    writeln!(out, "{HEADER}")?;
+    let mut steps: Vec<(i64, Option<bool>)> = Vec::new();
+    for row in &table.rows {
+        for ((name, value), keep) in names.iter().zip(&row.values).zip(&kept) {
+            if let (Some(v), true) = (value, keep) {
+                pipeline.store.append(
+                    &[(METRIC_NAME, name.as_str())],
+                    &[Sample { t: row.t_ms, v: *v }],
+                );
+            }
+        }
+        for step in engine.advance(&pipeline.store, &pipeline.history) {
+            let Some(scored) = detector.on_step(&step) else {
+                continue;
+            };
+            let t = format_timestamp(step.t_ms);
+            let flagged = match strongest(&scored) {
+                Some((score, anomaly)) => {
+                    writeln!(out, "{t},{},{}", number(score), u8::from(anomaly))?;
+                    Some(anomaly)
+                }
+                None => {
+                    writeln!(out, "{t},,")?;
+                    None
+                }
+            };
+            steps.push((step.t_ms, flagged));
+        }
+    }
+    out.flush()?;
+    let row_times: Vec<i64> = table.rows.iter().map(|r| r.t_ms).collect();
+    Ok(ReplayOutcome {
+        rows: table.rows.len(),
+        steps: steps.len(),
+        scored_steps: steps.iter().filter(|(_, f)| f.is_some()).count(),
+        summary: windows.map(|w| labels::summarise(&w, &row_times, &steps)),
+    })
+}
+
+/// The highest score at a step and whether any entity was flagged; `None` when nothing was
+/// scored (no model yet, or no complete vector).
+fn strongest(scored: &[Scored]) -> Option<(f64, bool)> {
+    let best = scored
+        .iter()
+        .map(|s| s.anomaly_score)
+        .max_by(f64::total_cmp)?;
+    Some((best, scored.iter().any(|s| s.predict == -1)))
+}
+
+/// The config's one isolation-forest model as an inline-training detector.
+fn single_detector(pipeline: &Pipeline, config: &Config) -> Result<Detector, BatchError> {
+    let mut detectors = pipeline.detectors(config, || Training::Inline)?;
+    if detectors.len() != 1 {
+        let names: Vec<&str> = config
+            .models
+            .iter()
+            .filter(|(_, m)| matches!(m.kind, ModelKind::IsolationForest(_)))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        return Err(BatchError::ReplayDetectors {
+            found: if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            },
+        });
+    }
+    Ok(detectors.remove(0))
+}
+
+/// Each column's series name, refusing two columns that sanitise to the same name.
+fn column_series(table: &Table) -> Result<Vec<String>, BatchError> {
+    let names: Vec<String> = table.columns.iter().map(|c| series_name(c)).collect();
+    for (i, a) in names.iter().enumerate() {
+        if let Some(j) = names[..i].iter().position(|b| b == a) {
+            return Err(BatchError::SeriesNameClash {
+                first: table.columns[j].clone(),
+                second: table.columns[i].clone(),
+                name: a.clone(),
+            });
+        }
+    }
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_become_valid_metric_names() {
+        assert_eq!(series_name("value"), "value");
+        assert_eq!(series_name("node:cpu_rate"), "node:cpu_rate");
+        assert_eq!(series_name("cpu %"), "cpu__");
+        assert_eq!(series_name("5xx-rate"), "_5xx_rate");
+        assert_eq!(series_name("é"), "_");
+    }
+
+    #[test]
+    fn two_columns_with_one_name_are_refused() {
+        let t = Table::parse("timestamp,a-b,a_b\n1,1,1\n", "x.csv").expect("parses");
+        let e = column_series(&t).expect_err("clash").to_string();
+        assert!(e.contains("`a-b`") && e.contains("`a_b`"), "{e}");
+    }
+}
