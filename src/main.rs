@@ -1,9 +1,9 @@
 //! canopy's command line. Parses arguments, loads the configuration, sets up logging and hands
 //! over to the library; nothing else lives here.
 
-use std::net::SocketAddr;
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};

@@ -188,20 +188,16 @@ mod tests {
         let flag = |k: i64, f: bool| (k * min, Some(f));
         let steps = [
             (0, None),
-            flag(1, true),  // in probation: not counted
+            flag(1, true), // in probation: not counted
             flag(3, false),
-            flag(4, true),  // false positive
-            flag(7, true),  // detects the first window (end included)
-            flag(6, true),  // same window again
+            flag(4, true), // false positive
+            flag(7, true), // detects the first window (end included)
+            flag(6, true), // same window again
             flag(10, false),
             flag(15, true), // false positive
         ];
         let s = summarise(&windows, &rows, &steps);
-        assert_eq!(
-            (s.windows, s.detected, s.false_positives),
-            (2, 1, 2),
-            "{s}"
-        );
+        assert_eq!((s.windows, s.detected, s.false_positives), (2, 1, 2), "{s}");
         assert_eq!((s.scored_steps, s.flagged_steps), (6, 4));
         assert_eq!(s.counted_from_ms, Some(3 * min));
     }
@@ -225,7 +221,11 @@ mod tests {
                 end_ms: 1_396_314_000_000
             }]
         );
-        assert!(windows_for(&path, Path::new("/data/b/x.csv")).expect("entry").is_empty());
+        assert!(
+            windows_for(&path, Path::new("/data/b/x.csv"))
+                .expect("entry")
+                .is_empty()
+        );
         let e = windows_for(&path, Path::new("/data/ax.csv")).expect_err("no entry");
         assert!(e.to_string().contains("no entry"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);

@@ -50,9 +50,7 @@ pub enum BatchError {
         "replay runs exactly one isolation_forest model, but the config has {found}: give replay a --config whose [models] has one"
     )]
     ReplayDetectors { found: String },
-    #[error(
-        "columns `{first}` and `{second}` both become the series `{name}`: rename one of them"
-    )]
+    #[error("columns `{first}` and `{second}` both become the series `{name}`: rename one of them")]
     SeriesNameClash {
         first: String,
         second: String,

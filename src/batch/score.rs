@@ -62,7 +62,13 @@ pub fn score(
                     Some(&s) => {
                         let d = s - forest.offset();
                         let predict = if d < 0.0 { -1 } else { 1 };
-                        writeln!(out, "{t},{},{},{predict},{}", number(s), number(d), number(-s))?;
+                        writeln!(
+                            out,
+                            "{t},{},{},{predict},{}",
+                            number(s),
+                            number(d),
+                            number(-s)
+                        )?;
                     }
                     None => writeln!(out, "{t},,,,")?,
                 }

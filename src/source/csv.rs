@@ -206,7 +206,15 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 fn days_in_month(y: i64, m: i64) -> i64 {
@@ -247,7 +255,11 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
         return None;
     }
     let (y, mo, d) = (digits(&s[0..4])?, digits(&s[5..7])?, digits(&s[8..10])?);
-    let (h, mi, sec) = (digits(&s[11..13])?, digits(&s[14..16])?, digits(&s[17..19])?);
+    let (h, mi, sec) = (
+        digits(&s[11..13])?,
+        digits(&s[14..16])?,
+        digits(&s[17..19])?,
+    );
     if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 59
     {
         return None;
@@ -255,7 +267,9 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
     let mut rest = &s[19..];
     let mut ms = 0;
     if let Some(frac) = rest.strip_prefix('.') {
-        let end = frac.find(|c: char| !c.is_ascii_digit()).unwrap_or(frac.len());
+        let end = frac
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(frac.len());
         if end == 0 {
             return None;
         }
@@ -315,13 +329,22 @@ mod tests {
     fn timestamps_in_every_accepted_form() {
         let t = 1_396_310_400_000; // 2014-04-01 00:00:00 UTC
         assert_eq!(parse_timestamp("2014-04-01 00:00:00"), Some(t));
-        assert_eq!(parse_timestamp("2014-04-01 00:05:00.000000"), Some(t + 300_000));
+        assert_eq!(
+            parse_timestamp("2014-04-01 00:05:00.000000"),
+            Some(t + 300_000)
+        );
         assert_eq!(parse_timestamp("2014-04-01T00:00:00Z"), Some(t));
         assert_eq!(parse_timestamp("2014-04-01T02:00:00+02:00"), Some(t));
-        assert_eq!(parse_timestamp("2014-03-31T23:00:00.250-01:00"), Some(t + 250));
+        assert_eq!(
+            parse_timestamp("2014-03-31T23:00:00.250-01:00"),
+            Some(t + 250)
+        );
         assert_eq!(parse_timestamp("1396310400"), Some(t));
         assert_eq!(parse_timestamp("1396310400.5"), Some(t + 500));
-        assert_eq!(parse_timestamp("2000-02-29 12:00:00"), Some(951_825_600_000));
+        assert_eq!(
+            parse_timestamp("2000-02-29 12:00:00"),
+            Some(951_825_600_000)
+        );
         for bad in [
             "",
             "yesterday",
@@ -340,7 +363,13 @@ mod tests {
 
     #[test]
     fn formatted_timestamps_read_back() {
-        for t in [0, 1_396_310_400_000, 951_825_600_123, -86_400_000, 4_102_444_799_999] {
+        for t in [
+            0,
+            1_396_310_400_000,
+            951_825_600_123,
+            -86_400_000,
+            4_102_444_799_999,
+        ] {
             assert_eq!(parse_timestamp(&format_timestamp(t)), Some(t), "{t}");
         }
         assert_eq!(format_timestamp(1_396_310_700_000), "2014-04-01 00:05:00");
@@ -373,13 +402,26 @@ mod tests {
 
     #[test]
     fn errors_name_the_line_and_what_is_wrong() {
-        let err = |text: &str| Table::parse(text, "in.csv").expect_err("refused").to_string();
+        let err = |text: &str| {
+            Table::parse(text, "in.csv")
+                .expect_err("refused")
+                .to_string()
+        };
         let e = err("timestamp,a\n2014-04-01 00:00:00,1\nnot a time,2\n");
-        assert!(e.contains("in.csv line 3") && e.contains("not a time"), "{e}");
+        assert!(
+            e.contains("in.csv line 3") && e.contains("not a time"),
+            "{e}"
+        );
         let e = err("timestamp,a,b\n2014-04-01 00:00:00,1\n");
-        assert!(e.contains("line 2") && e.contains("2 cells") && e.contains("3 columns"), "{e}");
+        assert!(
+            e.contains("line 2") && e.contains("2 cells") && e.contains("3 columns"),
+            "{e}"
+        );
         let e = err("timestamp,a\n2014-04-01 00:00:00,1\n2014-04-01 00:05:00,abc\n");
-        assert!(e.contains("line 3") && e.contains("`a`") && e.contains("abc"), "{e}");
+        assert!(
+            e.contains("line 3") && e.contains("`a`") && e.contains("abc"),
+            "{e}"
+        );
         let e = err("timestamp,a\n1,inf\n");
         assert!(e.contains("finite"), "{e}");
         let e = err("time,a\n1,1\n");

@@ -1,0 +1,237 @@
+//! `canopy replay`: a CSV streamed through the store, the feature engine and the detector in event
+//! time, run as the real binary. A level series with injected spikes must give one output row per
+//! step, empty scores until the stream has given the model `max_samples` vectors, and higher
+//! scores at the spikes than anywhere normal; `--labels` must count windows and false positives as
+//! NAB does; the same file must give the same output every run and in any row order.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use canopy::source::csv::format_timestamp;
+
+/// A fresh directory under the system temp dir, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("canopy-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create dir");
+        }
+        std::fs::write(&path, text).expect("write file");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const MAX_SAMPLES: usize = 64;
+const CONFIG: &str = r#"
+[limits]
+retention = "3h"
+[evaluation]
+step = "5m"
+lateness = "0s"
+history = "1d"
+[features]
+level = 'value'
+dev = 'value - avg_over_time(value[1h])'
+[models.det]
+kind = "isolation_forest"
+features = ["level", "dev"]
+step = "5m"
+max_samples = 64
+n_estimators = 50
+retrain_interval = "2h"
+contamination = 0.02
+"#;
+
+const ROWS: usize = 500;
+const SPIKES: [usize; 3] = [200, 300, 400];
+/// A multiple of 5 minutes, so each row's time is a step.
+const T0_MS: i64 = 1_699_999_800_000;
+
+fn row_time(k: usize) -> i64 {
+    T0_MS + 300_000 * k as i64
+}
+
+/// A level around 10 with a slow wave and small deterministic noise; 25 at the spikes.
+fn series() -> Vec<(i64, f64)> {
+    (0..ROWS)
+        .map(|k| {
+            let v = if SPIKES.contains(&k) {
+                25.0
+            } else {
+                10.0 + 0.5 * (k as f64 * 0.3).sin() + ((k * 7) % 11) as f64 / 22.0
+            };
+            (row_time(k), v)
+        })
+        .collect()
+}
+
+fn csv(rows: &[(i64, f64)]) -> String {
+    let mut s = String::from("timestamp,value\n");
+    for (t, v) in rows {
+        s.push_str(&format!("{},{v}\n", format_timestamp(*t)));
+    }
+    s
+}
+
+fn replay(dir: &TempDir, input: &Path, labels: Option<&Path>) -> Output {
+    let config = dir.write("canopy.toml", CONFIG);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_canopy"));
+    cmd.args(["replay", "--config"])
+        .arg(config)
+        .arg("--input")
+        .arg(input);
+    if let Some(l) = labels {
+        cmd.arg("--labels").arg(l);
+    }
+    let out = cmd.output().expect("run canopy replay");
+    assert!(
+        out.status.success(),
+        "canopy replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The output's rows: timestamp, score and flag (`None` for an empty score).
+fn rows(out: &Output) -> Vec<(String, Option<(f64, bool)>)> {
+    let text = String::from_utf8(out.stdout.clone()).expect("utf-8");
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("timestamp,anomaly_score,anomaly"));
+    lines
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            assert_eq!(cells.len(), 3, "{l}");
+            let scored = match (cells[1], cells[2]) {
+                ("", "") => None,
+                (s, a) => Some((s.parse().expect(s), a == "1")),
+            };
+            (cells[0].to_owned(), scored)
+        })
+        .collect()
+}
+
+#[test]
+fn one_row_per_step_empty_until_trained_and_spikes_score_in_the_upper_tail() {
+    let dir = TempDir::new("replay-spikes");
+    let input = dir.write("series.csv", &csv(&series()));
+    let out = rows(&replay(&dir, &input, None));
+    assert_eq!(out.len(), ROWS, "one row per 5m step, one step per row");
+    for (k, (t, _)) in out.iter().enumerate() {
+        assert_eq!(t, &format_timestamp(row_time(k)));
+    }
+    let empty = out.iter().take_while(|(_, s)| s.is_none()).count();
+    assert_eq!(
+        empty, MAX_SAMPLES,
+        "no model before the stream has given max_samples vectors"
+    );
+    assert!(
+        out[empty..].iter().all(|(_, s)| s.is_some()),
+        "scored ever after"
+    );
+
+    // Rows well clear of a spike (its hour in the rolling mean included) are normal rows. An
+    // isolation forest scores a point beyond the training range like the most extreme training
+    // point (both end in the same leaf), so a spike is compared with the normal rows' upper tail,
+    // not their maximum.
+    let mut normal: Vec<f64> = out
+        .iter()
+        .enumerate()
+        .skip(MAX_SAMPLES)
+        .filter(|(k, _)| SPIKES.iter().all(|s| k.abs_diff(*s) > 13))
+        .filter_map(|(_, (_, s))| s.map(|(score, _)| score))
+        .collect();
+    normal.sort_by(f64::total_cmp);
+    let p95 = normal[normal.len() * 95 / 100];
+    let median = normal[normal.len() / 2];
+    for s in SPIKES {
+        let (score, _) = out[s].1.expect("spike scored");
+        assert!(
+            score > p95,
+            "spike at row {s} scores {score}: not above the normal rows' 95th percentile {p95} (median {median})"
+        );
+    }
+}
+
+#[test]
+fn output_is_the_same_every_run_and_in_any_row_order() {
+    let dir = TempDir::new("replay-determinism");
+    let rows_in_order = series();
+    let input = dir.write("a.csv", &csv(&rows_in_order));
+    let first = replay(&dir, &input, None).stdout;
+    assert_eq!(
+        replay(&dir, &input, None).stdout,
+        first,
+        "two runs, one output"
+    );
+
+    // Newest first, with a conflicting repeat of one timestamp listed after the original.
+    let mut shuffled = rows_in_order.clone();
+    shuffled.reverse();
+    shuffled.push((row_time(250), 99.0));
+    let other = dir.write("b.csv", &csv(&shuffled));
+    assert_eq!(
+        replay(&dir, &other, None).stdout,
+        first,
+        "rows are sorted by time and a repeated timestamp keeps its first row"
+    );
+}
+
+#[test]
+fn labels_summary_counts_windows_and_false_positives_after_probation() {
+    let dir = TempDir::new("replay-labels");
+    let input = dir.write("data/sub/series.csv", &csv(&series()));
+    let nab = |t: i64| format!("{}.000000", format_timestamp(t));
+    // One window around the first spike, one where nothing happens.
+    let windows = [(198, 203), (250, 260)];
+    let json = format!(
+        r#"{{"other/series.csv": [], "sub/series.csv": [["{}", "{}"], ["{}", "{}"]]}}"#,
+        nab(row_time(windows[0].0)),
+        nab(row_time(windows[0].1)),
+        nab(row_time(windows[1].0)),
+        nab(row_time(windows[1].1)),
+    );
+    let labels = dir.write("windows.json", &json);
+    let output = replay(&dir, &input, Some(&labels));
+
+    // Counted independently from the output: NAB's probation is the first 15% of rows.
+    let probation = ROWS * 15 / 100;
+    let out = rows(&output);
+    let inside = |k: usize| windows.iter().any(|&(a, b)| (a..=b).contains(&k));
+    let flagged = |k: usize| out[k].1.is_some_and(|(_, f)| f);
+    let false_positives = (probation..ROWS)
+        .filter(|&k| flagged(k) && !inside(k))
+        .count();
+    let detected = windows
+        .iter()
+        .filter(|&&(a, b)| (a..=b).any(flagged))
+        .count();
+    assert!(
+        (windows[0].0..=windows[0].1).any(flagged),
+        "the spike's window is detected"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let expected = format!("windows detected {detected}/2, false positives {false_positives},");
+    assert!(
+        stderr.contains(&expected),
+        "expected `{expected}` in: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("probation: first {probation} rows")),
+        "{stderr}"
+    );
+}
