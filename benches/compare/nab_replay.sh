@@ -3,12 +3,14 @@
 # labelled windows detected and the false positives, then the totals.
 #
 # Usage: benches/compare/nab_replay.sh [NAB_DIR] [CONFIG]
-#   NAB_DIR defaults to ../shared/data/nab next to the crate (the data is never copied into the
-#   repository); CONFIG to benches/nab/canopy.toml. Per-file outputs go to $OUT_DIR (a temp dir).
+#   NAB_DIR defaults to ../shared/data/nab next to the crate (or next to the folder of worktrees
+#   holding it; the data is never copied into the repository); CONFIG to benches/nab/canopy.toml. Per-file outputs go to $OUT_DIR (a temp dir).
 set -euo pipefail
 
 crate="$(cd "$(dirname "$0")/../.." && pwd)"
-nab="${1:-$crate/../shared/data/nab}"
+default_nab="$crate/../shared/data/nab"
+[ -d "$default_nab" ] || default_nab="$crate/../../shared/data/nab"
+nab="$(cd "${1:-$default_nab}" && pwd)"
 config="${2:-$crate/benches/nab/canopy.toml}"
 labels="$nab/windows.json"
 [ -f "$labels" ] || { echo "no $labels: pass the NAB folder as the first argument" >&2; exit 1; }
