@@ -13,10 +13,13 @@ use super::{FeatureSet, FeatureValues};
 use crate::series::Labels;
 use crate::series::labels::METRIC_NAME;
 
-/// Per feature: each result series' recent `(t_ms, value)` points, over `retention_ms`.
+/// One feature's result series, each with its recent `(t_ms, value)` points.
+type SeriesPoints = BTreeMap<Labels, VecDeque<(i64, f64)>>;
+
+/// Per feature: each result series' recent points, over `retention_ms`.
 pub struct FeatureHistory {
     retention_ms: i64,
-    inner: RwLock<BTreeMap<String, BTreeMap<Labels, VecDeque<(i64, f64)>>>>,
+    inner: RwLock<BTreeMap<String, SeriesPoints>>,
 }
 
 /// Formats a value as Prometheus's API does (Go's `strconv.FormatFloat(v, 'f', -1, 64)`).
