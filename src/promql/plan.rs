@@ -19,6 +19,10 @@ use crate::series::Selector;
 /// `--query.lookback-delta`).
 pub const LOOKBACK_DELTA_MS: i64 = 5 * 60 * 1000;
 
+/// Ranges and offsets longer than this are refused, so that `T − offset − range` can never
+/// overflow an i64 of milliseconds, whatever the configured expression says.
+const MAX_DURATION_MS: i64 = 10_000 * 366 * 24 * 3_600_000;
+
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum PlanError {
     #[error("cannot parse {expr:?}: {reason}")]
@@ -305,7 +309,9 @@ impl Lower<'_> {
 
     fn millis(&self, d: &std::time::Duration) -> Result<i64, PlanError> {
         i64::try_from(d.as_millis())
-            .map_err(|_| self.unsupported("duration beyond 292 million years"))
+            .ok()
+            .filter(|&ms| ms <= MAX_DURATION_MS)
+            .ok_or_else(|| self.unsupported("duration beyond 10,000 years"))
     }
 
     fn aggregate(&mut self, a: &AggregateExpr) -> Result<Node, PlanError> {
@@ -485,6 +491,7 @@ mod tests {
         assert_eq!(refused("x @ 100"), r#""@" modifier"#);
         assert_eq!(refused("rate(x[5m:1m])"), "subquery");
         assert_eq!(refused("x offset -5m"), "negative offset");
+        assert_eq!(refused("rate(x[20000y])"), "duration beyond 10,000 years");
         assert_eq!(
             refused(r#"{a="1" or b="2"}"#),
             r#""or" between label matchers"#
