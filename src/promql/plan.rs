@@ -121,7 +121,7 @@ pub enum LabelSet {
 #[derive(Debug, Clone)]
 pub struct SelectorUse {
     pub selector: Selector,
-    /// The selector's text without offset: identical selectors share evaluator caches.
+    /// The selector's text and range without offset: identical selectors share evaluator caches.
     pub key: String,
     /// `offset` in ms (never negative: Prometheus 2.42 refuses negative offsets by default).
     pub offset_ms: i64,
@@ -298,9 +298,14 @@ impl Lower<'_> {
         let matchers: &[Matcher] = &vs.matchers.matchers;
         let mut bare = vs.clone();
         bare.offset = None;
+        // The window's length decides which series have samples in it; the offset only moves it.
+        let key = match range_ms {
+            Some(r) => format!("{bare}[{r}ms]"),
+            None => bare.to_string(),
+        };
         self.selectors.push(SelectorUse {
             selector: Selector::new(vs.name.as_deref(), matchers),
-            key: bare.to_string(),
+            key,
             offset_ms,
             range_ms,
         });
