@@ -161,6 +161,8 @@ struct SortedOrder {
 }
 
 /// Evaluates plans; holds the buffers and caches reused from step to step. One per thread.
+/// The order cache has one entry per distinct selector (and range) evaluated, so it stays as
+/// small as the configured features.
 #[derive(Default)]
 pub struct Evaluator {
     selection: Selection,

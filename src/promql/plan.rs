@@ -23,6 +23,7 @@ pub const LOOKBACK_DELTA_MS: i64 = 5 * 60 * 1000;
 /// overflow an i64 of milliseconds, whatever the configured expression says.
 const MAX_DURATION_MS: i64 = 10_000 * 366 * 24 * 3_600_000;
 
+/// Why an expression cannot become a plan; both variants name the expression.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum PlanError {
     #[error("cannot parse {expr:?}: {reason}")]
@@ -38,6 +39,7 @@ pub enum Kind {
     Vector,
 }
 
+/// The supported functions of a range vector; each yields at most one value per series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RangeFunc {
     Rate,
@@ -78,6 +80,7 @@ impl RangeFunc {
     }
 }
 
+/// The supported aggregation operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AggOp {
     Sum,
@@ -88,6 +91,7 @@ pub enum AggOp {
     Stddev,
 }
 
+/// The supported arithmetic operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArithOp {
     Add,
@@ -136,6 +140,7 @@ impl SelectorUse {
     }
 }
 
+/// canopy's plan tree: one node per supported construct, parentheses gone.
 #[derive(Debug, Clone)]
 pub enum Node {
     Number(f64),
