@@ -5,3 +5,5 @@
 
 pub mod rng;
 pub mod tree;
+pub mod rforest;
+pub mod windows;

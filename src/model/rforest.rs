@@ -1,0 +1,978 @@
+//! The `predictive-analytics` model: a random forest regressor with native multi-output.
+//!
+//! It owns fitting and predicting, with the semantics of scikit-learn's `RandomForestRegressor`
+//! on a 2-D `y`: one forest whose every split minimises the squared error summed over all outputs
+//! (so the 12 steps of a forecast share one tree structure), bootstrap draws of `n` rows with
+//! replacement kept as per-row weights, a node split only when it has at least
+//! `min_samples_split` distinct rows and each side keeps at least `min_samples_leaf`, thresholds at
+//! the midpoint of two consecutive distinct values (a row goes left when `x <= threshold`), and
+//! leaves that hold the weighted mean of their rows' outputs. A prediction is the mean of the
+//! trees' leaves. It does no I/O and knows nothing of windows or series: see [`super::windows`].
+//!
+//! # Split search: exact, on presorted columns
+//! Every split is found by an exact scan over each feature's values in sorted order, as
+//! scikit-learn does, rather than over histogram bins. Each feature is sorted once per fit; a tree
+//! keeps, per feature, its bootstrap rows in that order and stably partitions them at every split,
+//! so no node ever sorts (scikit-learn sorts every feature at every node, which is where its time
+//! goes). Binning would only save work at the few top levels where a node holds many more rows
+//! than bins; below them every candidate threshold must be evaluated either way, and binning would
+//! then cost the exactness that makes the test MAE match scikit-learn's (DESIGN "Budgets").
+//! `benches/compare/rforest_vs_sklearn.py` measures the result against scikit-learn.
+//!
+//! # Determinism
+//! Tree `i` draws everything (bootstrap, feature order) from `Rng::new(seed).fork(i)`, trees are
+//! grown on `std::thread::scope` threads in any order and stored by index, and every sum is taken
+//! in a fixed order: the same data, parameters and seed give the same model on any thread count.
+//!
+//! Differences from scikit-learn that do not change what the model learns: features stay `f64`
+//! (scikit-learn casts them to `f32`), and with `max_features < 1.0` the features drawn at a node
+//! are visited until that many non-constant ones were evaluated.
+
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use thiserror::Error;
+
+use super::rng::Rng;
+use super::tree::{FlatTree, Node};
+
+/// Two feature values closer than this are one value: no threshold is placed between them
+/// (scikit-learn's `FEATURE_THRESHOLD`).
+const FEATURE_THRESHOLD: f64 = 1e-7;
+
+/// Hyperparameters. The defaults are canopy's (DESIGN "Models"), which differ from scikit-learn's
+/// `min_samples_split` 2, `min_samples_leaf` 1 and unlimited depth.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RandomForestParams {
+    pub n_estimators: usize,
+    /// `None`: grow until the other limits stop a branch.
+    pub max_depth: Option<usize>,
+    /// A node with fewer distinct rows than this is a leaf.
+    pub min_samples_split: usize,
+    /// Each side of a split keeps at least this many distinct rows.
+    pub min_samples_leaf: usize,
+    /// Fraction of the features evaluated at each node, in (0, 1]; at least one.
+    pub max_features: f64,
+    /// Each tree trains on `n` rows drawn with replacement (else on every row once).
+    pub bootstrap: bool,
+    pub seed: u64,
+}
+
+impl Default for RandomForestParams {
+    fn default() -> Self {
+        RandomForestParams {
+            n_estimators: 100,
+            max_depth: Some(20),
+            min_samples_split: 5,
+            min_samples_leaf: 2,
+            max_features: 1.0,
+            bootstrap: true,
+            seed: 0,
+        }
+    }
+}
+
+impl RandomForestParams {
+    /// Checks every parameter, naming the first bad one and what it must be.
+    pub fn validate(&self) -> Result<(), RandomForestError> {
+        let bad = |msg: String| Err(RandomForestError::BadParam(msg));
+        if self.n_estimators == 0 {
+            return bad("n_estimators must be at least 1".into());
+        }
+        if self.max_depth == Some(0) {
+            return bad("max_depth must be at least 1 (or unset for no limit)".into());
+        }
+        if self.min_samples_split < 2 {
+            return bad(format!(
+                "min_samples_split must be at least 2, got {}",
+                self.min_samples_split
+            ));
+        }
+        if self.min_samples_leaf < 1 {
+            return bad("min_samples_leaf must be at least 1, got 0".into());
+        }
+        if !(self.max_features > 0.0 && self.max_features <= 1.0) {
+            return bad(format!(
+                "max_features is the fraction of features tried per split and must be in (0, 1], got {}",
+                self.max_features
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Why a fit or a prediction was refused. Nothing here panics on caller data.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum RandomForestError {
+    #[error("bad random forest parameter: {0}")]
+    BadParam(String),
+    #[error("no training rows: a random forest needs at least one row to fit")]
+    Empty,
+    #[error("expected {expected} features, got {got}")]
+    FeatureCount { expected: usize, got: usize },
+    #[error("expected {expected} outputs, got {got}")]
+    OutputCount { expected: usize, got: usize },
+    #[error("{what} has {len} values, which is not a whole number of rows of {width}")]
+    Ragged {
+        what: &'static str,
+        len: usize,
+        width: usize,
+    },
+    #[error("x has {x_rows} rows but y has {y_rows}: every input row needs its output row")]
+    RowMismatch { x_rows: usize, y_rows: usize },
+    #[error("{what} row {row} column {column} is {value}: only finite values can be used")]
+    NonFinite {
+        what: &'static str,
+        row: usize,
+        column: usize,
+        value: f64,
+    },
+    #[error("too many rows ({0}): at most 2^31 rows can be fitted")]
+    TooManyRows(usize),
+    #[error("invalid tree {tree}: {reason}")]
+    BadTree { tree: usize, reason: String },
+}
+
+/// One fitted tree: the flat node array, and its leaves' outputs in one table
+/// (`leaf_values[leaf.child · n_outputs ..][..n_outputs]`). A leaf's `value` is its weighted row
+/// count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegressionTree {
+    pub tree: FlatTree,
+    pub leaf_values: Vec<f64>,
+}
+
+/// A fitted multi-output random forest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RandomForestRegressor {
+    params: RandomForestParams,
+    n_features: usize,
+    n_outputs: usize,
+    trees: Vec<RegressionTree>,
+}
+
+impl RandomForestRegressor {
+    /// Fits on `x` (rows × `n_features`, row-major) and `y` (rows × `n_outputs`, row-major), using
+    /// every available core.
+    pub fn fit(
+        params: &RandomForestParams,
+        x: &[f64],
+        n_features: usize,
+        y: &[f64],
+        n_outputs: usize,
+    ) -> Result<Self, RandomForestError> {
+        let threads = std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN);
+        Self::fit_with_threads(params, x, n_features, y, n_outputs, threads)
+    }
+
+    /// As [`fit`](Self::fit), on at most `threads` threads. The model does not depend on `threads`.
+    pub fn fit_with_threads(
+        params: &RandomForestParams,
+        x: &[f64],
+        n_features: usize,
+        y: &[f64],
+        n_outputs: usize,
+        threads: NonZeroUsize,
+    ) -> Result<Self, RandomForestError> {
+        params.validate()?;
+        let n = check_matrix("x", x, n_features)?;
+        let n_y = check_matrix("y", y, n_outputs)?;
+        if n != n_y {
+            return Err(RandomForestError::RowMismatch {
+                x_rows: n,
+                y_rows: n_y,
+            });
+        }
+        if n == 0 {
+            return Err(RandomForestError::Empty);
+        }
+        if n > i32::MAX as usize {
+            return Err(RandomForestError::TooManyRows(n));
+        }
+        for (r, row) in x.chunks_exact(n_features).enumerate() {
+            check_finite("x", r, row)?;
+        }
+        for (r, row) in y.chunks_exact(n_outputs).enumerate() {
+            check_finite("y", r, row)?;
+        }
+        let data = Training::new(x, n_features, y, n_outputs, params);
+        let root = Rng::new(params.seed);
+        let next = AtomicUsize::new(0);
+        let threads = threads.get().min(params.n_estimators);
+        let mut grown: Vec<(usize, RegressionTree)> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut builder = TreeBuilder::new(&data);
+                        let mut mine = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            if i >= params.n_estimators {
+                                break mine;
+                            }
+                            let mut rng = root.fork(i as u64);
+                            mine.push((i, builder.grow(&mut rng)));
+                        }
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| match w.join() {
+                    Ok(trees) => trees,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                })
+                .collect()
+        });
+        grown.sort_unstable_by_key(|(i, _)| *i);
+        Ok(RandomForestRegressor {
+            params: params.clone(),
+            n_features,
+            n_outputs,
+            trees: grown.into_iter().map(|(_, t)| t).collect(),
+        })
+    }
+
+    /// Rebuilds a model from its parts (a checkpoint), checking that every tree is well formed so
+    /// that predicting can never index out of bounds.
+    pub fn from_parts(
+        params: RandomForestParams,
+        n_features: usize,
+        n_outputs: usize,
+        trees: Vec<RegressionTree>,
+    ) -> Result<Self, RandomForestError> {
+        if trees.is_empty() {
+            return Err(RandomForestError::BadParam("a forest needs at least one tree".into()));
+        }
+        if n_outputs == 0 {
+            return Err(RandomForestError::BadParam("n_outputs must be at least 1".into()));
+        }
+        for (i, t) in trees.iter().enumerate() {
+            validate_tree(t, n_features, n_outputs).map_err(|reason| {
+                RandomForestError::BadTree { tree: i, reason }
+            })?;
+        }
+        Ok(RandomForestRegressor {
+            params,
+            n_features,
+            n_outputs,
+            trees,
+        })
+    }
+
+    pub fn params(&self) -> &RandomForestParams {
+        &self.params
+    }
+
+    pub fn n_features(&self) -> usize {
+        self.n_features
+    }
+
+    pub fn n_outputs(&self) -> usize {
+        self.n_outputs
+    }
+
+    pub fn trees(&self) -> &[RegressionTree] {
+        &self.trees
+    }
+
+    /// Predicts one row (`n_features` values) into `out` (`n_outputs` values), allocating nothing.
+    pub fn predict_row(&self, x: &[f64], out: &mut [f64]) -> Result<(), RandomForestError> {
+        if x.len() != self.n_features {
+            return Err(RandomForestError::FeatureCount {
+                expected: self.n_features,
+                got: x.len(),
+            });
+        }
+        if out.len() != self.n_outputs {
+            return Err(RandomForestError::OutputCount {
+                expected: self.n_outputs,
+                got: out.len(),
+            });
+        }
+        check_finite("x", 0, x)?;
+        self.predict_unchecked(x, out);
+        Ok(())
+    }
+
+    /// Predicts every row of `x` (rows × `n_features`, row-major) into `out`
+    /// (rows × `n_outputs`, row-major).
+    pub fn predict_into(&self, x: &[f64], out: &mut [f64]) -> Result<(), RandomForestError> {
+        let rows = check_matrix("x", x, self.n_features)?;
+        if out.len() != rows * self.n_outputs {
+            return Err(RandomForestError::OutputCount {
+                expected: rows * self.n_outputs,
+                got: out.len(),
+            });
+        }
+        for (r, row) in x.chunks_exact(self.n_features).enumerate() {
+            check_finite("x", r, row)?;
+        }
+        for (row, o) in x
+            .chunks_exact(self.n_features)
+            .zip(out.chunks_exact_mut(self.n_outputs))
+        {
+            self.predict_unchecked(row, o);
+        }
+        Ok(())
+    }
+
+    /// Predicts every row of `x` (rows × `n_features`, row-major): rows × `n_outputs` values.
+    pub fn predict(&self, x: &[f64]) -> Result<Vec<f64>, RandomForestError> {
+        let rows = check_matrix("x", x, self.n_features)?;
+        let mut out = vec![0.0; rows * self.n_outputs];
+        self.predict_into(x, &mut out)?;
+        Ok(out)
+    }
+
+    fn predict_unchecked(&self, x: &[f64], out: &mut [f64]) {
+        out.fill(0.0);
+        let k = self.n_outputs;
+        for t in &self.trees {
+            let leaf = t.tree.leaf(x).child as usize * k;
+            for (o, v) in out.iter_mut().zip(&t.leaf_values[leaf..leaf + k]) {
+                *o += v;
+            }
+        }
+        let scale = 1.0 / self.trees.len() as f64;
+        for o in out {
+            *o *= scale;
+        }
+    }
+}
+
+/// Rows in `m`, or why `m` is not a matrix of `width` columns.
+fn check_matrix(what: &'static str, m: &[f64], width: usize) -> Result<usize, RandomForestError> {
+    if width == 0 {
+        return Err(match what {
+            "y" => RandomForestError::OutputCount {
+                expected: 1,
+                got: 0,
+            },
+            _ => RandomForestError::FeatureCount {
+                expected: 1,
+                got: 0,
+            },
+        });
+    }
+    if m.len() % width != 0 {
+        return Err(RandomForestError::Ragged {
+            what,
+            len: m.len(),
+            width,
+        });
+    }
+    Ok(m.len() / width)
+}
+
+fn check_finite(what: &'static str, row: usize, values: &[f64]) -> Result<(), RandomForestError> {
+    match values.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(column) => Err(RandomForestError::NonFinite {
+            what,
+            row,
+            column,
+            value: values[column],
+        }),
+    }
+}
+
+fn validate_tree(t: &RegressionTree, n_features: usize, n_outputs: usize) -> Result<(), String> {
+    let nodes = &t.tree.nodes;
+    if nodes.is_empty() {
+        return Err("no nodes".into());
+    }
+    if t.leaf_values.len() % n_outputs != 0 {
+        return Err(format!(
+            "{} leaf values is not a whole number of leaves of {n_outputs} outputs",
+            t.leaf_values.len()
+        ));
+    }
+    let leaves = t.leaf_values.len() / n_outputs;
+    for (i, node) in nodes.iter().enumerate() {
+        if node.is_leaf() {
+            if node.child as usize >= leaves {
+                return Err(format!("node {i} points at leaf {} of {leaves}", node.child));
+            }
+        } else {
+            // children must come after their parent, so that every descent ends at a leaf
+            let c = node.child as usize;
+            if node.feature as usize >= n_features || c <= i || c + 1 >= nodes.len() {
+                return Err(format!("node {i} has feature {} and children {c}", node.feature));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The training data laid out for split search, shared read-only by every tree's thread.
+struct Training<'a> {
+    n: usize,
+    n_features: usize,
+    n_outputs: usize,
+    /// Feature-major copy of x: `columns[f · n + i]`.
+    columns: Vec<f64>,
+    /// Row indices sorted by each feature's value: `sorted[f · n ..][..n]`.
+    sorted: Vec<u32>,
+    y: &'a [f64],
+    params: &'a RandomForestParams,
+    /// Features evaluated per node.
+    max_features: usize,
+}
+
+impl<'a> Training<'a> {
+    fn new(
+        x: &[f64],
+        n_features: usize,
+        y: &'a [f64],
+        n_outputs: usize,
+        params: &'a RandomForestParams,
+    ) -> Self {
+        let n = x.len() / n_features;
+        let mut columns = vec![0.0; x.len()];
+        for (i, row) in x.chunks_exact(n_features).enumerate() {
+            for (f, &v) in row.iter().enumerate() {
+                columns[f * n + i] = v;
+            }
+        }
+        let mut sorted = Vec::with_capacity(x.len());
+        for col in columns.chunks_exact(n) {
+            let start = sorted.len();
+            sorted.extend(0..n as u32);
+            // a stable sort: equal values stay in row order, so the order is fully determined
+            sorted[start..].sort_by(|&a, &b| col[a as usize].total_cmp(&col[b as usize]));
+        }
+        let max_features = ((params.max_features * n_features as f64) as usize).clamp(1, n_features);
+        Training {
+            n,
+            n_features,
+            n_outputs,
+            columns,
+            sorted,
+            y,
+            params,
+            max_features,
+        }
+    }
+}
+
+/// The best split found at a node so far.
+struct Split {
+    proxy: f64,
+    feature: usize,
+    /// Rows `..=last_left` of the node's segment, in this feature's order, go left.
+    last_left: usize,
+    threshold: f64,
+}
+
+/// A node waiting to be split or made a leaf.
+struct Pending {
+    node: usize,
+    start: usize,
+    end: usize,
+    depth: usize,
+    /// A feature whose segment `start..end` holds exactly this node's rows (after a split that
+    /// skipped partitioning the other features, only the split feature's does).
+    rows_in: usize,
+}
+
+/// One thread's scratch space, reused from tree to tree so that growing allocates only the tree.
+struct TreeBuilder<'a> {
+    data: &'a Training<'a>,
+    /// Bootstrap count per original row.
+    counts: Vec<u32>,
+    /// Original row → this tree's compact row index.
+    compact: Vec<u32>,
+    /// Per compact row: weight, weight × outputs, weight × Σ outputs².
+    weight: Vec<f64>,
+    wy: Vec<f64>,
+    wyy: Vec<f64>,
+    /// Per feature, the tree's compact rows in value order (`order[f · m ..][..m]`) and their
+    /// values; a node owns one contiguous segment of every feature's order.
+    order: Vec<u32>,
+    values: Vec<f64>,
+    goes_left: Vec<bool>,
+    spill_order: Vec<u32>,
+    spill_values: Vec<f64>,
+    features: Vec<u32>,
+    left: Vec<f64>,
+    total: Vec<f64>,
+}
+
+impl<'a> TreeBuilder<'a> {
+    fn new(data: &'a Training<'a>) -> Self {
+        TreeBuilder {
+            data,
+            counts: vec![0; data.n],
+            compact: vec![0; data.n],
+            weight: Vec::new(),
+            wy: Vec::new(),
+            wyy: Vec::new(),
+            order: Vec::new(),
+            values: Vec::new(),
+            goes_left: Vec::new(),
+            spill_order: Vec::new(),
+            spill_values: Vec::new(),
+            features: (0..data.n_features as u32).collect(),
+            left: vec![0.0; data.n_outputs],
+            total: vec![0.0; data.n_outputs],
+        }
+    }
+
+    /// Draws the tree's rows and lays them out per feature in value order; returns their count.
+    fn sample_rows(&mut self, rng: &mut Rng) -> usize {
+        let d = self.data;
+        let n = d.n;
+        if d.params.bootstrap {
+            self.counts.fill(0);
+            for _ in 0..n {
+                self.counts[rng.below(n)] += 1;
+            }
+        } else {
+            self.counts.fill(1);
+        }
+        self.weight.clear();
+        self.wy.clear();
+        self.wyy.clear();
+        for (i, &c) in self.counts.iter().enumerate() {
+            if c == 0 {
+                continue;
+            }
+            self.compact[i] = self.weight.len() as u32;
+            let w = f64::from(c);
+            let row = &d.y[i * d.n_outputs..(i + 1) * d.n_outputs];
+            self.weight.push(w);
+            self.wy.extend(row.iter().map(|v| w * v));
+            self.wyy.push(w * row.iter().map(|v| v * v).sum::<f64>());
+        }
+        let m = self.weight.len();
+        self.order.clear();
+        self.values.clear();
+        for f in 0..d.n_features {
+            let col = &d.columns[f * n..(f + 1) * n];
+            for &i in &d.sorted[f * n..(f + 1) * n] {
+                let i = i as usize;
+                if self.counts[i] > 0 {
+                    self.order.push(self.compact[i]);
+                    self.values.push(col[i]);
+                }
+            }
+        }
+        self.goes_left.resize(m, false);
+        m
+    }
+
+    fn grow(&mut self, rng: &mut Rng) -> RegressionTree {
+        let m = self.sample_rows(rng);
+        let d = self.data;
+        let p = d.params;
+        let max_depth = p.max_depth.unwrap_or(usize::MAX);
+        let k = d.n_outputs;
+        let mut nodes = vec![Node::leaf(0, 0.0)];
+        let mut leaf_values = Vec::new();
+        let mut stack = vec![Pending {
+            node: 0,
+            start: 0,
+            end: m,
+            depth: 0,
+            rows_in: 0,
+        }];
+        let can_split = |len: usize, depth: usize| {
+            depth < max_depth && len >= p.min_samples_split && len >= 2 * p.min_samples_leaf
+        };
+        while let Some(at) = stack.pop() {
+            let w_node = self.node_totals(&at, m);
+            let split = if can_split(at.end - at.start, at.depth) && !self.is_pure(&at, m, w_node)
+            {
+                self.best_split(&at, m, w_node, rng)
+            } else {
+                None
+            };
+            let Some(split) = split else {
+                let leaf = (leaf_values.len() / k) as u32;
+                leaf_values.extend(self.total.iter().map(|t| t / w_node));
+                nodes[at.node] = Node::leaf(leaf, w_node);
+                continue;
+            };
+            let child = nodes.len();
+            nodes[at.node] = Node {
+                feature: split.feature as u32,
+                child: child as u32,
+                value: split.threshold,
+            };
+            nodes.push(Node::leaf(0, 0.0));
+            nodes.push(Node::leaf(0, 0.0));
+            let mid = at.start + split.last_left + 1;
+            if can_split(mid - at.start, at.depth + 1) || can_split(at.end - mid, at.depth + 1) {
+                self.partition(split.feature, at.start, mid, at.end, m);
+            }
+            let (depth, rows_in) = (at.depth + 1, split.feature);
+            stack.push(Pending {
+                node: child + 1,
+                start: mid,
+                end: at.end,
+                depth,
+                rows_in,
+            });
+            stack.push(Pending {
+                node: child,
+                start: at.start,
+                end: mid,
+                depth,
+                rows_in,
+            });
+        }
+        RegressionTree {
+            tree: FlatTree { nodes },
+            leaf_values,
+        }
+    }
+
+    /// Sets `self.total` to the node's weighted output sums and returns its weight.
+    fn node_totals(&mut self, at: &Pending, m: usize) -> f64 {
+        let k = self.data.n_outputs;
+        self.total.fill(0.0);
+        let mut w = 0.0;
+        for &j in &self.order[at.rows_in * m + at.start..at.rows_in * m + at.end] {
+            let j = j as usize;
+            w += self.weight[j];
+            for (t, v) in self.total.iter_mut().zip(&self.wy[j * k..(j + 1) * k]) {
+                *t += v;
+            }
+        }
+        w
+    }
+
+    /// Whether the node's outputs are all equal (scikit-learn: impurity <= machine epsilon).
+    fn is_pure(&self, at: &Pending, m: usize, w: f64) -> bool {
+        let sq: f64 = self.order[at.rows_in * m + at.start..at.rows_in * m + at.end]
+            .iter()
+            .map(|&j| self.wyy[j as usize])
+            .sum();
+        let mean_sq: f64 = self.total.iter().map(|t| t * t).sum::<f64>() / w;
+        let impurity = (sq - mean_sq) / w / self.data.n_outputs as f64;
+        impurity <= f64::EPSILON
+    }
+
+    /// The split with the largest decrease of the summed squared error, if any is allowed.
+    ///
+    /// Maximises Σₒ Lₒ²/w_L + Σₒ Rₒ²/w_R (L, R: weighted output sums of each side), which differs
+    /// from the squared-error decrease only by terms that are the same for every candidate.
+    fn best_split(&mut self, at: &Pending, m: usize, w_node: f64, rng: &mut Rng) -> Option<Split> {
+        let d = self.data;
+        let k = d.n_outputs;
+        let min_leaf = d.params.min_samples_leaf;
+        let len = at.end - at.start;
+        let mut best: Option<Split> = None;
+        let mut best_proxy = f64::NEG_INFINITY;
+        let mut visited = 0;
+        for i in 0..d.n_features {
+            if visited == d.max_features {
+                break;
+            }
+            let pick = i + rng.below(d.n_features - i);
+            self.features.swap(i, pick);
+            let f = self.features[i] as usize;
+            let values = &self.values[f * m + at.start..f * m + at.end];
+            if values[len - 1] <= values[0] + FEATURE_THRESHOLD {
+                continue; // constant in this node
+            }
+            visited += 1;
+            let order = &self.order[f * m + at.start..f * m + at.end];
+            self.left.fill(0.0);
+            let mut w_left = 0.0;
+            for pos in 0..len - min_leaf {
+                let j = order[pos] as usize;
+                w_left += self.weight[j];
+                for (l, v) in self.left.iter_mut().zip(&self.wy[j * k..(j + 1) * k]) {
+                    *l += v;
+                }
+                if pos + 1 < min_leaf || values[pos + 1] <= values[pos] + FEATURE_THRESHOLD {
+                    continue;
+                }
+                let proxy = split_proxy(&self.left, &self.total, w_left, w_node - w_left);
+                if proxy > best_proxy {
+                    best_proxy = proxy;
+                    let (a, b) = (values[pos], values[pos + 1]);
+                    let mut threshold = a / 2.0 + b / 2.0;
+                    if threshold == b || !threshold.is_finite() {
+                        threshold = a;
+                    }
+                    best = Some(Split {
+                        proxy,
+                        feature: f,
+                        last_left: pos,
+                        threshold,
+                    });
+                }
+            }
+        }
+        best.filter(|s| s.proxy.is_finite())
+    }
+
+    /// Reorders every feature's segment `start..end` so that the rows going left (those in
+    /// `split_feature`'s segment before `mid`) come first, each side keeping its value order.
+    fn partition(&mut self, split_feature: usize, start: usize, mid: usize, end: usize, m: usize) {
+        let base = split_feature * m;
+        for (p, &j) in self.order[base + start..base + end].iter().enumerate() {
+            self.goes_left[j as usize] = start + p < mid;
+        }
+        for f in 0..self.data.n_features {
+            if f == split_feature {
+                continue;
+            }
+            let order = &mut self.order[f * m + start..f * m + end];
+            let values = &mut self.values[f * m + start..f * m + end];
+            self.spill_order.clear();
+            self.spill_values.clear();
+            let mut kept = 0;
+            for p in 0..order.len() {
+                let (j, v) = (order[p], values[p]);
+                if self.goes_left[j as usize] {
+                    order[kept] = j;
+                    values[kept] = v;
+                    kept += 1;
+                } else {
+                    self.spill_order.push(j);
+                    self.spill_values.push(v);
+                }
+            }
+            order[kept..].copy_from_slice(&self.spill_order);
+            values[kept..].copy_from_slice(&self.spill_values);
+        }
+    }
+}
+
+/// Σₒ Lₒ²/w_L + Σₒ (Tₒ−Lₒ)²/w_R, with four partial sums so that it vectorises.
+#[inline]
+fn split_proxy(left: &[f64], total: &[f64], w_left: f64, w_right: f64) -> f64 {
+    let mut sl = [0.0f64; 4];
+    let mut sr = [0.0f64; 4];
+    let mut lc = left.chunks_exact(4);
+    let mut tc = total.chunks_exact(4);
+    for (l, t) in (&mut lc).zip(&mut tc) {
+        for q in 0..4 {
+            sl[q] += l[q] * l[q];
+            let r = t[q] - l[q];
+            sr[q] += r * r;
+        }
+    }
+    for (l, t) in lc.remainder().iter().zip(tc.remainder()) {
+        sl[0] += l * l;
+        let r = t - l;
+        sr[0] += r * r;
+    }
+    (sl[0] + sl[1] + sl[2] + sl[3]) / w_left + (sr[0] + sr[1] + sr[2] + sr[3]) / w_right
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(n_estimators: usize, seed: u64) -> RandomForestParams {
+        RandomForestParams {
+            n_estimators,
+            seed,
+            ..RandomForestParams::default()
+        }
+    }
+
+    /// n rows of 3 features in [0, 1) and 2 outputs: y₀ = step(x₀ > 0.5), y₁ = x₁ + noise.
+    fn toy(n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
+        let mut rng = Rng::new(seed);
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        for _ in 0..n {
+            let row = [rng.next_f64(), rng.next_f64(), rng.next_f64()];
+            x.extend_from_slice(&row);
+            y.push(if row[0] > 0.5 { 10.0 } else { 0.0 });
+            y.push(row[1] + 0.01 * rng.next_f64());
+        }
+        (x, y)
+    }
+
+    fn depth(tree: &FlatTree, i: usize) -> usize {
+        let n = &tree.nodes[i];
+        if n.is_leaf() {
+            0
+        } else {
+            1 + depth(tree, n.child as usize).max(depth(tree, n.child as usize + 1))
+        }
+    }
+
+    #[test]
+    fn same_seed_same_model_on_any_thread_count() {
+        let (x, y) = toy(300, 1);
+        let p = params(8, 42);
+        let one = NonZeroUsize::MIN;
+        let three = NonZeroUsize::new(3).unwrap();
+        let a = RandomForestRegressor::fit_with_threads(&p, &x, 3, &y, 2, one).unwrap();
+        let b = RandomForestRegressor::fit_with_threads(&p, &x, 3, &y, 2, three).unwrap();
+        assert_eq!(a, b);
+        let c = RandomForestRegressor::fit_with_threads(&params(8, 43), &x, 3, &y, 2, three).unwrap();
+        assert_ne!(a, c, "another seed must give another forest");
+    }
+
+    #[test]
+    fn the_hand_computed_best_split_is_found() {
+        // Rows (x₀, x₁) → y: (0,5)→0 (1,1)→1 (2,4)→0 (3,0)→9 (4,3)→8 (5,2)→10.
+        // Splitting x₀ at 2.5 leaves {0,1,0} (mean 1/3, squared error 2/3) and {9,8,10} (mean 9,
+        // squared error 2): 8/3 in all, less than any other cut of x₀ or any cut of x₁ (the best,
+        // x₁ at 3.5, leaves 50 on its left alone), so the root must split x₀ at the midpoint 2.5.
+        let x = [0.0, 5.0, 1.0, 1.0, 2.0, 4.0, 3.0, 0.0, 4.0, 3.0, 5.0, 2.0];
+        let y = [0.0, 1.0, 0.0, 9.0, 8.0, 10.0];
+        let p = RandomForestParams {
+            n_estimators: 1,
+            bootstrap: false,
+            min_samples_split: 2,
+            min_samples_leaf: 1,
+            max_depth: Some(1),
+            ..RandomForestParams::default()
+        };
+        let f = RandomForestRegressor::fit(&p, &x, 2, &y, 1).unwrap();
+        let root = f.trees()[0].tree.nodes[0];
+        assert_eq!((root.feature, root.value), (0, 2.5));
+        let mut out = [0.0];
+        f.predict_row(&[1.0, 0.0], &mut out).unwrap();
+        assert!((out[0] - 1.0 / 3.0).abs() < 1e-12);
+        f.predict_row(&[4.0, 0.0], &mut out).unwrap();
+        assert_eq!(out[0], 9.0);
+    }
+
+    #[test]
+    fn the_split_minimises_error_summed_over_outputs() {
+        // y₀ = x₀ and y₁ = 10·x₁: splitting x₀ removes y₀'s squared error (1), splitting x₁
+        // removes y₁'s (100). Summed over outputs x₁ wins, as in scikit-learn's criterion.
+        let x = [0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0];
+        let y = [0.0, 0.0, 0.0, 10.0, 1.0, 0.0, 1.0, 10.0];
+        let p = RandomForestParams {
+            n_estimators: 1,
+            bootstrap: false,
+            min_samples_split: 2,
+            min_samples_leaf: 1,
+            max_depth: Some(1),
+            ..RandomForestParams::default()
+        };
+        let f = RandomForestRegressor::fit(&p, &x, 2, &y, 2).unwrap();
+        assert_eq!(f.trees()[0].tree.nodes[0].feature, 1);
+        let mut out = [0.0; 2];
+        f.predict_row(&[0.0, 1.0], &mut out).unwrap();
+        assert_eq!(out, [0.5, 10.0]);
+    }
+
+    #[test]
+    fn limits_on_depth_and_leaf_and_split_sizes_hold() {
+        let (x, y) = toy(500, 2);
+        let p = RandomForestParams {
+            n_estimators: 4,
+            max_depth: Some(5),
+            min_samples_split: 20,
+            min_samples_leaf: 7,
+            bootstrap: false,
+            ..RandomForestParams::default()
+        };
+        let f = RandomForestRegressor::fit(&p, &x, 3, &y, 2).unwrap();
+        for t in f.trees() {
+            assert!(depth(&t.tree, 0) <= 5);
+            assert!(depth(&t.tree, 0) >= 3, "500 rows should grow past depth 2");
+            // without bootstrap every row has weight 1: a leaf's value is its row count
+            let mut rows_per_leaf = vec![0usize; t.leaf_values.len() / 2];
+            for row in x.chunks_exact(3) {
+                rows_per_leaf[t.tree.leaf(row).child as usize] += 1;
+            }
+            for (i, node) in t.tree.nodes.iter().enumerate() {
+                if node.is_leaf() {
+                    assert!(node.value >= 7.0, "leaf {i} has {} rows", node.value);
+                    assert_eq!(node.value, rows_per_leaf[node.child as usize] as f64);
+                }
+            }
+        }
+        // a node smaller than min_samples_split is never split, even when a split is possible
+        let p = RandomForestParams {
+            min_samples_split: 501,
+            ..p
+        };
+        let f = RandomForestRegressor::fit(&p, &x, 3, &y, 2).unwrap();
+        assert!(f.trees().iter().all(|t| t.tree.nodes.len() == 1));
+    }
+
+    #[test]
+    fn learns_the_step_and_the_ramp() {
+        let (x, y) = toy(2000, 3);
+        let f = RandomForestRegressor::fit(&params(20, 5), &x, 3, &y, 2).unwrap();
+        let (xt, yt) = toy(500, 4);
+        let pred = f.predict(&xt).unwrap();
+        let mae: Vec<f64> = (0..2)
+            .map(|o| {
+                pred.iter()
+                    .zip(&yt)
+                    .skip(o)
+                    .step_by(2)
+                    .map(|(p, t)| (p - t).abs())
+                    .sum::<f64>()
+                    / 500.0
+            })
+            .collect();
+        assert!(mae[0] < 0.2, "step output MAE {}", mae[0]);
+        assert!(mae[1] < 0.02, "ramp output MAE {}", mae[1]);
+    }
+
+    #[test]
+    fn shape_and_value_errors_say_what_is_wrong() {
+        let (x, y) = toy(50, 6);
+        let p = params(2, 0);
+        let f = RandomForestRegressor::fit(&p, &x, 3, &y, 2).unwrap();
+        let mut out = [0.0; 2];
+        let e = f.predict_row(&[1.0; 7], &mut out).unwrap_err();
+        assert_eq!(e.to_string(), "expected 3 features, got 7");
+        let e = f.predict_row(&[1.0; 3], &mut [0.0; 3]).unwrap_err();
+        assert_eq!(e.to_string(), "expected 2 outputs, got 3");
+        let e = f.predict_row(&[1.0, f64::NAN, 0.0], &mut out).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "x row 0 column 1 is NaN: only finite values can be used"
+        );
+        assert!(matches!(
+            f.predict(&[1.0; 10]),
+            Err(RandomForestError::Ragged { len: 10, width: 3, .. })
+        ));
+        let fit = |x: &[f64], y: &[f64]| RandomForestRegressor::fit(&p, x, 3, y, 2);
+        assert_eq!(fit(&[], &[]).unwrap_err(), RandomForestError::Empty);
+        assert_eq!(
+            fit(&x, &y[..98]).unwrap_err().to_string(),
+            "x has 50 rows but y has 49: every input row needs its output row"
+        );
+        let mut bad = x.clone();
+        bad[3 * 4 + 2] = f64::INFINITY;
+        assert_eq!(
+            fit(&bad, &y).unwrap_err().to_string(),
+            "x row 4 column 2 is inf: only finite values can be used"
+        );
+        let bad_params = RandomForestParams {
+            max_features: 0.0,
+            ..p.clone()
+        };
+        assert!(matches!(
+            RandomForestRegressor::fit(&bad_params, &x, 3, &y, 2),
+            Err(RandomForestError::BadParam(_))
+        ));
+    }
+
+    #[test]
+    fn from_parts_rejects_trees_that_would_index_out_of_bounds() {
+        let (x, y) = toy(100, 7);
+        let f = RandomForestRegressor::fit(&params(2, 0), &x, 3, &y, 2).unwrap();
+        let ok = RandomForestRegressor::from_parts(f.params().clone(), 3, 2, f.trees().to_vec());
+        assert_eq!(ok.unwrap(), f);
+        let mut trees = f.trees().to_vec();
+        trees[1].leaf_values.truncate(2);
+        assert!(matches!(
+            RandomForestRegressor::from_parts(f.params().clone(), 3, 2, trees),
+            Err(RandomForestError::BadTree { tree: 1, .. })
+        ));
+        assert!(matches!(
+            RandomForestRegressor::from_parts(f.params().clone(), 2, 2, f.trees().to_vec()),
+            Err(RandomForestError::BadTree { tree: 0, .. })
+        ));
+    }
+}
