@@ -174,6 +174,18 @@ impl RandomForestRegressor {
         n_outputs: usize,
         threads: NonZeroUsize,
     ) -> Result<Self, RandomForestError> {
+        Self::fit_impl(params, x, n_features, y, n_outputs, threads, detect_avx2())
+    }
+
+    fn fit_impl(
+        params: &RandomForestParams,
+        x: &[f64],
+        n_features: usize,
+        y: &[f64],
+        n_outputs: usize,
+        threads: NonZeroUsize,
+        avx2: bool,
+    ) -> Result<Self, RandomForestError> {
         params.validate()?;
         let n = check_matrix("x", x, n_features)?;
         let n_y = check_matrix("y", y, n_outputs)?;
@@ -195,7 +207,7 @@ impl RandomForestRegressor {
         for (r, row) in y.chunks_exact(n_outputs).enumerate() {
             check_finite("y", r, row)?;
         }
-        let data = Training::new(x, n_features, y, n_outputs, params);
+        let data = Training::new(x, n_features, y, n_outputs, params, avx2);
         let root = Rng::new(params.seed);
         let next = AtomicUsize::new(0);
         let threads = threads.get().min(params.n_estimators);
@@ -410,10 +422,10 @@ struct Training<'a> {
     n: usize,
     n_features: usize,
     n_outputs: usize,
-    /// Feature-major copy of x: `columns[f · n + i]`.
-    columns: Vec<f64>,
-    /// Row indices sorted by each feature's value: `sorted[f · n ..][..n]`.
+    /// Row indices sorted by each feature's value (`sorted[f · n ..][..n]`), and those values
+    /// in the same order, so that a tree reads both sequentially.
     sorted: Vec<u32>,
+    sorted_values: Vec<f64>,
     y: &'a [f64],
     params: &'a RandomForestParams,
     /// Features evaluated per node.
@@ -429,6 +441,7 @@ impl<'a> Training<'a> {
         y: &'a [f64],
         n_outputs: usize,
         params: &'a RandomForestParams,
+        avx2: bool,
     ) -> Self {
         let n = x.len() / n_features;
         let mut columns = vec![0.0; x.len()];
@@ -438,23 +451,25 @@ impl<'a> Training<'a> {
             }
         }
         let mut sorted = Vec::with_capacity(x.len());
+        let mut sorted_values = Vec::with_capacity(x.len());
         for col in columns.chunks_exact(n) {
             let start = sorted.len();
             sorted.extend(0..n as u32);
             // a stable sort: equal values stay in row order, so the order is fully determined
             sorted[start..].sort_by(|&a, &b| col[a as usize].total_cmp(&col[b as usize]));
+            sorted_values.extend(sorted[start..].iter().map(|&i| col[i as usize]));
         }
         let max_features = ((params.max_features * n_features as f64) as usize).clamp(1, n_features);
         Training {
             n,
             n_features,
             n_outputs,
-            columns,
             sorted,
+            sorted_values,
             y,
             params,
             max_features,
-            avx2: detect_avx2(),
+            avx2,
         }
     }
 }
@@ -571,16 +586,18 @@ impl<'a> TreeBuilder<'a> {
             self.wyy.push(w * row.iter().map(|v| v * v).sum::<f64>());
         }
         let m = self.weight.len();
-        self.order.clear();
-        self.values.clear();
+        // Each feature's drawn rows in value order. Branch-free, like `partition`: every row is
+        // written, and the cursor only advances past drawn ones (one spare slot for the last).
+        self.order.resize(d.n_features * m + 1, 0);
+        self.values.resize(d.n_features * m + 1, 0.0);
+        let mut at = 0;
         for f in 0..d.n_features {
-            let col = &d.columns[f * n..(f + 1) * n];
-            for &i in &d.sorted[f * n..(f + 1) * n] {
+            let rows = &d.sorted[f * n..(f + 1) * n];
+            for (&i, &v) in rows.iter().zip(&d.sorted_values[f * n..(f + 1) * n]) {
                 let i = i as usize;
-                if self.counts[i] > 0 {
-                    self.order.push(self.compact[i]);
-                    self.values.push(col[i]);
-                }
+                self.order[at] = self.compact[i];
+                self.values[at] = v;
+                at += usize::from(self.counts[i] > 0);
             }
         }
         self.goes_left.resize(m, false);
@@ -591,6 +608,11 @@ impl<'a> TreeBuilder<'a> {
 
     fn grow(&mut self, rng: &mut Rng) -> RegressionTree {
         let m = self.sample_rows(rng);
+        // the feature order is shuffled in place at every node: restart it from the same order
+        // for every tree, or a tree would depend on the trees this thread grew before it
+        for (i, f) in self.features.iter_mut().enumerate() {
+            *f = i as u32;
+        }
         let d = self.data;
         let p = d.params;
         let max_depth = p.max_depth.unwrap_or(usize::MAX);
@@ -942,14 +964,39 @@ mod tests {
     #[test]
     fn same_seed_same_model_on_any_thread_count() {
         let (x, y) = toy(300, 1);
-        let p = params(8, 42);
+        // one feature drawn per node, so that every draw of the tree's generator shows
+        let p = RandomForestParams {
+            max_features: 0.4,
+            ..params(8, 42)
+        };
         let one = NonZeroUsize::MIN;
         let three = NonZeroUsize::new(3).unwrap();
         let a = RandomForestRegressor::fit_with_threads(&p, &x, 3, &y, 2, one).unwrap();
         let b = RandomForestRegressor::fit_with_threads(&p, &x, 3, &y, 2, three).unwrap();
-        assert_eq!(a, b);
-        let c = RandomForestRegressor::fit_with_threads(&params(8, 43), &x, 3, &y, 2, three).unwrap();
-        assert_ne!(a, c, "another seed must give another forest");
+        assert!(a == b, "1 and 3 threads grew different forests");
+        let other_seed = RandomForestParams { seed: 43, ..p.clone() };
+        let c = RandomForestRegressor::fit_with_threads(&other_seed, &x, 3, &y, 2, three).unwrap();
+        assert!(a != c, "another seed must give another forest");
+    }
+
+    #[test]
+    fn every_split_scan_variant_grows_the_same_trees() {
+        // 1, 2 and 3 lanes, and 5 (the variant for any lane count), with and without AVX2
+        for n_outputs in [1, 7, 12, 17] {
+            let mut rng = Rng::new(n_outputs as u64);
+            let x: Vec<f64> = (0..400 * 4).map(|_| rng.next_f64()).collect();
+            let y: Vec<f64> = (0..400 * n_outputs)
+                .map(|i| x[(i / n_outputs) * 4 + i % 4] * (i % n_outputs) as f64 + rng.next_f64())
+                .collect();
+            let p = params(3, 9);
+            let fit = |avx2| {
+                RandomForestRegressor::fit_impl(&p, &x, 4, &y, n_outputs, NonZeroUsize::MIN, avx2)
+                    .unwrap()
+            };
+            let portable = fit(false);
+            assert!(portable.trees().iter().all(|t| t.tree.nodes.len() > 20));
+            assert!(portable == fit(detect_avx2()), "{n_outputs} outputs: variants differ");
+        }
     }
 
     #[test]
