@@ -28,7 +28,10 @@ fn read_matrix(path: &str) -> anyhow::Result<(Vec<f64>, usize)> {
         if i == 0 {
             width = w;
         } else if w != width {
-            bail!("{path} line {}: {w} columns, the first line has {width}", i + 1);
+            bail!(
+                "{path} line {}: {w} columns, the first line has {width}",
+                i + 1
+            );
         }
     }
     Ok((values, width))
@@ -51,7 +54,9 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let [train_x, train_y, test_x, test_y] = files[..] else {
-        bail!("usage: rforest_fit TRAIN_X.csv TRAIN_Y.csv TEST_X.csv TEST_Y.csv [--n-estimators N] [--max-depth D] [--seed S] [--threads T]");
+        bail!(
+            "usage: rforest_fit TRAIN_X.csv TRAIN_Y.csv TEST_X.csv TEST_Y.csv [--n-estimators N] [--max-depth D] [--seed S] [--threads T]"
+        );
     };
     let (x, n_features) = read_matrix(train_x)?;
     let (y, n_outputs) = read_matrix(train_y)?;
@@ -59,15 +64,25 @@ fn main() -> anyhow::Result<()> {
     let (yt, _) = read_matrix(test_y)?;
 
     let start = Instant::now();
-    let model = RandomForestRegressor::fit_with_threads(&params, &x, n_features, &y, n_outputs, threads)?;
+    let model =
+        RandomForestRegressor::fit_with_threads(&params, &x, n_features, &y, n_outputs, threads)?;
     let fit_seconds = start.elapsed().as_secs_f64();
     let start = Instant::now();
     let pred = model.predict(&xt)?;
     let predict_seconds = start.elapsed().as_secs_f64();
     if pred.len() != yt.len() {
-        bail!("test y has {} values, the forecasts {}", yt.len(), pred.len());
+        bail!(
+            "test y has {} values, the forecasts {}",
+            yt.len(),
+            pred.len()
+        );
     }
-    let mae = pred.iter().zip(&yt).map(|(p, t)| (p - t).abs()).sum::<f64>() / yt.len().max(1) as f64;
+    let mae = pred
+        .iter()
+        .zip(&yt)
+        .map(|(p, t)| (p - t).abs())
+        .sum::<f64>()
+        / yt.len().max(1) as f64;
     println!(
         "{{\"fit_seconds\": {fit_seconds}, \"predict_seconds\": {predict_seconds}, \"mae\": {mae}, \"threads\": {threads}}}"
     );

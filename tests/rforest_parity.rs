@@ -124,8 +124,8 @@ fn node_history(steps: usize, seed: u64) -> Vec<f64> {
 
 /// The `value` column of a NAB CSV (`timestamp,value`, already in time order).
 fn nab_values(path: &Path) -> Vec<f64> {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     text.lines()
         .skip(1)
         .filter(|l| !l.trim().is_empty())
@@ -140,9 +140,11 @@ fn nab_values(path: &Path) -> Vec<f64> {
 
 fn nab_cpu_series() -> Vec<(String, Vec<f64>)> {
     // CANOPY_NAB_DIR only for a checkout that does not sit beside `shared/` (a git worktree)
-    let dir = std::env::var_os("CANOPY_NAB_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nab/realAWSCloudwatch")
-    });
+    let dir = std::env::var_os("CANOPY_NAB_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nab/realAWSCloudwatch")
+        });
     let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| {
         panic!(
             "the NAB data must be at {} (../shared/data/nab/realAWSCloudwatch from the crate root, \
@@ -163,7 +165,12 @@ fn nab_cpu_series() -> Vec<(String, Vec<f64>)> {
         })
         .collect();
     series.sort_by(|a, b| a.0.cmp(&b.0));
-    assert_eq!(series.len(), 10, "expected the 10 NAB AWS CPU series in {}", dir.display());
+    assert_eq!(
+        series.len(),
+        10,
+        "expected the 10 NAB AWS CPU series in {}",
+        dir.display()
+    );
     series
 }
 
@@ -228,12 +235,18 @@ fn sklearn_maes(tag: &str, datasets: &[Dataset], p: &RandomForestParams) -> Vec<
 }
 
 fn mae(pred: &[f64], truth: &[f64]) -> f64 {
-    pred.iter().zip(truth).map(|(p, t)| (p - t).abs()).sum::<f64>() / truth.len() as f64
+    pred.iter()
+        .zip(truth)
+        .map(|(p, t)| (p - t).abs())
+        .sum::<f64>()
+        / truth.len() as f64
 }
 
 /// Every output of a test row forecast as the last observed target value.
 fn persistence_mae(d: &Dataset) -> f64 {
-    let rows = d.xt.chunks_exact(d.n_inputs).zip(d.yt.chunks_exact(d.n_outputs));
+    let rows =
+        d.xt.chunks_exact(d.n_inputs)
+            .zip(d.yt.chunks_exact(d.n_outputs));
     let total: f64 = rows
         .map(|(x, y)| y.iter().map(|v| (v - x[d.last_target]).abs()).sum::<f64>())
         .sum();

@@ -3,7 +3,7 @@
 //! Nothing here does I/O or knows about HTTP, PromQL or the series store: models take rows of
 //! `f64` and give scores and forecasts.
 
+pub mod rforest;
 pub mod rng;
 pub mod tree;
-pub mod rforest;
 pub mod windows;

@@ -254,15 +254,18 @@ impl RandomForestRegressor {
         trees: Vec<RegressionTree>,
     ) -> Result<Self, RandomForestError> {
         if trees.is_empty() {
-            return Err(RandomForestError::BadParam("a forest needs at least one tree".into()));
+            return Err(RandomForestError::BadParam(
+                "a forest needs at least one tree".into(),
+            ));
         }
         if n_outputs == 0 {
-            return Err(RandomForestError::BadParam("n_outputs must be at least 1".into()));
+            return Err(RandomForestError::BadParam(
+                "n_outputs must be at least 1".into(),
+            ));
         }
         for (i, t) in trees.iter().enumerate() {
-            validate_tree(t, n_features, n_outputs).map_err(|reason| {
-                RandomForestError::BadTree { tree: i, reason }
-            })?;
+            validate_tree(t, n_features, n_outputs)
+                .map_err(|reason| RandomForestError::BadTree { tree: i, reason })?;
         }
         Ok(RandomForestRegressor {
             params,
@@ -404,13 +407,19 @@ fn validate_tree(t: &RegressionTree, n_features: usize, n_outputs: usize) -> Res
     for (i, node) in nodes.iter().enumerate() {
         if node.is_leaf() {
             if node.child as usize >= leaves {
-                return Err(format!("node {i} points at leaf {} of {leaves}", node.child));
+                return Err(format!(
+                    "node {i} points at leaf {} of {leaves}",
+                    node.child
+                ));
             }
         } else {
             // children must come after their parent, so that every descent ends at a leaf
             let c = node.child as usize;
             if node.feature as usize >= n_features || c <= i || c + 1 >= nodes.len() {
-                return Err(format!("node {i} has feature {} and children {c}", node.feature));
+                return Err(format!(
+                    "node {i} has feature {} and children {c}",
+                    node.feature
+                ));
             }
         }
     }
@@ -459,7 +468,8 @@ impl<'a> Training<'a> {
             sorted[start..].sort_by(|&a, &b| col[a as usize].total_cmp(&col[b as usize]));
             sorted_values.extend(sorted[start..].iter().map(|&i| col[i as usize]));
         }
-        let max_features = ((params.max_features * n_features as f64) as usize).clamp(1, n_features);
+        let max_features =
+            ((params.max_features * n_features as f64) as usize).clamp(1, n_features);
         Training {
             n,
             n_features,
@@ -631,8 +641,7 @@ impl<'a> TreeBuilder<'a> {
         };
         while let Some(at) = stack.pop() {
             let w_node = self.node_totals(&at, m);
-            let split = if can_split(at.end - at.start, at.depth) && !self.is_pure(&at, m, w_node)
-            {
+            let split = if can_split(at.end - at.start, at.depth) && !self.is_pure(&at, m, w_node) {
                 self.best_split(&at, m, w_node, rng)
             } else {
                 None
@@ -974,7 +983,10 @@ mod tests {
         let a = RandomForestRegressor::fit_with_threads(&p, &x, 3, &y, 2, one).unwrap();
         let b = RandomForestRegressor::fit_with_threads(&p, &x, 3, &y, 2, three).unwrap();
         assert!(a == b, "1 and 3 threads grew different forests");
-        let other_seed = RandomForestParams { seed: 43, ..p.clone() };
+        let other_seed = RandomForestParams {
+            seed: 43,
+            ..p.clone()
+        };
         let c = RandomForestRegressor::fit_with_threads(&other_seed, &x, 3, &y, 2, three).unwrap();
         assert!(a != c, "another seed must give another forest");
     }
@@ -995,7 +1007,10 @@ mod tests {
             };
             let portable = fit(false);
             assert!(portable.trees().iter().all(|t| t.tree.nodes.len() > 20));
-            assert!(portable == fit(detect_avx2()), "{n_outputs} outputs: variants differ");
+            assert!(
+                portable == fit(detect_avx2()),
+                "{n_outputs} outputs: variants differ"
+            );
         }
     }
 
@@ -1120,7 +1135,11 @@ mod tests {
         );
         assert!(matches!(
             f.predict(&[1.0; 10]),
-            Err(RandomForestError::Ragged { len: 10, width: 3, .. })
+            Err(RandomForestError::Ragged {
+                len: 10,
+                width: 3,
+                ..
+            })
         ));
         let fit = |x: &[f64], y: &[f64]| RandomForestRegressor::fit(&p, x, 3, y, 2);
         assert_eq!(fit(&[], &[]).unwrap_err(), RandomForestError::Empty);

@@ -23,13 +23,17 @@ pub enum WindowError {
     Shape(String),
     #[error("target feature index {index} is out of range: the history has {n_features} features")]
     TargetOutOfRange { index: usize, n_features: usize },
-    #[error("the history has {steps} steps, but a forecast from row {row} needs the {lookback} rows ending there")]
+    #[error(
+        "the history has {steps} steps, but a forecast from row {row} needs the {lookback} rows ending there"
+    )]
     NotEnoughHistory {
         row: usize,
         lookback: usize,
         steps: usize,
     },
-    #[error("the {lookback} rows ending at row {row} have a missing value (row {missing_row}); no forecast is made from a gap")]
+    #[error(
+        "the {lookback} rows ending at row {row} have a missing value (row {missing_row}); no forecast is made from a gap"
+    )]
     Missing {
         row: usize,
         lookback: usize,
@@ -60,7 +64,10 @@ impl WindowSpec {
     }
 
     fn validate(&self) -> Result<(), WindowError> {
-        if self.n_features == 0 || self.lookback == 0 || self.horizon == 0 || self.targets.is_empty()
+        if self.n_features == 0
+            || self.lookback == 0
+            || self.horizon == 0
+            || self.targets.is_empty()
         {
             return Err(WindowError::Shape(format!(
                 "n_features ({}), lookback ({}), horizon ({}) and the number of targets ({}) must all be at least 1",
