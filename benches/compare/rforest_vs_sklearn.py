@@ -80,7 +80,9 @@ def main():
                    "--n-estimators", str(args.trees), "--max-depth", "20", "--seed", str(args.seed)]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             results["canopy"] = json.loads(out.strip().splitlines()[-1])
-        print(f"canopy:       fit {results['canopy']['fit_seconds']:8.3f} s, test MAE {results['canopy']['mae']:.6f}")
+        c = results["canopy"]
+        print(f"canopy:       fit {c['fit_seconds']:8.3f} s, test MAE {c['mae']:.6f}  "
+              f"({c['threads']} threads; {c['nodes']} nodes, model {c['model_bytes'] / 2**20:.1f} MiB)")
 
     model = RandomForestRegressor(n_jobs=-1, random_state=args.seed, **params)
     start = time.perf_counter()
