@@ -12,7 +12,8 @@
 //!   output `h · targets + k` is target `k` at row `i + 1 + h`.
 //!
 //! A window that touches a missing value is skipped rather than filled: the forest must not learn
-//! a made-up value. Nothing here allocates per window beyond the two output matrices.
+//! a made-up value. Missing values are found with prefix counts, so that sliding costs one copy
+//! per window, not a scan of it.
 
 use thiserror::Error;
 
