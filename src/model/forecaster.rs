@@ -279,6 +279,8 @@ impl Forecaster {
             Trainer::Background(tx) => match tx.try_send(history) {
                 Ok(()) => self.last_train_ms = Some(t),
                 Err(TrySendError::Full(_)) => {
+                    // the previous training is still running: skip this interval, not every step
+                    self.last_train_ms = Some(t);
                     counter!("canopy_model_retrains_skipped_total", "model" => self.spec.name.clone()).increment(1);
                 }
                 Err(TrySendError::Disconnected(_)) => {
