@@ -33,6 +33,7 @@ use crate::ingest::{IngestLimits, Ingestor};
 use crate::model::detector::{Detector, DetectorError, DetectorSpec, Training};
 use crate::model::forecaster::{Forecaster, ForecasterError, ForecasterSpec};
 use crate::series::{Prefilter, SeriesStore, StoreLimits};
+use crate::serve::registry::Registry;
 use crate::serve::{self, Routes};
 
 const SWEEP_EVERY: Duration = Duration::from_secs(15);
@@ -152,6 +153,10 @@ pub async fn run(config: Config, listen: SocketAddr) -> Result<(), AgentError> {
     let sweeper = tokio::spawn(sweep(pipeline.store.clone(), stop_rx.clone()));
     let detectors = pipeline.detectors(&config, || Training::Background)?;
     let forecasters = pipeline.forecasters(&config, || Training::Background)?;
+    let registry = Registry {
+        detectors: detectors.iter().map(Detector::handle).collect(),
+        forecasters: forecasters.iter().map(Forecaster::handle).collect(),
+    };
     let evaluation = {
         let (engine, store, history, stop) = (
             pipeline.engine(&config),
@@ -173,6 +178,7 @@ pub async fn run(config: Config, listen: SocketAddr) -> Result<(), AgentError> {
         store: pipeline.store.clone(),
         history: pipeline.history.clone(),
         features: pipeline.features.clone(),
+        registry,
         metrics,
     };
     let listener = TcpListener::bind(listen)

@@ -194,6 +194,15 @@ impl Detector {
         self.published.clone()
     }
 
+    /// The handle the predict endpoints serve this detector through.
+    pub fn handle(&self) -> crate::serve::registry::DetectorHandle {
+        crate::serve::registry::DetectorHandle {
+            name: self.spec.name.clone(),
+            features: self.spec.features.clone(),
+            model: self.published.clone(),
+        }
+    }
+
     pub fn reservoir_len(&self) -> usize {
         self.reservoir.len()
     }

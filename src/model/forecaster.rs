@@ -171,6 +171,18 @@ impl Forecaster {
         self.published.clone()
     }
 
+    /// The handle the predict endpoints serve this forecaster through.
+    pub fn handle(&self) -> crate::serve::registry::ForecasterHandle {
+        crate::serve::registry::ForecasterHandle {
+            name: self.spec.name.clone(),
+            features: self.spec.features.clone(),
+            targets: self.spec.targets.clone(),
+            lookback: self.spec.window.lookback,
+            horizon: self.spec.window.horizon,
+            model: self.published.clone(),
+        }
+    }
+
     pub fn history(&self) -> &EntityHistory {
         &self.history
     }
