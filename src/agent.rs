@@ -9,7 +9,8 @@
 //!   hold up the async workers serving ingest) owns the [`FeatureEngine`]: every tick it
 //!   evaluates the steps the watermark has made due and records them in the shared
 //!   [`FeatureHistory`], which HTTP handlers read, then hands each step to the models' live
-//!   runtimes ([`Detector`]), which score on this thread and train on their own.
+//!   runtimes ([`Detector`], [`Forecaster`]), which score and forecast on this thread and train
+//!   on their own.
 //!
 //! Shutdown has one path: SIGTERM or SIGINT → the server stops accepting and drains in-flight
 //! requests (axum's graceful shutdown) → the sweeper and the evaluation loop are told to stop and
@@ -30,7 +31,9 @@ use crate::ingest::decode::LabelLimits;
 use crate::ingest::handler::RemoteWrite;
 use crate::ingest::{IngestLimits, Ingestor};
 use crate::model::detector::{Detector, DetectorError, DetectorSpec, Training};
+use crate::model::forecaster::{Forecaster, ForecasterError, ForecasterSpec};
 use crate::series::{Prefilter, SeriesStore, StoreLimits};
+use crate::serve::registry::Registry;
 use crate::serve::{self, Routes};
 
 const SWEEP_EVERY: Duration = Duration::from_secs(15);
@@ -48,6 +51,8 @@ pub enum AgentError {
     Feature(#[from] FeatureError),
     #[error(transparent)]
     Detector(#[from] DetectorError),
+    #[error(transparent)]
+    Forecaster(#[from] ForecasterError),
     #[error("cannot start the evaluation thread: {0}")]
     Thread(std::io::Error),
 }
@@ -108,6 +113,22 @@ impl Pipeline {
         Ok(out)
     }
 
+    /// The forecasters of every random-forest model in the config.
+    pub fn forecasters(
+        &self,
+        config: &Config,
+        training: fn() -> Training,
+    ) -> Result<Vec<Forecaster>, AgentError> {
+        let mut out = Vec::new();
+        for (name, model) in &config.models {
+            if let ModelKind::RandomForest(forest) = &model.kind {
+                let spec = ForecasterSpec::new(name, model, forest, &self.features)?;
+                out.push(Forecaster::new(spec, training())?);
+            }
+        }
+        Ok(out)
+    }
+
     /// The feature engine for this pipeline's features, stepping at `evaluation.step`.
     pub fn engine(&self, config: &Config) -> FeatureEngine {
         let step = config.evaluation.step.as_millis() as i64;
@@ -131,6 +152,11 @@ pub async fn run(config: Config, listen: SocketAddr) -> Result<(), AgentError> {
 
     let sweeper = tokio::spawn(sweep(pipeline.store.clone(), stop_rx.clone()));
     let detectors = pipeline.detectors(&config, || Training::Background)?;
+    let forecasters = pipeline.forecasters(&config, || Training::Background)?;
+    let registry = Registry {
+        detectors: detectors.iter().map(Detector::handle).collect(),
+        forecasters: forecasters.iter().map(Forecaster::handle).collect(),
+    };
     let evaluation = {
         let (engine, store, history, stop) = (
             pipeline.engine(&config),
@@ -140,7 +166,7 @@ pub async fn run(config: Config, listen: SocketAddr) -> Result<(), AgentError> {
         );
         std::thread::Builder::new()
             .name("evaluation".into())
-            .spawn(move || evaluation_loop(engine, detectors, &store, &history, stop))
+            .spawn(move || evaluation_loop(engine, detectors, forecasters, &store, &history, stop))
             .map_err(AgentError::Thread)?
     };
 
@@ -152,6 +178,7 @@ pub async fn run(config: Config, listen: SocketAddr) -> Result<(), AgentError> {
         store: pipeline.store.clone(),
         history: pipeline.history.clone(),
         features: pipeline.features.clone(),
+        registry,
         metrics,
     };
     let listener = TcpListener::bind(listen)
@@ -201,6 +228,7 @@ async fn sweep(store: Arc<SeriesStore>, mut stop: watch::Receiver<bool>) {
 fn evaluation_loop(
     mut engine: FeatureEngine,
     mut detectors: Vec<Detector>,
+    mut forecasters: Vec<Forecaster>,
     store: &SeriesStore,
     history: &FeatureHistory,
     stop: watch::Receiver<bool>,
@@ -212,6 +240,9 @@ fn evaluation_loop(
         for step in &steps {
             for d in &mut detectors {
                 d.on_step(step);
+            }
+            for f in &mut forecasters {
+                f.on_step(step);
             }
         }
         if let Some(last) = steps.last() {

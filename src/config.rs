@@ -5,9 +5,10 @@
 //! - the file overrides the default key by key, except `[features]` and `[models]`: a file that
 //!   has either table replaces the default one whole, and only the models it lists run;
 //! - then the environment: the replaced platform's `DATA_SOURCE`, `PROMETHEUS_URL`,
-//!   `TRAINING_DAYS` and `ANOMALY_RATE`, and `CANOPY_KEY` / `CANOPY_SECTION__KEY` for any
-//!   top-level or section key (`CANOPY_LIMITS__MAX_SERIES=50000`), the value read as TOML
-//!   (falling back to a string);
+//!   `TRAINING_DAYS` and `ANOMALY_RATE`, `CANOPY_LISTEN` and `CANOPY_MODEL_DIR`, and
+//!   `CANOPY_SECTION__KEY` for any section key (`CANOPY_LIMITS__MAX_SERIES=50000`), the value
+//!   read as TOML (falling back to a string); other `CANOPY_*` variables, such as the ones
+//!   Kubernetes injects for a Service named canopy, are left alone;
 //! - `PORT` and `--listen` are applied by the command line, which knows which is stronger.
 //!
 //! Unknown keys are errors that name the key. This module does no I/O beyond reading the file.
@@ -232,7 +233,14 @@ fn merge(base: &mut toml::Table, file: toml::Table, top: bool) {
     }
 }
 
-/// Applies `CANOPY_*` and the platform's environment variables to the merged table.
+/// The top-level keys settable from the environment.
+const TOP_LEVEL_ENV: [(&str, &str); 2] = [
+    ("CANOPY_LISTEN", "listen"),
+    ("CANOPY_MODEL_DIR", "model_dir"),
+];
+
+/// Applies `CANOPY_LISTEN`, `CANOPY_MODEL_DIR`, `CANOPY_SECTION__KEY` and the platform's
+/// environment variables to the merged table.
 fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<(), ConfigError> {
     let platform = [
         ("DATA_SOURCE", "data_source"),
@@ -243,15 +251,21 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<(), Co
     for (var, value) in env {
         let path: Vec<String> = if let Some((_, key)) = platform.iter().find(|(v, _)| v == var) {
             vec!["source".into(), (*key).into()]
-        } else if let Some(rest) = var.strip_prefix("CANOPY_") {
+        } else if let Some(key) = TOP_LEVEL_ENV.iter().find(|(v, _)| v == var).map(|(_, k)| k) {
+            vec![(*key).into()]
+        } else if let Some(rest) = var.strip_prefix("CANOPY_")
+            && rest.contains("__")
+        {
             rest.split("__").map(str::to_ascii_lowercase).collect()
         } else {
+            // Other CANOPY_* variables are not ours: Kubernetes injects CANOPY_SERVICE_HOST,
+            // CANOPY_PORT=tcp://... for a Service named canopy, and tools set their own.
             continue;
         };
         if path.len() > 2 || path.iter().any(String::is_empty) {
             return Err(invalid(
                 var.clone(),
-                "environment overrides name a top-level key (CANOPY_LISTEN) or a section key (CANOPY_LIMITS__MAX_SERIES)",
+                "environment overrides name a section key: CANOPY_SECTION__KEY, e.g. CANOPY_LIMITS__MAX_SERIES",
             ));
         }
         if path[0] == "features" || path[0] == "models" {
@@ -673,6 +687,11 @@ mod tests {
                 ("TRAINING_DAYS", "3"),
                 ("PROMETHEUS_URL", "http://prom:9090"),
                 ("UNRELATED", "x"),
+                // what Kubernetes injects for a Service named canopy, and a tool's own variable
+                ("CANOPY_SERVICE_HOST", "10.0.0.1"),
+                ("CANOPY_PORT", "tcp://10.0.0.1:8080"),
+                ("CANOPY_PORT_8080_TCP_ADDR", "10.0.0.1"),
+                ("CANOPY_PYTHON", "/usr/bin/python3"),
             ]),
         )
         .expect("valid");

@@ -16,7 +16,7 @@ use crate::series::labels::METRIC_NAME;
 /// One feature's result series, each with its recent `(t_ms, value)` points.
 type SeriesPoints = BTreeMap<Labels, VecDeque<(i64, f64)>>;
 
-/// Per feature: each result series' recent `(t_ms, value)` points, over `retention_ms`.
+/// Per feature: each result series' recent points, over `retention_ms`.
 pub struct FeatureHistory {
     retention_ms: i64,
     inner: RwLock<BTreeMap<String, SeriesPoints>>,

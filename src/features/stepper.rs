@@ -5,6 +5,12 @@
 //! step since the Unix epoch) is due once the watermark reaches it, and each step is handed out
 //! exactly once, in order. Live streams, replayed files and backfilled history all advance the
 //! same way, because only sample timestamps move the watermark.
+//!
+//! The store's retention is measured back from the newest timestamp, so a step can only be
+//! evaluated while its look-back is still held: event time must not run further ahead of the
+//! evaluation than `limits.retention` minus the features' look-back. Live streams advance in
+//! real time and `replay` evaluates after every row, so neither comes near it; a sender that
+//! bursts hours of old samples at once would see the skipped steps as gaps.
 
 /// Hands out due step timestamps, each once.
 #[derive(Debug, Clone)]

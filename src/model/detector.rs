@@ -200,6 +200,15 @@ impl Detector {
         self.published.clone()
     }
 
+    /// The handle the predict endpoints serve this detector through.
+    pub fn handle(&self) -> crate::serve::registry::DetectorHandle {
+        crate::serve::registry::DetectorHandle {
+            name: self.spec.name.clone(),
+            features: self.spec.features.clone(),
+            model: self.published.clone(),
+        }
+    }
+
     pub fn reservoir_len(&self) -> usize {
         self.reservoir.len()
     }
@@ -259,6 +268,8 @@ impl Detector {
             Trainer::Background(tx) => match tx.try_send(job) {
                 Ok(()) => self.last_train_ms = Some(t),
                 Err(TrySendError::Full(_)) => {
+                    // the previous training is still running: skip this interval, not every step
+                    self.last_train_ms = Some(t);
                     counter!("canopy_model_retrains_skipped_total", "model" => self.spec.name.clone()).increment(1);
                 }
                 Err(TrySendError::Disconnected(_)) => {

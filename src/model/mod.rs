@@ -5,7 +5,10 @@
 //! the feature steps: scoring, the reservoir, event-time retraining and publication.
 
 pub mod detector;
+pub mod forecaster;
 pub mod iforest;
 pub mod reservoir;
+pub mod rforest;
 pub mod rng;
 pub mod tree;
+pub mod windows;

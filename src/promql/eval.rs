@@ -161,6 +161,8 @@ struct SortedOrder {
 }
 
 /// Evaluates plans; holds the buffers and caches reused from step to step. One per thread.
+/// The order cache has one entry per distinct selector (and range) evaluated, so it stays as
+/// small as the configured features.
 #[derive(Default)]
 pub struct Evaluator {
     selection: Selection,
@@ -739,6 +741,40 @@ mod tests {
             vector(&st, "last_over_time(c[1m])", 10 * M)[0].0,
             r#"{__name__="c", a="1"}"#
         );
+    }
+
+    #[test]
+    fn matches_2_42_across_a_reset_and_a_staleness_marker() {
+        let st = store();
+        // 15s apart from 405s to 705s; a reset after 125.13 and a staleness marker at 600s
+        let values = [
+            "104.63", "106.13", "113.38", "116.38", "117.88", "125.13", "4.08", "4.58", "6.08",
+            "6.58", "7.08", "10.08", "10.08", "stale", "18.83", "26.08", "33.33", "34.83", "36.33",
+            "37.83", "45.08",
+        ];
+        let samples: Vec<(i64, f64)> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let v = v.parse().unwrap_or(f64::from_bits(STALE_NAN_BITS));
+                (405_000 + i as i64 * 15_000, v)
+            })
+            .collect();
+        add(&st, r#"cpu{mode="idle",node="c"}"#, &samples);
+        let t = 705_000;
+        // By hand: window [405s, 705s] holds 20 samples (405s included, the marker left out);
+        // increase = 45.08 - 104.63 + 125.13 = 65.58 with no extrapolation; irate = 7.25/15.
+        // Exact values printed by Prometheus 2.42 (promtool test rules, eval_time 11m45s):
+        for (expr, want) in [
+            ("rate(cpu[5m])", 2.1860000000000002E-01),
+            ("increase(cpu[5m])", 6.558E+01),
+            ("irate(cpu[5m])", 4.8333333333333334E-01),
+            ("idelta(cpu[5m])", 7.25),
+            ("deriv(cpu[5m])", -2.8037429053535823E-01),
+            ("count_over_time(cpu[5m])", 20.0),
+        ] {
+            assert_eq!(one(&vector(&st, expr, t)), want, "{expr}");
+        }
     }
 
     #[test]

@@ -507,6 +507,17 @@ mod tests {
     }
 
     #[test]
+    fn min_max_over_time_skip_a_leading_nan() {
+        let s = series(60_000, &[f64::NAN, 4.0, -2.0, 9.0]);
+        let w = win(0, 600_000);
+        assert_eq!(range_func(RangeFunc::MinOverTime, &s, w), Some(-2.0));
+        assert_eq!(range_func(RangeFunc::MaxOverTime, &s, w), Some(9.0));
+        // a later NaN does not win either (2.42: max_over_time of "4 NaN" is 4)
+        let s = series(60_000, &[4.0, f64::NAN]);
+        assert_eq!(range_func(RangeFunc::MaxOverTime, &s, w), Some(4.0));
+    }
+
+    #[test]
     fn go_min_max_semantics() {
         assert!(go_min(f64::NAN, 1.0).is_nan());
         assert_eq!(go_min(f64::NAN, f64::NEG_INFINITY), f64::NEG_INFINITY);

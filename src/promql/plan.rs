@@ -19,6 +19,11 @@ use crate::series::Selector;
 /// `--query.lookback-delta`).
 pub const LOOKBACK_DELTA_MS: i64 = 5 * 60 * 1000;
 
+/// Ranges and offsets longer than this are refused, so that `T − offset − range` can never
+/// overflow an i64 of milliseconds, whatever the configured expression says.
+const MAX_DURATION_MS: i64 = 10_000 * 366 * 24 * 3_600_000;
+
+/// Why an expression cannot become a plan; both variants name the expression.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum PlanError {
     #[error("cannot parse {expr:?}: {reason}")]
@@ -34,6 +39,7 @@ pub enum Kind {
     Vector,
 }
 
+/// The supported functions of a range vector; each yields at most one value per series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RangeFunc {
     Rate,
@@ -74,6 +80,7 @@ impl RangeFunc {
     }
 }
 
+/// The supported aggregation operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AggOp {
     Sum,
@@ -84,6 +91,7 @@ pub enum AggOp {
     Stddev,
 }
 
+/// The supported arithmetic operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArithOp {
     Add,
@@ -117,7 +125,7 @@ pub enum LabelSet {
 #[derive(Debug, Clone)]
 pub struct SelectorUse {
     pub selector: Selector,
-    /// The selector's text without offset: identical selectors share evaluator caches.
+    /// The selector's text and range without offset: identical selectors share evaluator caches.
     pub key: String,
     /// `offset` in ms (never negative: Prometheus 2.42 refuses negative offsets by default).
     pub offset_ms: i64,
@@ -132,6 +140,7 @@ impl SelectorUse {
     }
 }
 
+/// canopy's plan tree: one node per supported construct, parentheses gone.
 #[derive(Debug, Clone)]
 pub enum Node {
     Number(f64),
@@ -294,9 +303,14 @@ impl Lower<'_> {
         let matchers: &[Matcher] = &vs.matchers.matchers;
         let mut bare = vs.clone();
         bare.offset = None;
+        // The window's length decides which series have samples in it; the offset only moves it.
+        let key = match range_ms {
+            Some(r) => format!("{bare}[{r}ms]"),
+            None => bare.to_string(),
+        };
         self.selectors.push(SelectorUse {
             selector: Selector::new(vs.name.as_deref(), matchers),
-            key: bare.to_string(),
+            key,
             offset_ms,
             range_ms,
         });
@@ -305,7 +319,9 @@ impl Lower<'_> {
 
     fn millis(&self, d: &std::time::Duration) -> Result<i64, PlanError> {
         i64::try_from(d.as_millis())
-            .map_err(|_| self.unsupported("duration beyond 292 million years"))
+            .ok()
+            .filter(|&ms| ms <= MAX_DURATION_MS)
+            .ok_or_else(|| self.unsupported("duration beyond 10,000 years"))
     }
 
     fn aggregate(&mut self, a: &AggregateExpr) -> Result<Node, PlanError> {
@@ -485,6 +501,7 @@ mod tests {
         assert_eq!(refused("x @ 100"), r#""@" modifier"#);
         assert_eq!(refused("rate(x[5m:1m])"), "subquery");
         assert_eq!(refused("x offset -5m"), "negative offset");
+        assert_eq!(refused("rate(x[20000y])"), "duration beyond 10,000 years");
         assert_eq!(
             refused(r#"{a="1" or b="2"}"#),
             r#""or" between label matchers"#

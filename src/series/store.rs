@@ -308,8 +308,7 @@ impl SeriesStore {
                 if !selector.matches(|n| series.labels.get(n)) {
                     return;
                 }
-                let lo = series.samples.partition_point(|s| s.t < from);
-                let hi = series.samples.partition_point(|s| s.t <= to);
+                let Range { start: lo, end: hi } = window(&series.samples, from, to);
                 if lo >= hi {
                     return;
                 }
@@ -371,6 +370,32 @@ impl SeriesStore {
             })
             .sum()
     }
+}
+
+/// The index range of the samples with `from <= t <= to`. Evaluation windows sit at the newest
+/// end of a series, so it is found by stepping back from that end: the steps touch only the
+/// samples about to be copied, where a binary search over the whole deque would miss the cache
+/// on every probe. Windows far in the past fall back to binary search.
+fn window(samples: &VecDeque<Sample>, from: i64, to: i64) -> Range<usize> {
+    const STEPS: usize = 32;
+    let newer = samples
+        .iter()
+        .rev()
+        .take(STEPS)
+        .take_while(|s| s.t > to)
+        .count();
+    let hi = if newer == STEPS {
+        samples.partition_point(|s| s.t <= to)
+    } else {
+        samples.len() - newer
+    };
+    let lo = hi
+        - samples
+            .range(..hi)
+            .rev()
+            .take_while(|s| s.t >= from)
+            .count();
+    lo..hi
 }
 
 /// The metric name of a validated label set given as sorted pairs.
@@ -453,6 +478,18 @@ mod tests {
         assert_eq!(out.len(), 1);
         st.select(&sel("old"), 0, 200_000, &mut out);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn window_steps_back_or_searches_far_windows() {
+        let samples: VecDeque<Sample> = (0..100).map(|i| s(i * 10, i as f64)).collect();
+        // near the newest end: stepped
+        assert_eq!(window(&samples, 950, 10_000), 95..100);
+        assert_eq!(window(&samples, 900, 985), 90..99);
+        // more than 32 samples newer than `to`: binary search, same answer
+        assert_eq!(window(&samples, 100, 200), 10..21);
+        assert_eq!(window(&samples, 101, 109), 11..11);
+        assert_eq!(window(&VecDeque::new(), 0, 10), 0..0);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! endpoints. Unknown paths answer 404 with a JSON error, like every other canopy error body.
 
 pub mod api;
+pub mod registry;
 pub mod telemetry;
 
 use std::sync::Arc;
@@ -28,6 +29,8 @@ pub struct Routes {
     pub store: Arc<SeriesStore>,
     pub history: Arc<FeatureHistory>,
     pub features: FeatureSet,
+    /// The models the predict endpoints serve.
+    pub registry: registry::Registry,
     pub metrics: PrometheusHandle,
 }
 

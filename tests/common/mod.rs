@@ -209,7 +209,6 @@ impl Peer {
 
     /// As [`Peer::prometheus`], on a port chosen beforehand (so it can scrape itself).
     pub fn prometheus_on(port: u16, scrape_configs: &str, write_url: Option<&str>) -> Peer {
-        let dir = tempfile::tempdir().expect("temp dir");
         let mut yml = format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n{scrape_configs}\n"
         );
@@ -217,6 +216,16 @@ impl Peer {
             yml.push_str(&format!(
                 "remote_write:\n  - url: {url}\n    queue_config:\n      batch_send_deadline: 1s\n      max_samples_per_send: 500\n    metadata_config:\n      send_interval: 5s\n"
             ));
+        }
+        Peer::prometheus_with_config(port, &yml, &[])
+    }
+
+    /// Starts Debian's Prometheus with a whole configuration file, and `files` (name, text) written
+    /// beside it (rule files the configuration names).
+    pub fn prometheus_with_config(port: u16, yml: &str, files: &[(&str, &str)]) -> Peer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).expect("write file beside prometheus.yml");
         }
         let cfg = dir.path().join("prometheus.yml");
         std::fs::write(&cfg, yml).expect("write prometheus.yml");

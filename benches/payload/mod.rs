@@ -1,0 +1,66 @@
+//! Remote-write payloads shaped like Prometheus's, shared by the ingest bench and the load
+//! generator: one sample per TimeSeries, series repeated within a request, label sets like
+//! node-exporter's and cAdvisor's, half of them matched by canopy's default features.
+
+use canopy::ingest::proto::v1;
+use prost::Message;
+
+const METRICS: [&str; 8] = [
+    "node_cpu_seconds_total",
+    "node_memory_MemAvailable_bytes",
+    "container_network_receive_bytes_total",
+    "container_network_transmit_bytes_total",
+    "go_gc_duration_seconds",
+    "process_resident_memory_bytes",
+    "node_network_receive_packets_total",
+    "apiserver_request_total",
+];
+
+/// A snappy-compressed 1.0 request of `samples` TimeSeries of one sample each. Sample `j` is
+/// series `j % series` (labels include `conn`, so that senders on different connections write
+/// disjoint series) at `t0 + j` ms, so every series' timestamps increase within and across
+/// requests whose `t0` increase by at least `samples`.
+pub fn payload(samples: usize, series: usize, conn: usize, t0: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(samples);
+    for j in 0..samples {
+        let i = j % series.max(1);
+        let labels = [
+            ("__name__", METRICS[i % METRICS.len()].to_string()),
+            ("conn", conn.to_string()),
+            ("container", format!("c{}", i % 7)),
+            ("cpu", format!("{}", i % 16)),
+            ("instance", format!("10.0.{}.{}:9100", i % 4, i / 4)),
+            ("job", "kubernetes-nodes".to_string()),
+            (
+                "mode",
+                if i % 3 == 0 {
+                    "idle".into()
+                } else {
+                    "user".to_string()
+                },
+            ),
+            ("namespace", format!("ns-{}", i % 5)),
+        ];
+        out.push(v1::TimeSeries {
+            labels: labels
+                .into_iter()
+                .map(|(n, v)| v1::Label {
+                    name: n.into(),
+                    value: v,
+                })
+                .collect(),
+            samples: vec![v1::Sample {
+                value: (t0 + j as i64) as f64 * 0.001,
+                timestamp: t0 + j as i64,
+            }],
+            ..Default::default()
+        });
+    }
+    let req = v1::WriteRequest {
+        timeseries: out,
+        metadata: vec![],
+    };
+    snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .expect("snappy of a valid buffer")
+}

@@ -1,0 +1,83 @@
+//! Random forest timings: predicting one row (the KServe path: 120 inputs → 12 outputs, 100
+//! trees), a batch of rows, and fitting a smaller forest. The fit at the budget's size, against
+//! scikit-learn, is `benches/compare/rforest_vs_sklearn.py`.
+
+use std::hint::black_box;
+
+use canopy::model::rforest::{RandomForestParams, RandomForestRegressor};
+use canopy::model::rng::Rng;
+use canopy::model::windows::{WindowSpec, training_windows};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+
+/// 5 node-like features at a 5-minute step, windows of 24 steps → the next 12 cpu values.
+fn windows(steps: usize) -> (Vec<f64>, Vec<f64>, usize) {
+    let mut rng = Rng::new(1);
+    let mut h = Vec::with_capacity(steps * 5);
+    for t in 0..steps {
+        let day = std::f64::consts::TAU * t as f64 / 288.0;
+        let noise = |rng: &mut Rng, s: f64| s * (rng.next_f64() - 0.5);
+        h.push(0.45 + 0.25 * day.sin() + noise(&mut rng, 0.1));
+        h.push(0.60 + 0.10 * (day - 0.5).sin() + noise(&mut rng, 0.05));
+        h.push(0.30 + 0.2 * t as f64 / steps as f64 + noise(&mut rng, 0.01));
+        h.push(1e6 * (1.0 + 0.6 * (day + 0.3).sin()) + noise(&mut rng, 1e5));
+        h.push(6e5 * (1.0 + 0.5 * (day + 0.2).sin()) + noise(&mut rng, 8e4));
+    }
+    let spec = WindowSpec {
+        n_features: 5,
+        lookback: 24,
+        horizon: 12,
+        targets: vec![0],
+    };
+    let w = training_windows(&h, &spec).expect("valid spec");
+    let rows = w.rows();
+    (w.x, w.y, rows)
+}
+
+fn bench(c: &mut Criterion) {
+    let (x, y, rows) = windows(8640 + 35);
+    let forest =
+        RandomForestRegressor::fit(&RandomForestParams::default(), &x, 120, &y, 12).expect("fit");
+    let mut out = vec![0.0; 12];
+    let mut g = c.benchmark_group("rforest_predict_100_trees_120_to_12");
+    g.throughput(Throughput::Elements(1));
+    let mut i = 0;
+    g.bench_function("one_row", |b| {
+        b.iter(|| {
+            i = (i + 7919) % rows;
+            forest
+                .predict_row(black_box(&x[i * 120..(i + 1) * 120]), &mut out)
+                .expect("predict");
+            black_box(&out);
+        })
+    });
+    let batch = &x[..1000 * 120];
+    let mut outs = vec![0.0; 1000 * 12];
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("batch_1000_rows", |b| {
+        b.iter(|| {
+            forest
+                .predict_into(black_box(batch), &mut outs)
+                .expect("predict")
+        })
+    });
+    g.finish();
+
+    let (x, y, _) = windows(2000 + 35);
+    let params = RandomForestParams {
+        n_estimators: 10,
+        ..RandomForestParams::default()
+    };
+    let mut g = c.benchmark_group("rforest_fit");
+    g.sample_size(10);
+    g.bench_function("2000_windows_120_to_12_10_trees", |b| {
+        b.iter_batched(
+            || (),
+            |_| RandomForestRegressor::fit(&params, &x, 120, &y, 12).expect("fit"),
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,421 @@
+//! The live forecaster: keeps each entity's feature history at the model's step, forecasts the
+//! next `horizon` steps of the targets for every entity at every model step, and refits the
+//! random forest in event time.
+//!
+//! Threads mirror the detector's: [`Forecaster::on_step`] runs on the evaluation thread (or in
+//! `replay`), loads the published forest lock-free and predicts; training is a full refit on the
+//! windows slid over every entity's history (a random forest is not incremental), run inline or
+//! on the model's trainer thread behind a channel of one, and published whole with `arc-swap`.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::time::Instant;
+
+use arc_swap::ArcSwapOption;
+use metrics::{counter, gauge, histogram};
+
+use super::detector::Training;
+use super::rforest::{RandomForestParams, RandomForestRegressor};
+use super::windows::{WindowSpec, training_windows};
+use crate::config::{ModelConfig, RandomForestConfig};
+use crate::features::entities::{EntityHistory, entity_vectors};
+use crate::features::history::metric_labels;
+use crate::features::{FeatureSet, StepResult};
+use crate::series::Labels;
+
+/// Entities a forecaster keeps history for; new ones beyond it are refused and counted.
+pub const MAX_ENTITIES: usize = 1_000;
+
+/// The fewest training windows a first fit needs: fewer is no forecast worth exporting.
+pub const MIN_TRAINING_WINDOWS: usize = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ForecasterError {
+    #[error("model `{model}`: feature `{feature}` is not configured")]
+    UnknownFeature { model: String, feature: String },
+    #[error("model `{model}`: cannot start its trainer thread: {source}")]
+    Thread {
+        model: String,
+        source: std::io::Error,
+    },
+}
+
+/// Everything that shapes one forecaster, resolved from the config.
+#[derive(Debug, Clone)]
+pub struct ForecasterSpec {
+    pub name: String,
+    pub features: Vec<String>,
+    pub targets: Vec<String>,
+    /// Indices of `features` in the [`FeatureSet`].
+    pub indices: Vec<usize>,
+    pub window: WindowSpec,
+    pub step_ms: i64,
+    pub retrain_interval_ms: i64,
+    /// Rows of history kept per entity: the training days at the model's step.
+    pub max_rows: usize,
+    pub params: RandomForestParams,
+}
+
+impl ForecasterSpec {
+    pub fn new(
+        name: &str,
+        model: &ModelConfig,
+        forest: &RandomForestConfig,
+        set: &FeatureSet,
+    ) -> Result<ForecasterSpec, ForecasterError> {
+        let unknown = |feature: &String| ForecasterError::UnknownFeature {
+            model: name.to_owned(),
+            feature: feature.clone(),
+        };
+        let indices = model
+            .features
+            .iter()
+            .map(|f| set.index_of(f).ok_or_else(|| unknown(f)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let targets = forest
+            .target
+            .iter()
+            .map(|t| {
+                model
+                    .features
+                    .iter()
+                    .position(|f| f == t)
+                    .ok_or_else(|| unknown(t))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let step_ms = model.step.as_millis() as i64;
+        Ok(ForecasterSpec {
+            name: name.to_owned(),
+            features: model.features.clone(),
+            targets: forest.target.clone(),
+            indices,
+            window: WindowSpec {
+                n_features: model.features.len(),
+                lookback: forest.lookback,
+                horizon: forest.horizon,
+                targets,
+            },
+            step_ms,
+            retrain_interval_ms: model.retrain_interval.as_millis() as i64,
+            max_rows: (i64::from(model.training_days) * 86_400_000 / step_ms.max(1)).max(1)
+                as usize,
+            params: RandomForestParams {
+                n_estimators: forest.n_estimators,
+                max_depth: forest.max_depth,
+                min_samples_split: forest.min_samples_split,
+                min_samples_leaf: forest.min_samples_leaf,
+                max_features: forest.max_features,
+                bootstrap: forest.bootstrap,
+                seed: model.seed,
+            },
+        })
+    }
+}
+
+/// One entity's forecast at one step: `values[h * targets + k]` is target `k`, `h + 1` steps ahead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forecast {
+    pub entity: Labels,
+    pub values: Vec<f64>,
+}
+
+enum Trainer {
+    Inline,
+    Background(SyncSender<Vec<f64>>),
+}
+
+pub struct Forecaster {
+    spec: Arc<ForecasterSpec>,
+    published: Arc<ArcSwapOption<RandomForestRegressor>>,
+    history: EntityHistory,
+    last_train_ms: Option<i64>,
+    trainer: Trainer,
+    input: Vec<f64>,
+}
+
+impl Forecaster {
+    pub fn new(spec: ForecasterSpec, training: Training) -> Result<Forecaster, ForecasterError> {
+        let spec = Arc::new(spec);
+        let published = Arc::new(ArcSwapOption::empty());
+        let trainer = match training {
+            Training::Inline => Trainer::Inline,
+            Training::Background => {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<f64>>(1);
+                let (shared, target) = (spec.clone(), published.clone());
+                std::thread::Builder::new()
+                    .name(format!("train-{}", spec.name))
+                    .spawn(move || train_loop(&shared, &target, rx))
+                    .map_err(|source| ForecasterError::Thread {
+                        model: spec.name.clone(),
+                        source,
+                    })?;
+                Trainer::Background(tx)
+            }
+        };
+        Ok(Forecaster {
+            history: EntityHistory::new(spec.indices.len(), spec.max_rows, MAX_ENTITIES),
+            input: vec![0.0; spec.window.n_inputs()],
+            spec,
+            published,
+            last_train_ms: None,
+            trainer,
+        })
+    }
+
+    pub fn spec(&self) -> &ForecasterSpec {
+        &self.spec
+    }
+
+    /// The published forest, shared with the predict endpoints.
+    pub fn published(&self) -> Arc<ArcSwapOption<RandomForestRegressor>> {
+        self.published.clone()
+    }
+
+    /// The handle the predict endpoints serve this forecaster through.
+    pub fn handle(&self) -> crate::serve::registry::ForecasterHandle {
+        crate::serve::registry::ForecasterHandle {
+            name: self.spec.name.clone(),
+            features: self.spec.features.clone(),
+            targets: self.spec.targets.clone(),
+            lookback: self.spec.window.lookback,
+            horizon: self.spec.window.horizon,
+            model: self.published.clone(),
+        }
+    }
+
+    pub fn history(&self) -> &EntityHistory {
+        &self.history
+    }
+
+    /// Records the step's complete vectors, forecasts every entity with a full lookback, and
+    /// starts training when due. `None` for steps that are not the model's.
+    pub fn on_step(&mut self, step: &StepResult) -> Option<Vec<Forecast>> {
+        if step.t_ms.rem_euclid(self.spec.step_ms) != 0 {
+            return None;
+        }
+        let vectors = entity_vectors(step, &self.spec.indices);
+        let refused = self.history.push(step.t_ms, &vectors);
+        if refused > 0 {
+            counter!("canopy_model_entities_refused_total", "model" => self.spec.name.clone())
+                .increment(refused as u64);
+        }
+        let forecasts = match self.published.load_full() {
+            Some(model) => self.forecast_all(&model),
+            None => Vec::new(),
+        };
+        self.export(&forecasts);
+        let due = match self.last_train_ms {
+            None => {
+                self.training_rows()
+                    >= self.spec.window.lookback + self.spec.window.horizon + MIN_TRAINING_WINDOWS
+            }
+            Some(last) => step.t_ms - last >= self.spec.retrain_interval_ms,
+        };
+        if due {
+            self.start_training(step.t_ms);
+        }
+        Some(forecasts)
+    }
+
+    /// The longest entity history, in rows.
+    fn training_rows(&self) -> usize {
+        self.history
+            .entities()
+            .map(|(_, r)| r.len())
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn forecast_all(&mut self, model: &RandomForestRegressor) -> Vec<Forecast> {
+        let (lookback, f) = (self.spec.window.lookback, self.spec.window.n_features);
+        let mut out = Vec::new();
+        for (entity, rows) in self.history.entities() {
+            if rows.len() < lookback {
+                continue;
+            }
+            let start = (rows.len() - lookback) * f;
+            for (dst, src) in self.input.iter_mut().zip(rows.v.range(start..)) {
+                *dst = *src;
+            }
+            if self.input.iter().any(|v| v.is_nan()) {
+                continue; // a gap in the lookback: no forecast from incomplete input
+            }
+            let mut values = vec![0.0; self.spec.window.n_outputs()];
+            if model.predict_row(&self.input, &mut values).is_ok() {
+                out.push(Forecast {
+                    entity: entity.clone(),
+                    values,
+                });
+            }
+        }
+        out
+    }
+
+    fn export(&self, forecasts: &[Forecast]) {
+        let n_targets = self.spec.targets.len();
+        for fc in forecasts {
+            for (i, v) in fc.values.iter().enumerate() {
+                let mut labels = metric_labels("model", &self.spec.name, &fc.entity);
+                labels.push(metrics::Label::new(
+                    "feature",
+                    self.spec.targets[i % n_targets].clone(),
+                ));
+                labels.push(metrics::Label::new(
+                    "steps_ahead",
+                    (i / n_targets + 1).to_string(),
+                ));
+                gauge!("canopy_forecast", labels).set(*v);
+            }
+        }
+    }
+
+    /// Every entity's history, concatenated with a row of NaN between entities so no window
+    /// spans two of them.
+    fn training_history(&self) -> Vec<f64> {
+        let f = self.spec.window.n_features;
+        let mut all = Vec::new();
+        for (_, rows) in self.history.entities() {
+            all.extend(rows.v.iter().copied());
+            all.extend(std::iter::repeat_n(f64::NAN, f));
+        }
+        all
+    }
+
+    fn start_training(&mut self, t: i64) {
+        let history = self.training_history();
+        match &self.trainer {
+            Trainer::Inline => {
+                train(&self.spec, &self.published, &history);
+                self.last_train_ms = Some(t);
+            }
+            Trainer::Background(tx) => match tx.try_send(history) {
+                Ok(()) => self.last_train_ms = Some(t),
+                Err(TrySendError::Full(_)) => {
+                    // the previous training is still running: skip this interval, not every step
+                    self.last_train_ms = Some(t);
+                    counter!("canopy_model_retrains_skipped_total", "model" => self.spec.name.clone()).increment(1);
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    tracing::error!(model = %self.spec.name, "the trainer thread has stopped");
+                }
+            },
+        }
+    }
+}
+
+fn train_loop(
+    spec: &ForecasterSpec,
+    published: &ArcSwapOption<RandomForestRegressor>,
+    jobs: Receiver<Vec<f64>>,
+) {
+    for history in jobs {
+        train(spec, published, &history);
+    }
+}
+
+/// Fits a new forest on the windows of `history` and publishes it.
+fn train(spec: &ForecasterSpec, published: &ArcSwapOption<RandomForestRegressor>, history: &[f64]) {
+    let started = Instant::now();
+    let model = spec.name.clone();
+    let fitted = training_windows(history, &spec.window)
+        .map_err(|e| e.to_string())
+        .and_then(|w| {
+            if w.rows() < MIN_TRAINING_WINDOWS {
+                return Err(format!(
+                    "{} complete windows, fewer than {MIN_TRAINING_WINDOWS}",
+                    w.rows()
+                ));
+            }
+            RandomForestRegressor::fit(
+                &spec.params,
+                &w.x,
+                spec.window.n_inputs(),
+                &w.y,
+                spec.window.n_outputs(),
+            )
+            .map(|f| (f, w.rows()))
+            .map_err(|e| e.to_string())
+        });
+    match fitted {
+        Ok((forest, windows)) => {
+            published.store(Some(Arc::new(forest)));
+            let seconds = started.elapsed().as_secs_f64();
+            counter!("canopy_model_retrains_total", "model" => model.clone(), "result" => "ok")
+                .increment(1);
+            counter!("canopy_model_trees_replaced_total", "model" => model.clone())
+                .increment(spec.params.n_estimators as u64);
+            histogram!("canopy_model_retrain_duration_seconds", "model" => model.clone())
+                .record(seconds);
+            gauge!("canopy_model_info", "model" => model.clone(), "source" => "live").set(1.0);
+            tracing::info!(model = %model, windows, seconds, "forecaster trained from the stream");
+        }
+        Err(reason) => {
+            counter!("canopy_model_retrains_total", "model" => model.clone(), "result" => "error")
+                .increment(1);
+            tracing::warn!(model = %model, %reason, "forecaster training failed; the current model stays");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, ModelKind};
+
+    const TOML: &str = "[evaluation]\nstep = \"1m\"\n[features]\ncpu = 'x'\nmem = 'y'\n\
+        [models.f]\nkind = \"random_forest\"\nfeatures = [\"cpu\", \"mem\"]\ntarget = [\"cpu\"]\n\
+        step = \"1m\"\nlookback = 6\nhorizon = 3\nn_estimators = 10\nretrain_interval = \"1h\"\n";
+
+    fn forecaster() -> Forecaster {
+        let config = Config::from_parts(Some((TOML, "t.toml")), &[]).expect("config");
+        let set = FeatureSet::from_config(&config).expect("features");
+        let m = &config.models["f"];
+        let ModelKind::RandomForest(f) = &m.kind else {
+            panic!("kind")
+        };
+        Forecaster::new(
+            ForecasterSpec::new("f", m, f, &set).expect("spec"),
+            Training::Inline,
+        )
+        .expect("forecaster")
+    }
+
+    fn step(k: i64) -> StepResult {
+        // cpu follows a 20-step cycle, mem is constant
+        let cpu = ((k % 20) as f64 / 20.0 * std::f64::consts::TAU).sin();
+        StepResult {
+            t_ms: k * 60_000,
+            values: vec![
+                Some(vec![(Labels::default(), cpu)]),
+                Some(vec![(Labels::default(), 0.5)]),
+            ],
+        }
+    }
+
+    #[test]
+    fn trains_once_enough_windows_then_forecasts_the_cycle() {
+        let mut f = forecaster();
+        let first_fit = 6 + 3 + MIN_TRAINING_WINDOWS as i64;
+        for k in 0..first_fit - 1 {
+            assert!(f.on_step(&step(k)).expect("model step").is_empty());
+        }
+        assert!(f.published().load().is_none());
+        f.on_step(&step(first_fit - 1));
+        assert!(
+            f.published().load().is_some(),
+            "trained once {first_fit} rows were held"
+        );
+        let k = first_fit;
+        let out = f.on_step(&step(k)).expect("model step");
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].values.len(), 3);
+        for (h, v) in out[0].values.iter().enumerate() {
+            let want = step(k + 1 + h as i64).values[0].as_ref().expect("cpu")[0].1;
+            assert!(
+                (v - want).abs() < 0.15,
+                "h={} forecast {v} want {want}",
+                h + 1
+            );
+        }
+    }
+}

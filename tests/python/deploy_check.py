@@ -1,0 +1,92 @@
+"""Reads canopy's shipped manifests for tests/deploy.rs.
+
+  deploy_check.py rules PROMETHEUSRULE.yaml OUT.yaml   the PrometheusRule's groups as a promtool rule file
+  deploy_check.py manifests BUILT.yaml                 structural checks of `kubectl kustomize` output;
+                                                       prints the kinds found, exits 1 naming each problem
+"""
+import sys
+
+import yaml
+
+
+def rules(src, out):
+    with open(src) as f:
+        doc = yaml.safe_load(f)
+    assert doc["kind"] == "PrometheusRule", f"{src} is a {doc['kind']}, not a PrometheusRule"
+    with open(out, "w") as f:
+        yaml.safe_dump({"groups": doc["spec"]["groups"]}, f, sort_keys=False)
+
+
+def canopy_containers(doc):
+    spec = doc.get("spec", {})
+    if doc["kind"] in ("DaemonSet", "Deployment", "StatefulSet"):
+        pod = spec["template"]["spec"]
+        return pod, pod.get("containers", [])
+    if doc["kind"] == "Prometheus":
+        return spec, [c for c in spec.get("containers", []) if c["name"] == "canopy"]
+    if doc["kind"] == "ServingRuntime":
+        return spec, spec.get("containers", [])
+    return None, []
+
+
+def manifests(path):
+    with open(path) as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    problems = []
+    kinds = []
+    for d in docs:
+        kind, name = d["kind"], d["metadata"]["name"]
+        kinds.append(kind)
+        where = f"{kind}/{name}"
+        if kind != "Namespace" and d["metadata"].get("namespace") != "self-healing-platform":
+            problems.append(f"{where}: not in namespace self-healing-platform")
+        if d["metadata"].get("labels", {}).get("app.kubernetes.io/name") != "canopy" and kind not in ("ServingRuntime", "InferenceService", "Prometheus"):
+            problems.append(f"{where}: missing label app.kubernetes.io/name: canopy")
+        if kind == "PersistentVolumeClaim":
+            if name != "model-storage-pvc" or d["spec"]["accessModes"] != ["ReadWriteMany"]:
+                problems.append(f"{where}: the model volume must be the ReadWriteMany model-storage-pvc")
+        pod, containers = canopy_containers(d)
+        for c in containers:
+            sc = c.get("securityContext", {})
+            if sc.get("allowPrivilegeEscalation") is not False:
+                problems.append(f"{where}/{c['name']}: allowPrivilegeEscalation must be false")
+            if sc.get("readOnlyRootFilesystem") is not True:
+                problems.append(f"{where}/{c['name']}: readOnlyRootFilesystem must be true")
+            non_root = sc.get("runAsNonRoot") or (pod or {}).get("securityContext", {}).get("runAsNonRoot")
+            if not non_root:
+                problems.append(f"{where}/{c['name']}: must run as non-root")
+            res = c.get("resources", {})
+            if not res.get("requests") or not res.get("limits"):
+                problems.append(f"{where}/{c['name']}: resource requests and limits are required")
+            if kind in ("DaemonSet", "Prometheus"):
+                for probe, want in (("livenessProbe", "/v2/health/live"), ("readinessProbe", "/v2/health/ready")):
+                    got = c.get(probe, {}).get("httpGet", {}).get("path")
+                    if got != want:
+                        problems.append(f"{where}/{c['name']}: {probe} must GET {want}, not {got}")
+        if kind == "DaemonSet":
+            pod = d["spec"]["template"]["spec"]
+            if pod.get("terminationGracePeriodSeconds", 30) < 30:
+                problems.append(f"{where}: the grace period must leave time for the final checkpoint")
+            mounts = [m for c in pod["containers"] for m in c.get("volumeMounts", []) if m["mountPath"] == "/mnt/models"]
+            if not mounts or mounts[0].get("subPathExpr") != "$(NODE_NAME)":
+                problems.append(f"{where}: /mnt/models must be mounted with subPathExpr $(NODE_NAME)")
+            claims = [v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v]
+            if claims != ["model-storage-pvc"]:
+                problems.append(f"{where}: the model volume must be model-storage-pvc")
+        if kind == "InferenceService":
+            uri = d["spec"]["predictor"]["model"]["storageUri"]
+            if not uri.startswith("pvc://model-storage-pvc/"):
+                problems.append(f"{where}: storageUri {uri} is not on model-storage-pvc")
+    print(" ".join(kinds))
+    for p in problems:
+        print("PROBLEM", p)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "rules":
+        rules(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "manifests":
+        sys.exit(manifests(sys.argv[2]))
+    else:
+        sys.exit(f"unknown command {sys.argv[1]}")
