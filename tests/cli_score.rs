@@ -355,3 +355,79 @@ fn scores_match_scikit_learn_fit_on_the_same_csv() {
         );
     }
 }
+
+const FORECASTER: &str = "[features]\ncpu = 'cpu'\nmem = 'mem'\n\
+    [models.fc]\nkind = \"random_forest\"\nfeatures = [\"cpu\", \"mem\"]\ntarget = [\"cpu\"]\n\
+    lookback = 6\nhorizon = 3\nn_estimators = 20\nseed = 5\n";
+
+/// cpu: a wave of 24 steps; mem: the same wave, lagged, plus a slow drift.
+fn wave(n: usize, phase: f64) -> Vec<(i64, String)> {
+    (0..n)
+        .map(|k| {
+            let x = (k as f64 + phase) * std::f64::consts::TAU / 24.0;
+            (
+                1_700_000_000 + 300 * k as i64,
+                format!("{},{}", x.sin(), 0.5 * (x - 1.0).sin() + k as f64 * 1e-4),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn forecaster_forecasts_the_next_rows_from_the_lookback_ending_at_each_row() {
+    let dir = TempDir::new("score-forecast");
+    let cfg = dir.write("c.toml", FORECASTER);
+    let fit = dir.write("fit.csv", &csv("timestamp,cpu,mem", &wave(600, 0.0)));
+    let input_rows = wave(120, 7.5);
+    let input = dir.write(
+        "input.csv",
+        &csv("timestamp,mem,cpu", &{
+            // columns swapped in the file: matched by name
+            input_rows
+                .iter()
+                .map(|(t, r)| {
+                    let (cpu, mem) = r.split_once(',').expect("two values");
+                    (*t, format!("{mem},{cpu}"))
+                })
+                .collect::<Vec<_>>()
+        }),
+    );
+    let text = ok_stdout(&score(&[&fit, &input], "fc", &cfg));
+    assert_eq!(
+        text,
+        ok_stdout(&score(&[&fit, &input], "fc", &cfg)),
+        "deterministic"
+    );
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("timestamp,cpu_1,cpu_2,cpu_3"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 120, "one row per input row");
+    let actual: Vec<f64> = input_rows
+        .iter()
+        .map(|(_, r)| r.split(',').next().expect("cpu").parse().expect("cpu"))
+        .collect();
+    let (mut err, mut naive, mut n) = (0.0, 0.0, 0.0);
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row.len(), 4);
+        if i < 5 {
+            assert!(
+                row[1..].iter().all(|c| c.is_empty()),
+                "row {i} has no full lookback"
+            );
+            continue;
+        }
+        for h in 1..=3 {
+            let v: f64 = row[h].parse().expect("a forecast");
+            if let Some(&truth) = actual.get(i + h) {
+                err += (v - truth).abs();
+                naive += (actual[i] - truth).abs();
+                n += 1.0;
+            }
+        }
+    }
+    let (err, naive) = (err / n, naive / n);
+    assert!(
+        err < 0.25 * naive,
+        "forecasts for rows i+1..i+3 miss by {err:.4} on average; repeating row i misses by {naive:.4}"
+    );
+}

@@ -1,7 +1,7 @@
 //! The file-driven commands: `canopy score` ([`score`]) and `canopy replay` ([`replay`]), with
 //! NAB-style labelled windows for replay's summary ([`labels`]).
 //!
-//! `score` is a plain batch fit and score, as scikit-learn's `fit` then `score_samples` would be:
+//! `score` is a plain batch fit and score (or forecast), as scikit-learn's `fit` then `score_samples` would be:
 //! no stream, no reservoir. `replay` is the opposite: it drives the same pipeline the agent runs
 //! (store → feature engine → detector) in event time, so a file shows what live data would have
 //! produced. Both read [`crate::source::csv`] tables and write CSV to any `Write`; choosing files
@@ -13,6 +13,7 @@ pub mod score;
 
 use crate::agent::AgentError;
 use crate::model::iforest::IsolationForestError;
+use crate::model::rforest::RandomForestError;
 use crate::source::csv::CsvError;
 
 #[derive(Debug, thiserror::Error)]
@@ -40,11 +41,20 @@ pub enum BatchError {
         model: String,
         source: IsolationForestError,
     },
-    #[error("model `{model}` is a {kind}, which {command} does not run yet")]
-    UnsupportedKind {
+    #[error(
+        "{file}: no {span} consecutive complete rows (lookback + horizon) for model `{model}`; nothing to fit on"
+    )]
+    NoWindows {
+        file: String,
         model: String,
-        kind: &'static str,
-        command: &'static str,
+        span: usize,
+    },
+    #[error("model `{model}`: {reason}")]
+    Window { model: String, reason: String },
+    #[error("model `{model}`: {source}")]
+    Regressor {
+        model: String,
+        source: RandomForestError,
     },
     #[error(
         "replay runs exactly one isolation_forest model, but the config has {found}: give replay a --config whose [models] has one"

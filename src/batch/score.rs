@@ -1,6 +1,10 @@
 //! `canopy score`: fit a model on every row of one CSV and score every row of another, as
 //! scikit-learn's `fit` and `score_samples` / `decision_function` / `predict` would.
 //!
+//! The forecaster's output is `timestamp,{target}_1,…,{target}_{horizon}` for each target:
+//! `{target}_h` is the forecast for row i + h, made from the `lookback` rows ending at row i
+//! (the layout of [`crate::model::windows`]).
+//!
 //! The CSV's columns are matched to the model's features by name, and the model sees them in
 //! its configured order whatever the file's order. A row with a missing feature value is left
 //! out of the fit (scikit-learn refuses NaN) and gets empty cells in the output.
@@ -9,15 +13,19 @@ use std::io::Write;
 use std::path::Path;
 
 use super::{BatchError, number};
-use crate::config::{Config, ModelConfig, ModelKind};
+use crate::config::{Config, ModelConfig, ModelKind, RandomForestConfig};
 use crate::model::detector::forest_params;
+use crate::model::forecaster::{forest_params as forest_params_rf, window_spec};
 use crate::model::iforest::IsolationForest;
+use crate::model::rforest::RandomForestRegressor;
+use crate::model::windows::{WindowError, lookback_row, training_windows};
 use crate::source::csv::{Table, format_timestamp};
 
 /// The detector's output header.
 pub const DETECTOR_HEADER: &str = "timestamp,score_samples,decision_function,predict,anomaly_score";
 
-/// Fits `model` on `fit` and writes one output row per `input` row (in time order) to `out`.
+/// Fits `model` on `fit` and writes one output row per `input` row (in time order) to `out`:
+/// the detector's scores, or the forecaster's forecasts.
 pub fn score(
     config: &Config,
     model: &str,
@@ -75,12 +83,96 @@ pub fn score(
             }
             Ok(())
         }
-        ModelKind::RandomForest(_) => Err(BatchError::UnsupportedKind {
-            model: model.to_owned(),
-            kind: "random_forest",
-            command: "score",
-        }),
+        ModelKind::RandomForest(forest) => forecast(
+            model,
+            m,
+            forest,
+            (&fit_table, fit),
+            (&input_table, input),
+            out,
+        ),
     }
+}
+
+/// The forecaster: fits on every complete window of the fit file (rows taken as consecutive
+/// steps), then forecasts from the `lookback` rows ending at each input row. A row without
+/// `lookback` rows of history, or with a missing value among them, gets empty cells.
+fn forecast(
+    name: &str,
+    model: &ModelConfig,
+    forest: &RandomForestConfig,
+    (fit_table, fit): (&Table, &Path),
+    (input_table, input): (&Table, &Path),
+    out: &mut dyn Write,
+) -> Result<(), BatchError> {
+    let spec = window_spec(model, forest).map_err(|target| BatchError::Window {
+        model: name.to_owned(),
+        reason: format!("target `{target}` is not one of the model's features"),
+    })?;
+    let window_err = |e: WindowError| BatchError::Window {
+        model: name.to_owned(),
+        reason: e.to_string(),
+    };
+    let fit_history = history(fit_table, &feature_columns(fit_table, fit, name, model)?);
+    let windows = training_windows(&fit_history, &spec).map_err(window_err)?;
+    if windows.rows() == 0 {
+        return Err(BatchError::NoWindows {
+            file: fit.display().to_string(),
+            model: name.to_owned(),
+            span: spec.lookback + spec.horizon,
+        });
+    }
+    let regressor = RandomForestRegressor::fit(
+        &forest_params_rf(model, forest),
+        &windows.x,
+        spec.n_inputs(),
+        &windows.y,
+        spec.n_outputs(),
+    )
+    .map_err(|source| BatchError::Regressor {
+        model: name.to_owned(),
+        source,
+    })?;
+    let header: Vec<String> = forest
+        .target
+        .iter()
+        .flat_map(|t| (1..=spec.horizon).map(move |h| format!("{t}_{h}")))
+        .collect();
+    writeln!(out, "timestamp,{}", header.join(","))?;
+    let input_history = history(
+        input_table,
+        &feature_columns(input_table, input, name, model)?,
+    );
+    let (mut row_in, mut values) = (vec![0.0; spec.n_inputs()], vec![0.0; spec.n_outputs()]);
+    let n_targets = spec.targets.len();
+    for (i, row) in input_table.rows.iter().enumerate() {
+        write!(out, "{}", format_timestamp(row.t_ms))?;
+        let predicted = lookback_row(&input_history, &spec, i, &mut row_in).is_ok()
+            && regressor.predict_row(&row_in, &mut values).is_ok();
+        // Columns are target-major (every horizon of the first target, then the next); the
+        // forest's outputs are time-major: output h * targets + k is target k, h + 1 ahead.
+        for k in 0..n_targets {
+            for h in 0..spec.horizon {
+                if predicted {
+                    write!(out, ",{}", number(values[h * n_targets + k]))?;
+                } else {
+                    write!(out, ",")?;
+                }
+            }
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// The table's values of `cols` as a row-major history, a missing value as NaN (what the window
+/// functions skip).
+fn history(table: &Table, cols: &[usize]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(table.rows.len() * cols.len());
+    for row in &table.rows {
+        out.extend(cols.iter().map(|&c| row.values[c].unwrap_or(f64::NAN)));
+    }
+    out
 }
 
 /// The table's column index of each of the model's features, in the model's order.

@@ -72,43 +72,56 @@ impl ForecasterSpec {
             .iter()
             .map(|f| set.index_of(f).ok_or_else(|| unknown(f)))
             .collect::<Result<Vec<_>, _>>()?;
-        let targets = forest
-            .target
-            .iter()
-            .map(|t| {
-                model
-                    .features
-                    .iter()
-                    .position(|f| f == t)
-                    .ok_or_else(|| unknown(t))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let window = window_spec(model, forest).map_err(|t| unknown(&t))?;
         let step_ms = model.step.as_millis() as i64;
         Ok(ForecasterSpec {
             name: name.to_owned(),
             features: model.features.clone(),
             targets: forest.target.clone(),
             indices,
-            window: WindowSpec {
-                n_features: model.features.len(),
-                lookback: forest.lookback,
-                horizon: forest.horizon,
-                targets,
-            },
+            window,
             step_ms,
             retrain_interval_ms: model.retrain_interval.as_millis() as i64,
             max_rows: (i64::from(model.training_days) * 86_400_000 / step_ms.max(1)).max(1)
                 as usize,
-            params: RandomForestParams {
-                n_estimators: forest.n_estimators,
-                max_depth: forest.max_depth,
-                min_samples_split: forest.min_samples_split,
-                min_samples_leaf: forest.min_samples_leaf,
-                max_features: forest.max_features,
-                bootstrap: forest.bootstrap,
-                seed: model.seed,
-            },
+            params: forest_params(model, forest),
         })
+    }
+}
+
+/// The window layout of a model's config: its features in order, the targets as indices among
+/// them. Shared with `canopy score`, so a batch fit and the live model read windows alike. A
+/// target that is not one of the features is returned as the error.
+pub fn window_spec(model: &ModelConfig, forest: &RandomForestConfig) -> Result<WindowSpec, String> {
+    let targets = forest
+        .target
+        .iter()
+        .map(|t| {
+            model
+                .features
+                .iter()
+                .position(|f| f == t)
+                .ok_or_else(|| t.clone())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(WindowSpec {
+        n_features: model.features.len(),
+        lookback: forest.lookback,
+        horizon: forest.horizon,
+        targets,
+    })
+}
+
+/// The forest's parameters from a model's config, shared with `canopy score`.
+pub fn forest_params(model: &ModelConfig, forest: &RandomForestConfig) -> RandomForestParams {
+    RandomForestParams {
+        n_estimators: forest.n_estimators,
+        max_depth: forest.max_depth,
+        min_samples_split: forest.min_samples_split,
+        min_samples_leaf: forest.min_samples_leaf,
+        max_features: forest.max_features,
+        bootstrap: forest.bootstrap,
+        seed: model.seed,
     }
 }
 
