@@ -89,7 +89,11 @@ fn csv(rows: &[(i64, f64)]) -> String {
 }
 
 fn replay(dir: &TempDir, input: &Path, labels: Option<&Path>) -> Output {
-    let config = dir.write("canopy.toml", CONFIG);
+    replay_with(dir, CONFIG, input, labels)
+}
+
+fn replay_with(dir: &TempDir, config: &str, input: &Path, labels: Option<&Path>) -> Output {
+    let config = dir.write("canopy.toml", config);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_canopy"));
     cmd.args(["replay", "--config"])
         .arg(config)
@@ -233,5 +237,67 @@ fn labels_summary_counts_windows_and_false_positives_after_probation() {
     assert!(
         stderr.contains(&format!("probation: first {probation} rows")),
         "{stderr}"
+    );
+}
+
+#[test]
+fn a_forecaster_in_the_config_adds_its_columns() {
+    let dir = TempDir::new("replay-forecast");
+    let config = format!(
+        "{CONFIG}\n[models.fc]\nkind = \"random_forest\"\nfeatures = [\"level\"]\n\
+         target = [\"level\"]\nstep = \"5m\"\nlookback = 12\nhorizon = 2\nn_estimators = 10\n\
+         retrain_interval = \"4h\"\n"
+    );
+    let data = series();
+    let input = dir.write("series.csv", &csv(&data));
+    let output = replay_with(&dir, &config, &input, None);
+    let text = String::from_utf8(output.stdout).expect("utf-8");
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("timestamp,anomaly_score,anomaly,level_1,level_2")
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(
+        rows.len(),
+        ROWS,
+        "one row per step of the two models (both at 5m)"
+    );
+    // The first fit needs lookback + horizon + 100 rows of history (the forecaster's minimum of
+    // 100 windows); the forecast made at that step comes from the model fit just after it.
+    let first = rows
+        .iter()
+        .position(|r| !r[3].is_empty())
+        .expect("forecasts once trained");
+    assert_eq!(
+        first,
+        12 + 2 + 100,
+        "first forecast at the step after the first fit"
+    );
+    assert!(
+        rows[first..]
+            .iter()
+            .all(|r| !r[3].is_empty() && !r[4].is_empty())
+    );
+    // Forecasts for rows i+1 and i+2 beat repeating row i, away from the spikes.
+    let (mut err, mut naive) = (0.0, 0.0);
+    for (i, r) in rows.iter().enumerate().skip(first) {
+        for h in 1..=2 {
+            let near_spike = SPIKES
+                .iter()
+                .any(|s| (i..=i + h + 12).contains(s) || i.abs_diff(*s) <= 12);
+            let Some(&(_, truth)) = data.get(i + h) else {
+                continue;
+            };
+            if near_spike {
+                continue;
+            }
+            err += (r[2 + h].parse::<f64>().expect("forecast") - truth).abs();
+            naive += (data[i].1 - truth).abs();
+        }
+    }
+    assert!(
+        err < naive,
+        "forecast error {err:.3} vs repeating the last value {naive:.3}"
     );
 }

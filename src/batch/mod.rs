@@ -57,9 +57,9 @@ pub enum BatchError {
         source: RandomForestError,
     },
     #[error(
-        "replay runs exactly one isolation_forest model, but the config has {found}: give replay a --config whose [models] has one"
+        "replay runs one isolation_forest model, one random_forest model, or one of each, but the config has: {found}; give replay a --config whose [models] says which"
     )]
-    ReplayDetectors { found: String },
+    ReplayModels { found: String },
     #[error("columns `{first}` and `{second}` both become the series `{name}`: rename one of them")]
     SeriesNameClash {
         first: String,

@@ -8,8 +8,12 @@
 //! `max_samples` vectors: there is no synthetic source in replay, and steps before the first
 //! model have empty scores.
 //!
-//! One output row per evaluation step of the model. With several entities at a step (features
-//! written `by (label)`), the row carries the highest score and is flagged when any entity is.
+//! The config runs at most one isolation-forest model and one random-forest model (at least one
+//! of the two). One output row per evaluation step of either model: `timestamp,anomaly_score,
+//! anomaly`, then, with a forecaster, its `{target}_1..{target}_{horizon}` columns (the forecast
+//! made at that step); a model that does not step there, or has no model yet, leaves its cells
+//! empty. With several entities at a step (features written `by (label)`), the row carries the
+//! highest score, flagged when any entity is, and the forecast of the first entity in label order.
 
 use std::io::Write;
 use std::path::Path;
@@ -19,6 +23,7 @@ use super::{BatchError, number};
 use crate::agent::Pipeline;
 use crate::config::{Config, ModelKind};
 use crate::model::detector::{Detector, Scored, Training};
+use crate::model::forecaster::{Forecast, Forecaster};
 use crate::series::labels::METRIC_NAME;
 use crate::series::{Prefilter, Sample};
 use crate::source::csv::{Table, format_timestamp};
@@ -69,7 +74,7 @@ pub fn replay(
         .transpose()?;
     let table = Table::read(input)?;
     let pipeline = Pipeline::new(config)?;
-    let mut detector = single_detector(&pipeline, config)?;
+    let (mut detector, mut forecaster) = models(&pipeline, config)?;
     let names = column_series(&table)?;
     // What ingest would drop (no feature reads the series) is dropped here too, so the store
     // holds what it would hold live.
@@ -85,8 +90,12 @@ pub fn replay(
         );
     }
     let mut engine = pipeline.engine(config);
-    writeln!(out, "{HEADER}")?;
+    match &forecaster {
+        Some(f) => writeln!(out, "{HEADER},{}", forecast_columns(f).join(","))?,
+        None => writeln!(out, "{HEADER}")?,
+    }
     let mut steps: Vec<(i64, Option<bool>)> = Vec::new();
+    let mut line = String::new();
     for row in &table.rows {
         for ((name, value), keep) in names.iter().zip(&row.values).zip(&kept) {
             if let (Some(v), true) = (value, keep) {
@@ -97,21 +106,30 @@ pub fn replay(
             }
         }
         for step in engine.advance(&pipeline.store, &pipeline.history) {
-            let Some(scored) = detector.on_step(&step) else {
-                continue;
-            };
-            let t = format_timestamp(step.t_ms);
-            let flagged = match strongest(&scored) {
-                Some((score, anomaly)) => {
-                    writeln!(out, "{t},{},{}", number(score), u8::from(anomaly))?;
-                    Some(anomaly)
-                }
-                None => {
-                    writeln!(out, "{t},,")?;
-                    None
-                }
-            };
-            steps.push((step.t_ms, flagged));
+            let scored = detector.as_mut().and_then(|d| d.on_step(&step));
+            let forecasts = forecaster.as_mut().and_then(|f| f.on_step(&step));
+            if scored.is_none() && forecasts.is_none() {
+                continue; // a step of neither model
+            }
+            line.clear();
+            line.push_str(&format_timestamp(step.t_ms));
+            let flagged = scored
+                .as_deref()
+                .and_then(strongest)
+                .map(|(score, anomaly)| {
+                    line.push_str(&format!(",{},{}", number(score), u8::from(anomaly)));
+                    anomaly
+                });
+            if flagged.is_none() {
+                line.push_str(",,");
+            }
+            if let Some(f) = &forecaster {
+                push_forecast(&mut line, f, forecasts.as_deref());
+            }
+            writeln!(out, "{line}")?;
+            if scored.is_some() {
+                steps.push((step.t_ms, flagged));
+            }
         }
     }
     out.flush()?;
@@ -134,25 +152,57 @@ fn strongest(scored: &[Scored]) -> Option<(f64, bool)> {
     Some((best, scored.iter().any(|s| s.predict == -1)))
 }
 
-/// The config's one isolation-forest model as an inline-training detector.
-fn single_detector(pipeline: &Pipeline, config: &Config) -> Result<Detector, BatchError> {
+/// The config's models as inline-training runtimes: at most one detector and one forecaster,
+/// and at least one of them.
+fn models(
+    pipeline: &Pipeline,
+    config: &Config,
+) -> Result<(Option<Detector>, Option<Forecaster>), BatchError> {
     let mut detectors = pipeline.detectors(config, || Training::Inline)?;
-    if detectors.len() != 1 {
-        let names: Vec<&str> = config
+    let mut forecasters = pipeline.forecasters(config, || Training::Inline)?;
+    if detectors.len() > 1 || forecasters.len() > 1 || detectors.len() + forecasters.len() == 0 {
+        let kinds: Vec<String> = config
             .models
             .iter()
-            .filter(|(_, m)| matches!(m.kind, ModelKind::IsolationForest(_)))
-            .map(|(n, _)| n.as_str())
+            .map(|(n, m)| match m.kind {
+                ModelKind::IsolationForest(_) => format!("{n} (isolation_forest)"),
+                ModelKind::RandomForest(_) => format!("{n} (random_forest)"),
+            })
             .collect();
-        return Err(BatchError::ReplayDetectors {
-            found: if names.is_empty() {
-                "none".into()
-            } else {
-                names.join(", ")
-            },
+        return Err(BatchError::ReplayModels {
+            found: kinds.join(", "),
         });
     }
-    Ok(detectors.remove(0))
+    Ok((detectors.pop(), forecasters.pop()))
+}
+
+/// The forecaster's output columns: `{target}_1..{target}_{horizon}` for each target.
+fn forecast_columns(f: &Forecaster) -> Vec<String> {
+    let spec = f.spec();
+    spec.targets
+        .iter()
+        .flat_map(|t| (1..=spec.window.horizon).map(move |h| format!("{t}_{h}")))
+        .collect()
+}
+
+/// Appends the forecast cells: the first entity's forecast (entities in label order), or empty
+/// cells at steps that are not the forecaster's or before its first model.
+fn push_forecast(line: &mut String, f: &Forecaster, forecasts: Option<&[Forecast]>) {
+    let spec = f.spec();
+    let (n_targets, horizon) = (spec.targets.len(), spec.window.horizon);
+    let first = forecasts
+        .into_iter()
+        .flatten()
+        .min_by(|a, b| a.entity.cmp(&b.entity));
+    // Columns are target-major; the forecast's values are time-major (h * targets + k).
+    for k in 0..n_targets {
+        for h in 0..horizon {
+            line.push(',');
+            if let Some(v) = first.and_then(|fc| fc.values.get(h * n_targets + k)) {
+                line.push_str(&number(*v));
+            }
+        }
+    }
 }
 
 /// Each column's series name, refusing two columns that sanitise to the same name.
