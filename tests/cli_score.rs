@@ -416,8 +416,8 @@ fn forecaster_forecasts_the_next_rows_from_the_lookback_ending_at_each_row() {
             );
             continue;
         }
-        for h in 1..=3 {
-            let v: f64 = row[h].parse().expect("a forecast");
+        for (h, cell) in row.iter().enumerate().skip(1) {
+            let v: f64 = cell.parse().expect("a forecast");
             if let Some(&truth) = actual.get(i + h) {
                 err += (v - truth).abs();
                 naive += (actual[i] - truth).abs();
