@@ -199,7 +199,7 @@ impl ServedModel {
                     .ok_or_else(|| KserveError::NotReady(self.name.clone()))?;
                 let width = d.features.len();
                 let mut s = Vec::with_capacity(values.len() / width.max(1));
-                for row in values.chunks_exact(width) {
+                for row in values.chunks_exact(width.max(1)) {
                     s.push(forest.anomaly_score(row)?);
                 }
                 let offset = forest.offset();
@@ -227,8 +227,8 @@ impl ServedModel {
                 let out_width = forest.n_outputs();
                 let mut out = vec![0.0; values.len() / width.max(1) * out_width];
                 for (row, o) in values
-                    .chunks_exact(width)
-                    .zip(out.chunks_exact_mut(out_width))
+                    .chunks_exact(width.max(1))
+                    .zip(out.chunks_exact_mut(out_width.max(1)))
                 {
                     forest.predict_row(row, o)?;
                 }
@@ -247,7 +247,7 @@ impl ServedModel {
             .as_ref()
             .ok_or_else(|| KserveError::NotReady(self.name.clone()))?;
         values
-            .chunks_exact(d.features.len())
+            .chunks_exact(d.features.len().max(1))
             .map(|row| forest.explain(row).map_err(KserveError::from))
             .collect()
     }
