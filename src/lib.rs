@@ -1,7 +1,7 @@
 //! canopy: a streaming anomaly agent for Kubernetes metrics.
 //!
 //! The modules follow the data path: [`ingest`] (remote-write) → [`series`] (rolling windows) →
-//! [`promql`] and [`features`] (feature vectors per step) → [`model`] (isolation and random forests) → [`serve`] (HTTP: remote-write route, `/metrics`).
+//! [`promql`] and [`features`] (feature vectors per step) → [`model`] (isolation and random forests) → [`serve`] (HTTP: remote-write route, KServe V1/V2 predict, `/metrics`).
 //! [`config`] holds the configuration every stage is built from; [`agent`] assembles the
 //! pipeline and runs its tasks. ARCHITECTURE.md has the whole map.
 

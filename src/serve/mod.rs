@@ -1,10 +1,13 @@
-//! The HTTP surface: one axum router for remote-write, the read API, health and `/metrics`.
+//! The HTTP surface: one axum router for remote-write, the read API, KServe serving, health and
+//! `/metrics`.
 //!
 //! Each route's handler lives with the capability it exposes (remote-write in
-//! [`crate::ingest::handler`]); this module only assembles routes, and owns the process-level
-//! endpoints. Unknown paths answer 404 with a JSON error, like every other canopy error body.
+//! [`crate::ingest::handler`], KServe V1/V2 in [`kserve`]); this module only assembles routes,
+//! and owns the process-level endpoints. Unknown paths answer 404 with a JSON error (from
+//! [`kserve::router`]), like every other canopy error body.
 
 pub mod api;
+pub mod kserve;
 pub mod registry;
 pub mod telemetry;
 
@@ -12,7 +15,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -51,11 +54,16 @@ pub fn router(r: Routes) -> Router {
                     features: r.features.clone(),
                 }),
         );
+    // The KServe router brings the JSON 404 for unknown paths, for every route here.
+    let kserve = kserve::router_with_body_limit(
+        r.registry.clone(),
+        r.remote_write.ingestor.limits().max_request_bytes,
+    );
     let process = Router::new()
         .route("/metrics", get(render_metrics))
         .route("/-/healthy", get(|| async { "canopy is healthy\n" }))
         .with_state(r);
-    write.merge(read).merge(process).fallback(not_found)
+    kserve.merge(write).merge(read).merge(process)
 }
 
 async fn render_metrics(State(r): State<Routes>) -> Response {
@@ -67,9 +75,4 @@ async fn render_metrics(State(r): State<Routes>) -> Response {
         r.metrics.render(),
     )
         .into_response()
-}
-
-async fn not_found(uri: axum::http::Uri) -> Response {
-    let body = serde_json::json!({ "error": format!("no such endpoint: {}", uri.path()) });
-    (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
 }

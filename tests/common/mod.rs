@@ -2,6 +2,8 @@
 //! node-exporter) on loopback, and stops them when dropped.
 #![allow(dead_code)] // each test file uses its own part of the harness
 
+pub mod models;
+
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
