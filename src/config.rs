@@ -105,6 +105,22 @@ pub struct SourceConfig {
     /// `TRAINING_DAYS`: when set, overrides every model's `training_days`.
     #[serde(default)]
     pub training_days: Option<u32>,
+    /// A file holding a bearer token sent to Prometheus (a service account token).
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// Basic auth user for Prometheus; the password is read from `basic_auth_password_file`.
+    #[serde(default)]
+    pub basic_auth_user: Option<String>,
+    #[serde(default)]
+    pub basic_auth_password_file: Option<PathBuf>,
+    /// PEM certificates to trust for an `https` Prometheus, instead of the Mozilla roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// The timeout of one `query_range` request.
+    #[serde(deserialize_with = "duration")]
+    pub query_timeout: Duration,
+    /// Retries of a failed `query_range` request (with doubling backoff from 0.5s).
+    pub query_retries: u32,
 }
 
 /// One model's configuration, resolved with its kind's defaults.
@@ -405,6 +421,30 @@ impl RawConfig {
                 "source.anomaly_rate",
                 format!("{rate} is not in [0, 0.5)"),
             ));
+        }
+        let src = &self.source;
+        if !(src.prometheus_url.starts_with("http://")
+            || src.prometheus_url.starts_with("https://"))
+        {
+            return Err(invalid(
+                "source.prometheus_url",
+                format!("`{}` is not an http:// or https:// URL", src.prometheus_url),
+            ));
+        }
+        if src.bearer_token_file.is_some() && src.basic_auth_user.is_some() {
+            return Err(invalid(
+                "source.bearer_token_file",
+                "use either bearer_token_file or basic_auth_user, not both",
+            ));
+        }
+        if src.basic_auth_password_file.is_some() && src.basic_auth_user.is_none() {
+            return Err(invalid(
+                "source.basic_auth_password_file",
+                "needs basic_auth_user",
+            ));
+        }
+        if src.query_timeout.is_zero() {
+            return Err(invalid("source.query_timeout", "must be longer than 0s"));
         }
         for (name, expr) in &self.features {
             if let Err(e) = promql_parser::parser::parse(expr) {

@@ -13,3 +13,4 @@ pub mod model;
 pub mod promql;
 pub mod series;
 pub mod serve;
+pub mod source;
