@@ -201,7 +201,7 @@ mod tests {
         SyntheticSpec {
             features,
             step_ms: 60_000,
-            end_ms: 1_700_000_040_000 - 1_700_000_040_000 % 60_000,
+            end_ms: 1_700_000_040_000,
             rows,
             anomaly_rate: rate,
             seed: 42,
