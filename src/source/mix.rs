@@ -11,8 +11,10 @@
 //! each picked evenly over the training days so the daily and weekly cycles stay represented.
 //! The forecaster needs unbroken time series, so its synthetic rows are one more entity
 //! (labelled `canopy_source="synthetic"`), the newest `share / (1 − share)` × the backfilled row
-//! count of a synthetic series (at most one entity's `training_days`), beside the backfilled
-//! entities. With `synthetic` alone, that entity is all the forecaster holds. No forecast is ever
+//! count of a synthetic series (at most one entity's `training_days`, and at most
+//! [`MAX_FORECASTER_SYNTHETIC_ROWS`]), beside the backfilled
+//! entities. With `synthetic` alone, that entity is all the forecaster holds (its newest
+//! [`MAX_FORECASTER_SYNTHETIC_ROWS`] rows). No forecast is ever
 //! made for it: on the first live step it gets a gap row, as every entity absent from a step
 //! does.
 //!
@@ -36,6 +38,10 @@ use crate::config::{Config, DataSource, ModelConfig};
 use crate::model::detector::Detector;
 use crate::model::forecaster::{Forecaster, MAX_ENTITIES};
 use crate::series::Labels;
+
+/// The most synthetic rows a forecaster is seeded with: the default model's 30 days at 5m. A finer
+/// step would otherwise make the first fit take minutes (30 days at 10s is 259,200 rows).
+pub const MAX_FORECASTER_SYNTHETIC_ROWS: usize = 8_640;
 
 /// The share of synthetic rows in a training set, by data source.
 pub fn synthetic_share(source: DataSource) -> f64 {
@@ -169,13 +175,14 @@ pub fn initial_training_at(
                     })
                     .collect();
                 let share = synthetic_share(source);
-                let n = ((share / (1.0 - share)) * real.rows as f64).round() as usize;
+                let n = (((share / (1.0 - share)) * real.rows as f64).round() as usize)
+                    .min(MAX_FORECASTER_SYNTHETIC_ROWS);
                 entities.push(synthetic_tail(&synthetic, n));
                 (source_name(source), entities)
             }
             None => (
                 "synthetic",
-                vec![synthetic_tail(&synthetic, synthetic.rows())],
+                vec![synthetic_tail(&synthetic, MAX_FORECASTER_SYNTHETIC_ROWS)],
             ),
         };
         let rows: usize = entities.iter().map(|(_, t, _)| t.len()).sum();
