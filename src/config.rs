@@ -743,6 +743,57 @@ mod tests {
     }
 
     #[test]
+    fn source_keys_from_file_and_environment() {
+        let c = Config::default_config().expect("default");
+        assert_eq!(c.source.data_source, DataSource::Synthetic);
+        assert_eq!(c.source.anomaly_rate, 0.03);
+        assert_eq!(c.source.query_timeout, Duration::from_secs(30));
+        assert_eq!(c.source.query_retries, 3);
+        assert!(c.source.bearer_token_file.is_none() && c.source.ca_file.is_none());
+        let c = Config::from_parts(
+            Some((
+                "[source]\nbasic_auth_user = \"prom\"\nbasic_auth_password_file = \"/etc/pw\"\n",
+                "t.toml",
+            )),
+            &env(&[
+                ("CANOPY_SOURCE__CA_FILE", "/var/run/secrets/ca.crt"),
+                ("CANOPY_SOURCE__QUERY_TIMEOUT", "5s"),
+                ("CANOPY_SOURCE__QUERY_RETRIES", "0"),
+                ("ANOMALY_RATE", "0.1"),
+                ("DATA_SOURCE", "prometheus"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(c.source.basic_auth_user.as_deref(), Some("prom"));
+        assert_eq!(
+            c.source.basic_auth_password_file,
+            Some(PathBuf::from("/etc/pw"))
+        );
+        assert_eq!(
+            c.source.ca_file,
+            Some(PathBuf::from("/var/run/secrets/ca.crt"))
+        );
+        assert_eq!(c.source.query_timeout, Duration::from_secs(5));
+        assert_eq!(c.source.query_retries, 0);
+        assert_eq!(c.source.anomaly_rate, 0.1);
+        assert_eq!(c.source.data_source, DataSource::Prometheus);
+        let e = err("[source]\nbearer_token_file = \"/t\"\nbasic_auth_user = \"u\"\n");
+        assert!(e.contains("source.bearer_token_file"), "{e}");
+        let e = err("[source]\nbasic_auth_password_file = \"/p\"\n");
+        assert!(e.contains("source.basic_auth_password_file"), "{e}");
+        let e = err("[source]\nprometheus_url = \"prom:9090\"\n");
+        assert!(e.contains("source.prometheus_url"), "{e}");
+        let e = err("[source]\ndata_source = \"csv\"\n");
+        assert!(e.contains("source.data_source"), "{e}");
+        let e = err("[source]\ncert_file = \"/c\"\n");
+        assert!(e.contains("cert_file"), "{e}");
+        let e = Config::from_parts(None, &env(&[("ANOMALY_RATE", "0.7")]))
+            .expect_err("refused")
+            .to_string();
+        assert!(e.contains("source.anomaly_rate"), "{e}");
+    }
+
+    #[test]
     fn errors_name_the_key() {
         assert!(
             err("[limits]\nmax_seriez = 1\n").contains("max_seriez"),
