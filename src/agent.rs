@@ -158,15 +158,23 @@ pub async fn run(config: Config, listen: SocketAddr) -> Result<(), AgentError> {
         forecasters: forecasters.iter().map(Forecaster::handle).collect(),
     };
     let evaluation = {
-        let (engine, store, history, stop) = (
+        let (engine, store, history, stop, config) = (
             pipeline.engine(&config),
             pipeline.store.clone(),
             pipeline.history.clone(),
             stop_rx.clone(),
+            config.clone(),
         );
+        let (mut detectors, mut forecasters) = (detectors, forecasters);
         std::thread::Builder::new()
             .name("evaluation".into())
-            .spawn(move || evaluation_loop(engine, detectors, forecasters, &store, &history, stop))
+            .spawn(move || {
+                // First training from the configured source, on this thread so that the server
+                // binds and answers meanwhile; readiness follows the published forests. Samples
+                // received meanwhile wait in the store for the first evaluation.
+                crate::source::mix::initial_training(&config, &mut detectors, &mut forecasters);
+                evaluation_loop(engine, detectors, forecasters, &store, &history, stop)
+            })
             .map_err(AgentError::Thread)?
     };
 

@@ -105,6 +105,22 @@ pub struct SourceConfig {
     /// `TRAINING_DAYS`: when set, overrides every model's `training_days`.
     #[serde(default)]
     pub training_days: Option<u32>,
+    /// A file holding a bearer token sent to Prometheus (a service account token).
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// Basic auth user for Prometheus; the password is read from `basic_auth_password_file`.
+    #[serde(default)]
+    pub basic_auth_user: Option<String>,
+    #[serde(default)]
+    pub basic_auth_password_file: Option<PathBuf>,
+    /// PEM certificates to trust for an `https` Prometheus, instead of the Mozilla roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// The timeout of one `query_range` request.
+    #[serde(deserialize_with = "duration")]
+    pub query_timeout: Duration,
+    /// Retries of a failed `query_range` request (with doubling backoff from 0.5s).
+    pub query_retries: u32,
 }
 
 /// One model's configuration, resolved with its kind's defaults.
@@ -406,6 +422,30 @@ impl RawConfig {
                 format!("{rate} is not in [0, 0.5)"),
             ));
         }
+        let src = &self.source;
+        if !(src.prometheus_url.starts_with("http://")
+            || src.prometheus_url.starts_with("https://"))
+        {
+            return Err(invalid(
+                "source.prometheus_url",
+                format!("`{}` is not an http:// or https:// URL", src.prometheus_url),
+            ));
+        }
+        if src.bearer_token_file.is_some() && src.basic_auth_user.is_some() {
+            return Err(invalid(
+                "source.bearer_token_file",
+                "use either bearer_token_file or basic_auth_user, not both",
+            ));
+        }
+        if src.basic_auth_password_file.is_some() && src.basic_auth_user.is_none() {
+            return Err(invalid(
+                "source.basic_auth_password_file",
+                "needs basic_auth_user",
+            ));
+        }
+        if src.query_timeout.is_zero() {
+            return Err(invalid("source.query_timeout", "must be longer than 0s"));
+        }
         for (name, expr) in &self.features {
             if let Err(e) = promql_parser::parser::parse(expr) {
                 return Err(invalid(
@@ -700,6 +740,57 @@ mod tests {
         assert_eq!(c.source.data_source, DataSource::Hybrid);
         assert_eq!(c.source.prometheus_url, "http://prom:9090");
         assert!(c.models.values().all(|m| m.training_days == 3));
+    }
+
+    #[test]
+    fn source_keys_from_file_and_environment() {
+        let c = Config::default_config().expect("default");
+        assert_eq!(c.source.data_source, DataSource::Synthetic);
+        assert_eq!(c.source.anomaly_rate, 0.03);
+        assert_eq!(c.source.query_timeout, Duration::from_secs(30));
+        assert_eq!(c.source.query_retries, 3);
+        assert!(c.source.bearer_token_file.is_none() && c.source.ca_file.is_none());
+        let c = Config::from_parts(
+            Some((
+                "[source]\nbasic_auth_user = \"prom\"\nbasic_auth_password_file = \"/etc/pw\"\n",
+                "t.toml",
+            )),
+            &env(&[
+                ("CANOPY_SOURCE__CA_FILE", "/var/run/secrets/ca.crt"),
+                ("CANOPY_SOURCE__QUERY_TIMEOUT", "5s"),
+                ("CANOPY_SOURCE__QUERY_RETRIES", "0"),
+                ("ANOMALY_RATE", "0.1"),
+                ("DATA_SOURCE", "prometheus"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(c.source.basic_auth_user.as_deref(), Some("prom"));
+        assert_eq!(
+            c.source.basic_auth_password_file,
+            Some(PathBuf::from("/etc/pw"))
+        );
+        assert_eq!(
+            c.source.ca_file,
+            Some(PathBuf::from("/var/run/secrets/ca.crt"))
+        );
+        assert_eq!(c.source.query_timeout, Duration::from_secs(5));
+        assert_eq!(c.source.query_retries, 0);
+        assert_eq!(c.source.anomaly_rate, 0.1);
+        assert_eq!(c.source.data_source, DataSource::Prometheus);
+        let e = err("[source]\nbearer_token_file = \"/t\"\nbasic_auth_user = \"u\"\n");
+        assert!(e.contains("source.bearer_token_file"), "{e}");
+        let e = err("[source]\nbasic_auth_password_file = \"/p\"\n");
+        assert!(e.contains("source.basic_auth_password_file"), "{e}");
+        let e = err("[source]\nprometheus_url = \"prom:9090\"\n");
+        assert!(e.contains("source.prometheus_url"), "{e}");
+        let e = err("[source]\ndata_source = \"csv\"\n");
+        assert!(e.contains("source.data_source"), "{e}");
+        let e = err("[source]\ncert_file = \"/c\"\n");
+        assert!(e.contains("cert_file"), "{e}");
+        let e = Config::from_parts(None, &env(&[("ANOMALY_RATE", "0.7")]))
+            .expect_err("refused")
+            .to_string();
+        assert!(e.contains("source.anomaly_rate"), "{e}");
     }
 
     #[test]

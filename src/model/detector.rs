@@ -126,6 +126,8 @@ struct TrainJob {
     training: Vec<f64>,
     threshold: Vec<f64>,
     step_ms: i64,
+    /// What the rows came from, for `canopy_model_info`.
+    source: &'static str,
 }
 
 /// Where training runs.
@@ -259,6 +261,7 @@ impl Detector {
             training: self.reservoir.training_rows(),
             threshold: self.reservoir.rows().to_vec(),
             step_ms: t,
+            source: "live",
         };
         match &self.trainer {
             Trainer::Inline => {
@@ -277,6 +280,41 @@ impl Detector {
                 }
             },
         }
+    }
+
+    /// Fills the reservoir with `rows` (row-major, at `timestamps`, oldest first) from a
+    /// training source and fits a forest on them inline, recorded as trained from `source` at
+    /// `end_ms`; the next retrain then comes one `retrain_interval` of event time later.
+    /// Returns whether a forest was published.
+    pub fn seed(
+        &mut self,
+        timestamps: &[i64],
+        rows: &[f64],
+        end_ms: i64,
+        source: &'static str,
+    ) -> bool {
+        let n = self.spec.indices.len();
+        for (t, row) in timestamps.iter().zip(rows.chunks_exact(n)) {
+            if let Err(e) = self.reservoir.push(*t, row) {
+                tracing::debug!(model = %self.spec.name, error = %e, "seed row kept out of the reservoir");
+            }
+        }
+        self.reservoir.expire(end_ms);
+        if self.reservoir.is_empty() {
+            return false;
+        }
+        let job = TrainJob {
+            training: self.reservoir.training_rows(),
+            threshold: self.reservoir.rows().to_vec(),
+            step_ms: end_ms,
+            source,
+        };
+        train(&self.spec, &self.published, job);
+        let trained = self.published.load().is_some();
+        if trained {
+            self.last_train_ms = Some(end_ms);
+        }
+        trained
     }
 
     fn export(&self, t: i64, scored: &[Scored], model: Option<&IsolationForest>) {
@@ -358,7 +396,7 @@ fn train(spec: &DetectorSpec, published: &ArcSwapOption<IsolationForest>, job: T
                 .increment(replaced as u64);
             histogram!("canopy_model_retrain_duration_seconds", "model" => model.clone())
                 .record(seconds);
-            gauge!("canopy_model_info", "model" => model.clone(), "source" => "live").set(1.0);
+            super::info::set_model_info(&model, job.source);
             gauge!("canopy_model_last_trained_step_timestamp_seconds", "model" => model.clone())
                 .set(job.step_ms as f64 / 1000.0);
             tracing::info!(
@@ -366,7 +404,8 @@ fn train(spec: &DetectorSpec, published: &ArcSwapOption<IsolationForest>, job: T
                 rows = job.training.len() / n.max(1),
                 trees_replaced = replaced,
                 seconds,
-                "model trained from the stream"
+                source = job.source,
+                "model trained"
             );
         }
         Err(e) => {

@@ -294,11 +294,37 @@ impl Forecaster {
         all
     }
 
+    /// Adds each entity's rows from a training source (timestamps and row-major values, oldest
+    /// first, NaN rows for gaps) to the history and fits a forest on it inline, recorded as
+    /// trained from `source` at `end_ms`; the next refit comes one `retrain_interval` later.
+    /// Returns whether a forest was published.
+    pub fn seed(
+        &mut self,
+        entities: Vec<(Labels, Vec<i64>, Vec<f64>)>,
+        end_ms: i64,
+        source: &'static str,
+    ) -> bool {
+        for (labels, t, v) in entities {
+            self.history.insert_rows(labels, &t, &v);
+        }
+        train(
+            &self.spec,
+            &self.published,
+            &self.training_history(),
+            source,
+        );
+        let trained = self.published.load().is_some();
+        if trained {
+            self.last_train_ms = Some(end_ms);
+        }
+        trained
+    }
+
     fn start_training(&mut self, t: i64) {
         let history = self.training_history();
         match &self.trainer {
             Trainer::Inline => {
-                train(&self.spec, &self.published, &history);
+                train(&self.spec, &self.published, &history, "live");
                 self.last_train_ms = Some(t);
             }
             Trainer::Background(tx) => match tx.try_send(history) {
@@ -322,12 +348,17 @@ fn train_loop(
     jobs: Receiver<Vec<f64>>,
 ) {
     for history in jobs {
-        train(spec, published, &history);
+        train(spec, published, &history, "live");
     }
 }
 
 /// Fits a new forest on the windows of `history` and publishes it.
-fn train(spec: &ForecasterSpec, published: &ArcSwapOption<RandomForestRegressor>, history: &[f64]) {
+fn train(
+    spec: &ForecasterSpec,
+    published: &ArcSwapOption<RandomForestRegressor>,
+    history: &[f64],
+    source: &'static str,
+) {
     let started = Instant::now();
     let model = spec.name.clone();
     let fitted = training_windows(history, &spec.window)
@@ -359,8 +390,8 @@ fn train(spec: &ForecasterSpec, published: &ArcSwapOption<RandomForestRegressor>
                 .increment(spec.params.n_estimators as u64);
             histogram!("canopy_model_retrain_duration_seconds", "model" => model.clone())
                 .record(seconds);
-            gauge!("canopy_model_info", "model" => model.clone(), "source" => "live").set(1.0);
-            tracing::info!(model = %model, windows, seconds, "forecaster trained from the stream");
+            super::info::set_model_info(&model, source);
+            tracing::info!(model = %model, windows, seconds, source, "forecaster trained");
         }
         Err(reason) => {
             counter!("canopy_model_retrains_total", "model" => model.clone(), "result" => "error")

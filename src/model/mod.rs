@@ -7,6 +7,7 @@
 pub mod detector;
 pub mod forecaster;
 pub mod iforest;
+pub mod info;
 pub mod reservoir;
 pub mod rforest;
 pub mod rng;

@@ -1,0 +1,371 @@
+//! Training at start: what each model is first trained from, by `[source] data_source`.
+//!
+//! - `synthetic` (the default): every model is fitted on [`synthetic`](super::synthetic) rows
+//!   over its training days at its step.
+//! - `prometheus`: each model's features are backfilled from Prometheus with `query_range`
+//!   ([`prometheus`](super::prometheus)), and synthetic rows make up 20% of the training set.
+//! - `hybrid`: the same, with synthetic rows making up 50%.
+//!
+//! How rows are mixed. The detector's reservoir gets `total = min(reservoir_size,
+//! backfilled / (1 − share))` vectors: `share × total` synthetic ones and the rest backfilled,
+//! each picked evenly over the training days so the daily and weekly cycles stay represented.
+//! The forecaster needs unbroken time series, so its synthetic rows are one more entity
+//! (labelled `canopy_source="synthetic"`), the newest `share / (1 − share)` × the backfilled row
+//! count of a synthetic series (at most one entity's `training_days`, and at most
+//! [`MAX_FORECASTER_SYNTHETIC_ROWS`]), beside the backfilled
+//! entities. With `synthetic` alone, that entity is all the forecaster holds (its newest
+//! [`MAX_FORECASTER_SYNTHETIC_ROWS`] rows). No forecast is ever
+//! made for it: on the first live step it gets a gap row, as every entity absent from a step
+//! does.
+//!
+//! An unreachable or erroring Prometheus (or one that has no complete vector for a model's
+//! features) makes that model, and every later one, fall back to synthetic alone, with a warning
+//! naming the URL and the error. `canopy_model_info{model, source}` records what each model was
+//! fitted from. Live data then takes over through the detector's and forecaster's incremental
+//! retraining: the first retrain comes one `retrain_interval` of event time after the start, and
+//! the seeded rows leave the reservoir and histories as live ones push them out.
+//!
+//! Runs on the evaluation thread before its first step (blocking HTTP; never on an async
+//! worker), so the server already answers while models train, and readiness follows the
+//! published forests. A checkpoint restored before this call wins: models that already have a
+//! forest are skipped.
+
+use std::time::Instant;
+
+use super::prometheus::{Backfill, BackfillRequest, ClientOptions, PrometheusClient, backfill};
+use super::synthetic::{Synthetic, SyntheticSpec, generate};
+use crate::config::{Config, DataSource, ModelConfig};
+use crate::model::detector::Detector;
+use crate::model::forecaster::{Forecaster, MAX_ENTITIES};
+use crate::series::Labels;
+
+/// The most synthetic rows a forecaster is seeded with: the default model's 30 days at 5m. A finer
+/// step would otherwise make the first fit take minutes (30 days at 10s is 259,200 rows).
+pub const MAX_FORECASTER_SYNTHETIC_ROWS: usize = 8_640;
+
+/// The share of synthetic rows in a training set, by data source.
+pub fn synthetic_share(source: DataSource) -> f64 {
+    match source {
+        DataSource::Synthetic => 1.0,
+        DataSource::Prometheus => 0.2,
+        DataSource::Hybrid => 0.5,
+    }
+}
+
+fn source_name(source: DataSource) -> &'static str {
+    match source {
+        DataSource::Synthetic => "synthetic",
+        DataSource::Prometheus => "prometheus",
+        DataSource::Hybrid => "hybrid",
+    }
+}
+
+/// The label set of the forecaster's synthetic entity.
+pub fn synthetic_entity() -> Labels {
+    Labels::from_pairs([("canopy_source", "synthetic")])
+}
+
+/// One model's training range: `rows` steps ending at `end_ms`.
+#[derive(Debug, Clone, Copy)]
+struct Range {
+    step_ms: i64,
+    end_ms: i64,
+    rows: usize,
+}
+
+impl Range {
+    fn new(model: &ModelConfig, now_ms: i64) -> Range {
+        let step_ms = model.step.as_millis().max(1) as i64;
+        Range {
+            step_ms,
+            end_ms: now_ms - now_ms.rem_euclid(step_ms),
+            rows: SyntheticSpec::rows_for_days(model.training_days, step_ms),
+        }
+    }
+
+    fn start_ms(&self) -> i64 {
+        self.end_ms - (self.rows as i64 - 1) * self.step_ms
+    }
+}
+
+/// Where the backfill stands: not asked, a working client, or the error that made it fall back.
+enum Backfiller {
+    Off,
+    Client(PrometheusClient),
+    Failed(String),
+}
+
+/// Trains every model that has no forest yet from the configured source (see the module doc).
+pub fn initial_training(
+    config: &Config,
+    detectors: &mut [Detector],
+    forecasters: &mut [Forecaster],
+) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    initial_training_at(config, detectors, forecasters, now_ms);
+}
+
+/// [`initial_training`] with the training ranges ending at `now_ms`.
+pub fn initial_training_at(
+    config: &Config,
+    detectors: &mut [Detector],
+    forecasters: &mut [Forecaster],
+    now_ms: i64,
+) {
+    let source = config.source.data_source;
+    let url = &config.source.prometheus_url;
+    let mut backfiller = match source {
+        DataSource::Synthetic => Backfiller::Off,
+        _ => match PrometheusClient::new(&ClientOptions::from_config(&config.source)) {
+            Ok(c) => Backfiller::Client(c),
+            Err(e) => Backfiller::Failed(e.to_string()),
+        },
+    };
+    for d in detectors.iter_mut() {
+        let name = d.spec().name.clone();
+        let Some(model) = config.models.get(&name) else {
+            continue;
+        };
+        if d.published().load().is_some() {
+            continue; // restored from a checkpoint
+        }
+        let started = Instant::now();
+        let range = Range::new(model, now_ms);
+        let synthetic = synthesize(config, model, range);
+        let capacity = d.spec().reservoir_size;
+        let (used, t, v) = match fetch(&mut backfiller, config, &name, model, range, url) {
+            Some(real) => {
+                let mut rows = real_rows(&real);
+                rows.sort_by_key(|(t, _)| *t);
+                let (t, v) = detector_mix(&rows, &synthetic, synthetic_share(source), capacity);
+                (source_name(source), t, v)
+            }
+            None => {
+                let (t, v) = detector_mix(&[], &synthetic, 1.0, capacity);
+                ("synthetic", t, v)
+            }
+        };
+        let trained = d.seed(&t, &v, range.end_ms, used);
+        tracing::info!(model = %name, source = used, rows = t.len(), trained, seconds = started.elapsed().as_secs_f64(), "initial training");
+    }
+    for f in forecasters.iter_mut() {
+        let name = f.spec().name.clone();
+        let Some(model) = config.models.get(&name) else {
+            continue;
+        };
+        if f.published().load().is_some() {
+            continue; // restored from a checkpoint
+        }
+        let started = Instant::now();
+        let range = Range::new(model, now_ms);
+        let synthetic = synthesize(config, model, range);
+        let (used, entities) = match fetch(&mut backfiller, config, &name, model, range, url) {
+            Some(real) => {
+                let mut entities: Vec<(Labels, Vec<i64>, Vec<f64>)> = real
+                    .history
+                    .entities()
+                    .map(|(l, r)| {
+                        (
+                            l.clone(),
+                            r.t.iter().copied().collect(),
+                            r.v.iter().copied().collect(),
+                        )
+                    })
+                    .collect();
+                let share = synthetic_share(source);
+                let n = (((share / (1.0 - share)) * real.rows as f64).round() as usize)
+                    .min(MAX_FORECASTER_SYNTHETIC_ROWS);
+                entities.push(synthetic_tail(&synthetic, n));
+                (source_name(source), entities)
+            }
+            None => (
+                "synthetic",
+                vec![synthetic_tail(&synthetic, MAX_FORECASTER_SYNTHETIC_ROWS)],
+            ),
+        };
+        let rows: usize = entities.iter().map(|(_, t, _)| t.len()).sum();
+        let trained = f.seed(entities, range.end_ms, used);
+        tracing::info!(model = %name, source = used, rows, trained, seconds = started.elapsed().as_secs_f64(), "initial training");
+    }
+}
+
+fn synthesize(config: &Config, model: &ModelConfig, range: Range) -> Synthetic {
+    generate(&SyntheticSpec {
+        features: &model.features,
+        step_ms: range.step_ms,
+        end_ms: range.end_ms,
+        rows: range.rows,
+        anomaly_rate: config.source.anomaly_rate,
+        seed: model.seed,
+    })
+}
+
+/// The backfill for one model, or `None` (after a warning) when it falls back to synthetic.
+fn fetch(
+    backfiller: &mut Backfiller,
+    config: &Config,
+    name: &str,
+    model: &ModelConfig,
+    range: Range,
+    url: &str,
+) -> Option<Backfill> {
+    let client = match backfiller {
+        Backfiller::Off => return None,
+        Backfiller::Failed(error) => {
+            tracing::warn!(model = %name, %url, %error, "Prometheus at {url} failed earlier ({error}); falling back to synthetic");
+            return None;
+        }
+        Backfiller::Client(c) => c,
+    };
+    let features: Vec<(String, String)> = model
+        .features
+        .iter()
+        .map(|f| {
+            (
+                f.clone(),
+                config.features.get(f).cloned().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let request = BackfillRequest {
+        model: name,
+        features: &features,
+        step_ms: range.step_ms,
+        start_ms: range.start_ms(),
+        end_ms: range.end_ms,
+    };
+    match backfill(client, &request, range.rows, MAX_ENTITIES) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            let error = e.to_string();
+            tracing::warn!(model = %name, %url, %error, "cannot backfill from Prometheus at {url}: {error}; falling back to synthetic");
+            *backfiller = Backfiller::Failed(error);
+            None
+        }
+    }
+}
+
+/// Every complete backfilled row, with its timestamp.
+fn real_rows(b: &Backfill) -> Vec<(i64, Vec<f64>)> {
+    let n = b.history.n_features();
+    let mut out = Vec::with_capacity(b.rows);
+    for (_, rows) in b.history.entities() {
+        let values: Vec<f64> = rows.v.iter().copied().collect();
+        for (t, row) in rows.t.iter().zip(values.chunks_exact(n)) {
+            if row.iter().all(|x| x.is_finite()) {
+                out.push((*t, row.to_vec()));
+            }
+        }
+    }
+    out
+}
+
+/// `k` indices spread evenly over `0..n`.
+fn evenly(n: usize, k: usize) -> impl Iterator<Item = usize> {
+    let k = k.min(n);
+    (0..k).map(move |i| i * n / k)
+}
+
+/// The detector's seed rows: backfilled `real` (sorted by time) and `synthetic`, the synthetic
+/// ones making up `share` of at most `capacity` rows; sorted by time.
+fn detector_mix(
+    real: &[(i64, Vec<f64>)],
+    synthetic: &Synthetic,
+    share: f64,
+    capacity: usize,
+) -> (Vec<i64>, Vec<f64>) {
+    let (n_real, n_syn) = if real.is_empty() || share >= 1.0 {
+        (0, synthetic.rows().min(capacity))
+    } else {
+        let total = ((real.len() as f64 / (1.0 - share)).ceil() as usize).min(capacity);
+        let n_syn = ((share * total as f64).round() as usize).min(synthetic.rows());
+        (total - n_syn, n_syn)
+    };
+    let mut rows: Vec<(i64, &[f64])> = evenly(real.len(), n_real)
+        .map(|i| (real[i].0, real[i].1.as_slice()))
+        .chain(evenly(synthetic.rows(), n_syn).map(|i| (synthetic.t[i], synthetic.row(i))))
+        .collect();
+    rows.sort_by_key(|(t, _)| *t);
+    let t = rows.iter().map(|(t, _)| *t).collect();
+    let v = rows.iter().flat_map(|(_, r)| r.iter().copied()).collect();
+    (t, v)
+}
+
+/// The forecaster's synthetic entity: the newest `n` synthetic rows.
+fn synthetic_tail(synthetic: &Synthetic, n: usize) -> (Labels, Vec<i64>, Vec<f64>) {
+    let from = synthetic.rows() - n.min(synthetic.rows());
+    (
+        synthetic_entity(),
+        synthetic.t[from..].to_vec(),
+        synthetic.v[from * synthetic.n_features..].to_vec(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn synthetic(rows: usize) -> Synthetic {
+        let features = vec!["cpu".to_owned(), "memory".to_owned()];
+        generate(&SyntheticSpec {
+            features: &features,
+            step_ms: 60_000,
+            end_ms: 6_000_000_000,
+            rows,
+            anomaly_rate: 0.0,
+            seed: 1,
+        })
+    }
+
+    fn real(rows: usize) -> Vec<(i64, Vec<f64>)> {
+        (0..rows as i64)
+            .map(|i| {
+                (
+                    6_000_000_000 - (rows as i64 - 1 - i) * 60_000,
+                    vec![-1.0, -1.0],
+                )
+            })
+            .collect()
+    }
+
+    fn shares(t: &[i64], v: &[f64]) -> (usize, usize) {
+        let real = v.chunks_exact(2).filter(|r| r[0] < 0.0).count();
+        assert!(t.windows(2).all(|w| w[0] <= w[1]), "sorted by time");
+        (real, t.len() - real)
+    }
+
+    #[test]
+    fn prometheus_mixes_a_fifth_and_hybrid_half_synthetic_rows() {
+        let s = synthetic(10_080);
+        let (t, v) = detector_mix(&real(10_080), &s, 0.2, 10_080);
+        assert_eq!(shares(&t, &v), (8_064, 2_016));
+        let (t, v) = detector_mix(&real(10_080), &s, 0.5, 10_080);
+        assert_eq!(shares(&t, &v), (5_040, 5_040));
+        // little history: all of it, and synthetic rows to make the share
+        let (t, v) = detector_mix(&real(800), &s, 0.2, 10_080);
+        assert_eq!(shares(&t, &v), (800, 200));
+        let (t, v) = detector_mix(&[], &s, 1.0, 10_080);
+        assert_eq!(shares(&t, &v), (0, 10_080));
+        // picked evenly: the kept real rows span the whole range
+        let (t, _) = detector_mix(&real(10_080), &s, 0.5, 10_080);
+        assert!(t[0] <= 6_000_000_000 - 10_000 * 60_000);
+    }
+
+    #[test]
+    fn the_forecasters_synthetic_entity_is_the_newest_rows() {
+        let s = synthetic(100);
+        let (labels, t, v) = synthetic_tail(&s, 30);
+        assert_eq!(labels.get("canopy_source"), Some("synthetic"));
+        assert_eq!(t.len(), 30);
+        assert_eq!(t.last(), Some(&6_000_000_000));
+        assert_eq!(v.len(), 60);
+        assert_eq!(&v[58..], s.row(99));
+        assert_eq!(
+            synthetic_tail(&s, 1_000).1.len(),
+            100,
+            "capped at what exists"
+        );
+    }
+}
