@@ -10,11 +10,15 @@
 //!   evaluates the steps the watermark has made due and records them in the shared
 //!   [`FeatureHistory`], which HTTP handlers read, then hands each step to the models' live
 //!   runtimes ([`Detector`], [`Forecaster`]), which score and forecast on this thread and train
-//!   on their own.
+//!   on their own; each tick it also lets the [`CheckpointSchedule`] hand snapshots of changed or
+//!   due models to the checkpoint writer thread, which does the disk work;
+//! - before any of this starts, each model is restored from its checkpoint when it has a valid
+//!   one ([`restore_models`]).
 //!
 //! Shutdown has one path: SIGTERM or SIGINT → the server stops accepting and drains in-flight
 //! requests (axum's graceful shutdown) → the sweeper and the evaluation loop are told to stop and
-//! joined → `run` returns.
+//! joined → the evaluation thread's last act is the final checkpoint of every model, written
+//! before it returns → `run` returns.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +27,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::checkpoint::restore::restore_models;
+use crate::checkpoint::writer::{CheckpointSchedule, CheckpointWriter};
 use crate::config::{Config, ModelKind};
 use crate::features::history::FeatureHistory;
 use crate::features::stepper::Stepper;
@@ -151,8 +157,19 @@ pub async fn run(config: Config, listen: SocketAddr) -> Result<(), AgentError> {
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let sweeper = tokio::spawn(sweep(pipeline.store.clone(), stop_rx.clone()));
-    let detectors = pipeline.detectors(&config, || Training::Background)?;
-    let forecasters = pipeline.forecasters(&config, || Training::Background)?;
+    let mut detectors = pipeline.detectors(&config, || Training::Background)?;
+    let mut forecasters = pipeline.forecasters(&config, || Training::Background)?;
+    restore_models(&config.model_dir, &mut detectors, &mut forecasters);
+    let checkpoints = CheckpointSchedule::new(
+        CheckpointWriter::spawn(
+            config.model_dir.clone(),
+            detectors.len() + forecasters.len(),
+        )
+        .map_err(AgentError::Thread)?,
+        config.checkpoint.interval,
+        &detectors,
+        &forecasters,
+    );
     let registry = Registry {
         detectors: detectors.iter().map(Detector::handle).collect(),
         forecasters: forecasters.iter().map(Forecaster::handle).collect(),
@@ -166,7 +183,19 @@ pub async fn run(config: Config, listen: SocketAddr) -> Result<(), AgentError> {
         );
         std::thread::Builder::new()
             .name("evaluation".into())
-            .spawn(move || evaluation_loop(engine, detectors, forecasters, &store, &history, stop))
+            .spawn(move || {
+                evaluation_loop(
+                    engine,
+                    Models {
+                        detectors,
+                        forecasters,
+                        checkpoints,
+                    },
+                    &store,
+                    &history,
+                    stop,
+                )
+            })
             .map_err(AgentError::Thread)?
     };
 
@@ -223,16 +252,27 @@ async fn sweep(store: Arc<SeriesStore>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Evaluates due steps until told to stop. Ticks at a quarter of the step (at most a second), so
-/// a step is evaluated soon after the watermark passes it.
+/// The models the evaluation thread owns, and the schedule of their checkpoints.
+struct Models {
+    detectors: Vec<Detector>,
+    forecasters: Vec<Forecaster>,
+    checkpoints: CheckpointSchedule,
+}
+
+/// Evaluates due steps until told to stop, then writes the final checkpoints. Ticks at a quarter
+/// of the step (at most a second), so a step is evaluated soon after the watermark passes it.
 fn evaluation_loop(
     mut engine: FeatureEngine,
-    mut detectors: Vec<Detector>,
-    mut forecasters: Vec<Forecaster>,
+    models: Models,
     store: &SeriesStore,
     history: &FeatureHistory,
     stop: watch::Receiver<bool>,
 ) {
+    let Models {
+        mut detectors,
+        mut forecasters,
+        mut checkpoints,
+    } = models;
     let tick = Duration::from_millis((engine.stepper().step_ms() / 4).clamp(10, 1000) as u64);
     while !*stop.borrow() {
         let started = std::time::Instant::now();
@@ -258,8 +298,11 @@ fn evaluation_loop(
                 .map_or(0, |d| d.as_millis() as i64);
             metrics::gauge!("canopy_evaluation_lag_seconds").set((now_ms - last) as f64 / 1000.0);
         }
+        checkpoints.tick(&detectors, &forecasters);
         std::thread::sleep(tick);
     }
+    tracing::info!("writing the final checkpoints");
+    checkpoints.finish(&detectors, &forecasters);
 }
 
 /// Resolves on the first SIGTERM or SIGINT.
