@@ -147,3 +147,32 @@ pub fn load_registry(model_dir: &Path) -> Result<(Registry, Vec<LoadedModel>), C
     }
     Ok((registry, loaded))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_replace_the_file_whole_and_leave_no_temporary_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let folder = dir.path().join("m");
+        write_atomic(&folder, b"first").expect("first write");
+        write_atomic(&folder, b"second").expect("second write");
+        let names: Vec<_> = fs::read_dir(&folder)
+            .expect("folder")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, [CHECKPOINT_FILE]);
+        assert_eq!(fs::read(folder.join(CHECKPOINT_FILE)).expect("read"), b"second");
+
+        let aside = move_aside(&folder.join(CHECKPOINT_FILE)).expect("move aside");
+        let name = aside.file_name().and_then(|n| n.to_str()).expect("name");
+        assert!(name.starts_with("model.ckpt.corrupt-"), "{name}");
+        assert!(name["model.ckpt.corrupt-".len()..].parse::<u64>().is_ok(), "{name}");
+        assert!(!folder.join(CHECKPOINT_FILE).exists());
+        assert!(matches!(
+            load_registry(&folder),
+            Err(CheckpointError::NoModels(_))
+        ));
+    }
+}
