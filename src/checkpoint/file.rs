@@ -163,12 +163,18 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names, [CHECKPOINT_FILE]);
-        assert_eq!(fs::read(folder.join(CHECKPOINT_FILE)).expect("read"), b"second");
+        assert_eq!(
+            fs::read(folder.join(CHECKPOINT_FILE)).expect("read"),
+            b"second"
+        );
 
         let aside = move_aside(&folder.join(CHECKPOINT_FILE)).expect("move aside");
         let name = aside.file_name().and_then(|n| n.to_str()).expect("name");
         assert!(name.starts_with("model.ckpt.corrupt-"), "{name}");
-        assert!(name["model.ckpt.corrupt-".len()..].parse::<u64>().is_ok(), "{name}");
+        assert!(
+            name["model.ckpt.corrupt-".len()..].parse::<u64>().is_ok(),
+            "{name}"
+        );
         assert!(!folder.join(CHECKPOINT_FILE).exists());
         assert!(matches!(
             load_registry(&folder),

@@ -17,9 +17,19 @@ pub const FORMAT_VERSION: u32 = 1;
 const HEADER: usize = 8 + 4 + 8;
 const TRAILER: usize = 4;
 
-/// The file bytes of `model`.
+/// The file bytes of `model`. The payload is encoded straight into the file buffer (a forecaster
+/// checkpoint is tens of megabytes: one copy fewer is measurable).
 pub fn encode(model: &SavedModel) -> Vec<u8> {
-    frame(&model.to_proto().encode_to_vec(), FORMAT_VERSION)
+    let message = model.to_proto();
+    let len = message.encoded_len();
+    let mut out = Vec::with_capacity(HEADER + len + TRAILER);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(len as u64).to_le_bytes());
+    message.encode_raw(&mut out);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
 }
 
 /// Frames `payload` with the header and CRC of format `version` (other versions only in tests).

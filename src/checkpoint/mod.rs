@@ -53,7 +53,6 @@ pub use saved::{SavedData, SavedModel};
 
 /// The protobuf types generated from `proto/canopy/checkpoint.proto`.
 pub mod proto {
-    #![allow(clippy::all, missing_docs)]
     include!(concat!(env!("OUT_DIR"), "/canopy.checkpoint.rs"));
 }
 
