@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/prometheus/remote.proto",
         "proto/io/prometheus/write/v2/types.proto",
+        "proto/canopy/checkpoint.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let descriptors = protox::compile(files, ["proto"])?;

@@ -10,11 +10,15 @@
 //!   evaluates the steps the watermark has made due and records them in the shared
 //!   [`FeatureHistory`], which HTTP handlers read, then hands each step to the models' live
 //!   runtimes ([`Detector`], [`Forecaster`]), which score and forecast on this thread and train
-//!   on their own.
+//!   on their own; each tick it also lets the [`CheckpointSchedule`] hand snapshots of changed or
+//!   due models to the checkpoint writer thread, which does the disk work;
+//! - before any of this starts, each model is restored from its checkpoint when it has a valid
+//!   one ([`restore_models`]).
 //!
 //! Shutdown has one path: SIGTERM or SIGINT → the server stops accepting and drains in-flight
 //! requests (axum's graceful shutdown) → the sweeper and the evaluation loop are told to stop and
-//! joined → `run` returns.
+//! joined → the evaluation thread's last act is the final checkpoint of every model, written
+//! before it returns → `run` returns.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +27,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::checkpoint::restore::restore_models;
+use crate::checkpoint::writer::{CheckpointSchedule, CheckpointWriter};
 use crate::config::{Config, ModelKind};
 use crate::features::history::FeatureHistory;
 use crate::features::stepper::Stepper;
@@ -53,6 +59,12 @@ pub enum AgentError {
     Detector(#[from] DetectorError),
     #[error(transparent)]
     Forecaster(#[from] ForecasterError),
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    #[error(
+        "no checkpoint of model `{name}` in {dir}: expected {dir}/model.ckpt or {dir}/MODEL/model.ckpt"
+    )]
+    NoModel { dir: String, name: String },
     #[error("cannot start the evaluation thread: {0}")]
     Thread(std::io::Error),
 }
@@ -151,8 +163,19 @@ pub async fn run(config: Config, listen: SocketAddr) -> Result<(), AgentError> {
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let sweeper = tokio::spawn(sweep(pipeline.store.clone(), stop_rx.clone()));
-    let detectors = pipeline.detectors(&config, || Training::Background)?;
-    let forecasters = pipeline.forecasters(&config, || Training::Background)?;
+    let mut detectors = pipeline.detectors(&config, || Training::Background)?;
+    let mut forecasters = pipeline.forecasters(&config, || Training::Background)?;
+    restore_models(&config.model_dir, &mut detectors, &mut forecasters);
+    let checkpoints = CheckpointSchedule::new(
+        CheckpointWriter::spawn(
+            config.model_dir.clone(),
+            detectors.len() + forecasters.len(),
+        )
+        .map_err(AgentError::Thread)?,
+        config.checkpoint.interval,
+        &detectors,
+        &forecasters,
+    );
     let registry = Registry {
         detectors: detectors.iter().map(Detector::handle).collect(),
         forecasters: forecasters.iter().map(Forecaster::handle).collect(),
@@ -169,11 +192,22 @@ pub async fn run(config: Config, listen: SocketAddr) -> Result<(), AgentError> {
         std::thread::Builder::new()
             .name("evaluation".into())
             .spawn(move || {
-                // First training from the configured source, on this thread so that the server
-                // binds and answers meanwhile; readiness follows the published forests. Samples
+                // First training from the configured source for every model a checkpoint did not
+                // restore (restored ones are skipped), on this thread so that the server binds
+                // and answers meanwhile; readiness follows the published forests. Samples
                 // received meanwhile wait in the store for the first evaluation.
                 crate::source::mix::initial_training(&config, &mut detectors, &mut forecasters);
-                evaluation_loop(engine, detectors, forecasters, &store, &history, stop)
+                evaluation_loop(
+                    engine,
+                    Models {
+                        detectors,
+                        forecasters,
+                        checkpoints,
+                    },
+                    &store,
+                    &history,
+                    stop,
+                )
             })
             .map_err(AgentError::Thread)?
     };
@@ -212,6 +246,59 @@ pub async fn run(config: Config, listen: SocketAddr) -> Result<(), AgentError> {
     Ok(())
 }
 
+/// Serves checkpoints read-only, as a KServe custom runtime does (`canopy serve`): the models in
+/// `model_dir` (a model file directly in it, or one subfolder per model), named `model_name` when
+/// given (a single model file takes that name, as KServe's `--model_name` names it), on the KServe
+/// routes, until SIGTERM or SIGINT. Needs no config: each checkpoint carries what shaped its model.
+pub async fn serve_checkpoints(
+    model_dir: &std::path::Path,
+    model_name: Option<&str>,
+    listen: SocketAddr,
+) -> Result<(), AgentError> {
+    let metrics = serve::telemetry::install();
+    let (mut registry, _) = crate::checkpoint::load_registry(model_dir)?;
+    if let Some(name) = model_name {
+        let loaded = registry.names().len();
+        if loaded == 1 {
+            for d in &mut registry.detectors {
+                d.name = name.to_owned();
+            }
+            for f in &mut registry.forecasters {
+                f.name = name.to_owned();
+            }
+        } else {
+            registry.detectors.retain(|d| d.name == name);
+            registry.forecasters.retain(|f| f.name == name);
+        }
+        if registry.names().is_empty() {
+            return Err(AgentError::NoModel {
+                dir: model_dir.display().to_string(),
+                name: name.to_owned(),
+            });
+        }
+    }
+    if registry.names().is_empty() {
+        return Err(AgentError::NoModel {
+            dir: model_dir.display().to_string(),
+            name: "(any)".into(),
+        });
+    }
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| AgentError::Listen {
+            addr: listen,
+            source,
+        })?;
+    let bound = listener.local_addr().unwrap_or(listen);
+    tracing::info!(addr = %bound, models = ?registry.names(), dir = %model_dir.display(), "canopy listening");
+    axum::serve(listener, serve::serve_only_router(registry, metrics))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(AgentError::Serve)?;
+    tracing::info!("canopy stopped");
+    Ok(())
+}
+
 /// Evicts expired samples and stale series until told to stop.
 async fn sweep(store: Arc<SeriesStore>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
@@ -231,16 +318,27 @@ async fn sweep(store: Arc<SeriesStore>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Evaluates due steps until told to stop. Ticks at a quarter of the step (at most a second), so
-/// a step is evaluated soon after the watermark passes it.
+/// The models the evaluation thread owns, and the schedule of their checkpoints.
+struct Models {
+    detectors: Vec<Detector>,
+    forecasters: Vec<Forecaster>,
+    checkpoints: CheckpointSchedule,
+}
+
+/// Evaluates due steps until told to stop, then writes the final checkpoints. Ticks at a quarter
+/// of the step (at most a second), so a step is evaluated soon after the watermark passes it.
 fn evaluation_loop(
     mut engine: FeatureEngine,
-    mut detectors: Vec<Detector>,
-    mut forecasters: Vec<Forecaster>,
+    models: Models,
     store: &SeriesStore,
     history: &FeatureHistory,
     stop: watch::Receiver<bool>,
 ) {
+    let Models {
+        mut detectors,
+        mut forecasters,
+        mut checkpoints,
+    } = models;
     let tick = Duration::from_millis((engine.stepper().step_ms() / 4).clamp(10, 1000) as u64);
     while !*stop.borrow() {
         let started = std::time::Instant::now();
@@ -266,8 +364,11 @@ fn evaluation_loop(
                 .map_or(0, |d| d.as_millis() as i64);
             metrics::gauge!("canopy_evaluation_lag_seconds").set((now_ms - last) as f64 / 1000.0);
         }
+        checkpoints.tick(&detectors, &forecasters);
         std::thread::sleep(tick);
     }
+    tracing::info!("writing the final checkpoints");
+    checkpoints.finish(&detectors, &forecasters);
 }
 
 /// Resolves on the first SIGTERM or SIGINT.

@@ -1,12 +1,14 @@
 //! canopy: a streaming anomaly agent for Kubernetes metrics.
 //!
 //! The modules follow the data path: [`ingest`] (remote-write) → [`series`] (rolling windows) →
-//! [`promql`] and [`features`] (feature vectors per step) → [`model`] (isolation and random forests) → [`serve`] (HTTP: remote-write route, KServe V1/V2 predict, `/metrics`).
+//! [`promql`] and [`features`] (feature vectors per step) → [`model`] (isolation and random forests) → [`serve`] (HTTP: remote-write route, KServe V1/V2 predict, `/metrics`);
+//! [`checkpoint`] saves and restores the models on the model volume.
 //! [`config`] holds the configuration every stage is built from; [`agent`] assembles the
 //! pipeline and runs its tasks. ARCHITECTURE.md has the whole map.
 
 pub mod agent;
 pub mod batch;
+pub mod checkpoint;
 pub mod config;
 pub mod features;
 pub mod ingest;

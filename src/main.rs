@@ -65,6 +65,27 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Serve checkpoints read-only on the KServe endpoints, as a KServe custom runtime.
+    Serve {
+        /// The name to serve a single model file under (KServe passes the InferenceService's).
+        #[arg(long = "model_name", alias = "model-name")]
+        model_name: Option<String>,
+        /// A model file directly in it, or one subfolder per model.
+        #[arg(long = "model_dir", alias = "model-dir", default_value = "/mnt/models")]
+        model_dir: PathBuf,
+        /// The port (stronger than PORT; 8080 when neither is given).
+        #[arg(long = "http_port", alias = "http-port")]
+        http_port: Option<u16>,
+    },
+    /// Train one model from the configured data source and write its checkpoint to OUT/MODEL/model.ckpt.
+    Train {
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args, Default)]
@@ -163,6 +184,40 @@ fn main() -> Result<()> {
             if let Some(summary) = outcome.summary {
                 eprintln!("{summary}");
             }
+            Ok(())
+        }
+        Some(Command::Serve {
+            model_name,
+            model_dir,
+            http_port,
+        }) => {
+            init_logging("info");
+            let port = match http_port {
+                Some(p) => p,
+                None => match std::env::var("PORT") {
+                    Ok(p) => p
+                        .trim()
+                        .parse()
+                        .with_context(|| format!("PORT={p:?} is not a port number"))?,
+                    Err(_) => 8080,
+                },
+            };
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?
+                .block_on(canopy::agent::serve_checkpoints(
+                    &model_dir,
+                    model_name.as_deref(),
+                    SocketAddr::from(([0, 0, 0, 0], port)),
+                ))?;
+            Ok(())
+        }
+        Some(Command::Train { model, config, out }) => {
+            init_logging("info");
+            let config = Config::load(config.as_deref())?;
+            let path = canopy::batch::train::train(&config, &model, &out)?;
+            println!("wrote {}", path.display());
             Ok(())
         }
         Some(Command::Run(args)) => run(args),

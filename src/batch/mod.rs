@@ -10,6 +10,7 @@
 pub mod labels;
 pub mod replay;
 pub mod score;
+pub mod train;
 
 use crate::agent::AgentError;
 use crate::model::iforest::IsolationForestError;
@@ -51,6 +52,8 @@ pub enum BatchError {
     },
     #[error("model `{model}`: {reason}")]
     Window { model: String, reason: String },
+    #[error("cannot train model `{model}`: {reason}")]
+    Train { model: String, reason: String },
     #[error("model `{model}`: {source}")]
     Regressor {
         model: String,

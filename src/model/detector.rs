@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::Instant;
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use metrics::{counter, gauge, histogram};
 
 use super::iforest::{Contamination, IsolationForest, IsolationForestError, IsolationForestParams};
@@ -121,6 +121,19 @@ pub struct Scored {
     pub anomaly_score: f64,
 }
 
+/// What the published forest was last trained from, for `canopy_model_info` and checkpoints.
+/// Published beside the forest (an `arc-swap` cell of its own), so reading it takes no lock.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TrainingInfo {
+    /// `live`, `synthetic`, `prometheus` or `hybrid`; empty while nothing is trained.
+    pub source: String,
+    /// Event time of the step that started the training.
+    pub trained_at_ms: Option<i64>,
+    /// Trainings that built the forest: the forest's generation for a detector, the number of
+    /// fits for a forecaster.
+    pub generation: u64,
+}
+
 /// A snapshot of the reservoir to train on.
 struct TrainJob {
     training: Vec<f64>,
@@ -146,10 +159,14 @@ enum Trainer {
 pub struct Detector {
     spec: Arc<DetectorSpec>,
     published: Arc<ArcSwapOption<IsolationForest>>,
+    info: Arc<ArcSwap<TrainingInfo>>,
     reservoir: Reservoir,
     gate: AnomalyGate,
     /// Event time of the last training started.
     last_train_ms: Option<i64>,
+    /// The published forest came from a checkpoint and no step has been seen since: the first
+    /// step starts the retrain interval instead of training at once.
+    restored: bool,
     trainer: Trainer,
 }
 
@@ -168,14 +185,15 @@ impl Detector {
         })?;
         let spec = Arc::new(spec);
         let published = Arc::new(ArcSwapOption::empty());
+        let info = Arc::new(ArcSwap::from_pointee(TrainingInfo::default()));
         let trainer = match training {
             Training::Inline => Trainer::Inline,
             Training::Background => {
                 let (tx, rx) = std::sync::mpsc::sync_channel(1);
-                let (shared, published) = (spec.clone(), published.clone());
+                let (shared, published, info) = (spec.clone(), published.clone(), info.clone());
                 std::thread::Builder::new()
                     .name(format!("train-{}", spec.name))
-                    .spawn(move || train_loop(&shared, &published, rx))
+                    .spawn(move || train_loop(&shared, &published, &info, rx))
                     .map_err(|source| DetectorError::Thread {
                         model: spec.name.clone(),
                         source,
@@ -186,11 +204,50 @@ impl Detector {
         Ok(Detector {
             spec,
             published,
+            info,
             reservoir,
             gate: AnomalyGate::default(),
             last_train_ms: None,
+            restored: false,
             trainer,
         })
+    }
+
+    /// Carries on from a checkpoint: publishes `forest`, refills the reservoir with `vectors`
+    /// (timestamp, row, trainable; oldest first) and records what the forest was trained from.
+    /// The first retrain then comes one `retrain_interval` of event time after the first step
+    /// seen, never at once. Returns how many vectors the reservoir kept (its capacity and age
+    /// limit still apply).
+    pub fn restore<'a>(
+        &mut self,
+        forest: Arc<IsolationForest>,
+        vectors: impl IntoIterator<Item = (i64, &'a [f64], bool)>,
+        info: TrainingInfo,
+    ) -> usize {
+        let mut kept = 0;
+        for (t, row, trainable) in vectors {
+            let pushed = if trainable {
+                self.reservoir.push(t, row)
+            } else {
+                self.reservoir.push_untrainable(t, row)
+            };
+            kept += usize::from(matches!(pushed, Ok(true)));
+        }
+        self.published.store(Some(forest));
+        self.info.store(Arc::new(info));
+        self.last_train_ms = None;
+        self.restored = true;
+        kept
+    }
+
+    /// What the published forest was trained from.
+    pub fn training_info(&self) -> Arc<TrainingInfo> {
+        self.info.load_full()
+    }
+
+    /// The training reservoir, for checkpoints.
+    pub fn reservoir(&self) -> &Reservoir {
+        &self.reservoir
     }
 
     pub fn spec(&self) -> &DetectorSpec {
@@ -246,9 +303,12 @@ impl Detector {
         }
         self.reservoir.expire(t);
         self.export(t, &scored, model.as_deref());
-        let due = match (self.last_train_ms, &model) {
-            (None, _) => self.reservoir.len() >= self.spec.params.max_samples,
-            (Some(last), _) => t - last >= self.spec.retrain_interval_ms,
+        if std::mem::take(&mut self.restored) {
+            self.last_train_ms = Some(t);
+        }
+        let due = match self.last_train_ms {
+            None => self.reservoir.len() >= self.spec.params.max_samples,
+            Some(last) => t - last >= self.spec.retrain_interval_ms,
         };
         if due {
             self.start_training(t);
@@ -265,7 +325,7 @@ impl Detector {
         };
         match &self.trainer {
             Trainer::Inline => {
-                train(&self.spec, &self.published, job);
+                train(&self.spec, &self.published, &self.info, job);
                 self.last_train_ms = Some(t);
             }
             Trainer::Background(tx) => match tx.try_send(job) {
@@ -309,7 +369,7 @@ impl Detector {
             step_ms: end_ms,
             source,
         };
-        train(&self.spec, &self.published, job);
+        train(&self.spec, &self.published, &self.info, job);
         let trained = self.published.load().is_some();
         if trained {
             self.last_train_ms = Some(end_ms);
@@ -363,15 +423,21 @@ fn score(
 fn train_loop(
     spec: &DetectorSpec,
     published: &ArcSwapOption<IsolationForest>,
+    info: &ArcSwap<TrainingInfo>,
     jobs: Receiver<TrainJob>,
 ) {
     for job in jobs {
-        train(spec, published, job);
+        train(spec, published, info, job);
     }
 }
 
 /// Fits (no model yet) or partially retrains (replacing the oldest trees) and publishes.
-fn train(spec: &DetectorSpec, published: &ArcSwapOption<IsolationForest>, job: TrainJob) {
+fn train(
+    spec: &DetectorSpec,
+    published: &ArcSwapOption<IsolationForest>,
+    info: &ArcSwap<TrainingInfo>,
+    job: TrainJob,
+) {
     let started = Instant::now();
     let base = published.load_full();
     let n = spec.indices.len();
@@ -388,6 +454,11 @@ fn train(spec: &DetectorSpec, published: &ArcSwapOption<IsolationForest>, job: T
                     as usize)
                     .min(spec.params.n_estimators),
             };
+            info.store(Arc::new(TrainingInfo {
+                source: job.source.into(),
+                trained_at_ms: Some(job.step_ms),
+                generation: forest.generation(),
+            }));
             published.store(Some(Arc::new(forest)));
             let seconds = started.elapsed().as_secs_f64();
             counter!("canopy_model_retrains_total", "model" => model.clone(), "result" => "ok")

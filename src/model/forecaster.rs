@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::Instant;
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use metrics::{counter, gauge, histogram};
 
-use super::detector::Training;
+use super::detector::{Training, TrainingInfo};
 use super::rforest::{RandomForestParams, RandomForestRegressor};
 use super::windows::{WindowSpec, training_windows};
 use crate::config::{ModelConfig, RandomForestConfig};
@@ -134,14 +134,17 @@ pub struct Forecast {
 
 enum Trainer {
     Inline,
-    Background(SyncSender<Vec<f64>>),
+    Background(SyncSender<(i64, Vec<f64>)>),
 }
 
 pub struct Forecaster {
     spec: Arc<ForecasterSpec>,
     published: Arc<ArcSwapOption<RandomForestRegressor>>,
+    info: Arc<ArcSwap<TrainingInfo>>,
     history: EntityHistory,
     last_train_ms: Option<i64>,
+    /// As the detector's: the forest came from a checkpoint and no step has been seen since.
+    restored: bool,
     trainer: Trainer,
     input: Vec<f64>,
 }
@@ -150,14 +153,15 @@ impl Forecaster {
     pub fn new(spec: ForecasterSpec, training: Training) -> Result<Forecaster, ForecasterError> {
         let spec = Arc::new(spec);
         let published = Arc::new(ArcSwapOption::empty());
+        let info = Arc::new(ArcSwap::from_pointee(TrainingInfo::default()));
         let trainer = match training {
             Training::Inline => Trainer::Inline,
             Training::Background => {
-                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<f64>>(1);
-                let (shared, target) = (spec.clone(), published.clone());
+                let (tx, rx) = std::sync::mpsc::sync_channel::<(i64, Vec<f64>)>(1);
+                let (shared, target, info) = (spec.clone(), published.clone(), info.clone());
                 std::thread::Builder::new()
                     .name(format!("train-{}", spec.name))
-                    .spawn(move || train_loop(&shared, &target, rx))
+                    .spawn(move || train_loop(&shared, &target, &info, rx))
                     .map_err(|source| ForecasterError::Thread {
                         model: spec.name.clone(),
                         source,
@@ -170,9 +174,35 @@ impl Forecaster {
             input: vec![0.0; spec.window.n_inputs()],
             spec,
             published,
+            info,
             last_train_ms: None,
+            restored: false,
             trainer,
         })
+    }
+
+    /// Carries on from a checkpoint: publishes `forest`, refills each entity's history (rows of
+    /// `n_features` values, `values.len() == timestamps.len() · n_features`, checked by the
+    /// caller) and records what the forest was trained from. The first retrain then comes one
+    /// `retrain_interval` of event time after the first step seen, never at once.
+    pub fn restore<'a>(
+        &mut self,
+        forest: Arc<RandomForestRegressor>,
+        entities: impl IntoIterator<Item = (Labels, &'a [i64], &'a [f64])>,
+        info: TrainingInfo,
+    ) {
+        for (labels, t, v) in entities {
+            self.history.insert_rows(labels, t, v);
+        }
+        self.published.store(Some(forest));
+        self.info.store(Arc::new(info));
+        self.last_train_ms = None;
+        self.restored = true;
+    }
+
+    /// What the published forest was trained from.
+    pub fn training_info(&self) -> Arc<TrainingInfo> {
+        self.info.load_full()
     }
 
     pub fn spec(&self) -> &ForecasterSpec {
@@ -217,6 +247,9 @@ impl Forecaster {
             None => Vec::new(),
         };
         self.export(&forecasts);
+        if std::mem::take(&mut self.restored) {
+            self.last_train_ms = Some(step.t_ms);
+        }
         let due = match self.last_train_ms {
             None => {
                 self.training_rows()
@@ -310,6 +343,8 @@ impl Forecaster {
         train(
             &self.spec,
             &self.published,
+            &self.info,
+            end_ms,
             &self.training_history(),
             source,
         );
@@ -324,10 +359,10 @@ impl Forecaster {
         let history = self.training_history();
         match &self.trainer {
             Trainer::Inline => {
-                train(&self.spec, &self.published, &history, "live");
+                train(&self.spec, &self.published, &self.info, t, &history, "live");
                 self.last_train_ms = Some(t);
             }
-            Trainer::Background(tx) => match tx.try_send(history) {
+            Trainer::Background(tx) => match tx.try_send((t, history)) {
                 Ok(()) => self.last_train_ms = Some(t),
                 Err(TrySendError::Full(_)) => {
                     // the previous training is still running: skip this interval, not every step
@@ -345,10 +380,11 @@ impl Forecaster {
 fn train_loop(
     spec: &ForecasterSpec,
     published: &ArcSwapOption<RandomForestRegressor>,
-    jobs: Receiver<Vec<f64>>,
+    info: &ArcSwap<TrainingInfo>,
+    jobs: Receiver<(i64, Vec<f64>)>,
 ) {
-    for history in jobs {
-        train(spec, published, &history, "live");
+    for (t, history) in jobs {
+        train(spec, published, info, t, &history, "live");
     }
 }
 
@@ -356,6 +392,8 @@ fn train_loop(
 fn train(
     spec: &ForecasterSpec,
     published: &ArcSwapOption<RandomForestRegressor>,
+    info: &ArcSwap<TrainingInfo>,
+    t_ms: i64,
     history: &[f64],
     source: &'static str,
 ) {
@@ -382,6 +420,12 @@ fn train(
         });
     match fitted {
         Ok((forest, windows)) => {
+            let generation = info.load().generation + 1;
+            info.store(Arc::new(TrainingInfo {
+                source: source.into(),
+                trained_at_ms: Some(t_ms),
+                generation,
+            }));
             published.store(Some(Arc::new(forest)));
             let seconds = started.elapsed().as_secs_f64();
             counter!("canopy_model_retrains_total", "model" => model.clone(), "result" => "ok")

@@ -166,6 +166,25 @@ pub enum IsolationForestError {
     },
     #[error("{0} rows or features exceed the 2^32 limit of the tree storage")]
     TooLarge(usize),
+    #[error("a forest needs at least one tree")]
+    NoTrees,
+    #[error("invalid tree {tree}: {reason}")]
+    BadTree { tree: usize, reason: String },
+    #[error("offset_ is {0}: it must be finite")]
+    BadOffset(f64),
+}
+
+/// One tree's stored parts, as a checkpoint holds them: what [`IsolationForest::from_parts`]
+/// rebuilds a forest from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IsolationTreeParts {
+    /// Children as adjacent pairs after their parent; leaves valued depth + c(rows). A leaf's
+    /// `child` is ignored (it is recomputed).
+    pub nodes: Vec<Node>,
+    /// Training rows that reached each node, parallel to `nodes`.
+    pub sizes: Vec<u32>,
+    pub psi: usize,
+    pub generation: u64,
 }
 
 /// One tree of the forest with what scoring and explaining need beside the nodes.
@@ -211,8 +230,65 @@ impl IsolationTree {
         }
     }
 
+    /// Rebuilds a tree from stored parts, checking everything scoring and explaining index
+    /// with, so that a corrupt checkpoint is refused here and can never panic later: every split
+    /// reads a feature the rows have, its children come after it and inside the array, every node
+    /// but the root is the child of exactly one split (so the nodes form one tree and every
+    /// descent ends at a leaf), and every value is finite.
+    fn from_parts(parts: IsolationTreeParts, n_features: usize) -> Result<IsolationTree, String> {
+        let IsolationTreeParts {
+            nodes,
+            sizes,
+            psi,
+            generation,
+        } = parts;
+        let n = nodes.len();
+        if n == 0 {
+            return Err("no nodes".into());
+        }
+        if u32::try_from(n).is_err() {
+            return Err(format!("{n} nodes exceed the 2^32 limit"));
+        }
+        if sizes.len() != n {
+            return Err(format!("{} node sizes for {n} nodes", sizes.len()));
+        }
+        if psi == 0 || u32::try_from(psi).is_err() {
+            return Err(format!("grown on {psi} rows"));
+        }
+        let mut has_parent = vec![false; n];
+        for (i, node) in nodes.iter().enumerate() {
+            if !node.value.is_finite() {
+                return Err(format!("node {i} has value {}", node.value));
+            }
+            if node.is_leaf() {
+                continue;
+            }
+            let c = node.child as usize;
+            if node.feature as usize >= n_features || c <= i || c + 1 >= n {
+                return Err(format!(
+                    "node {i} splits feature {} of {n_features} into children {c} of {n}",
+                    node.feature
+                ));
+            }
+            for k in [c, c + 1] {
+                if std::mem::replace(&mut has_parent[k], true) {
+                    return Err(format!("node {k} is the child of two splits"));
+                }
+            }
+        }
+        if let Some(orphan) = has_parent.iter().skip(1).position(|p| !p) {
+            return Err(format!("node {} is not in the tree", orphan + 1));
+        }
+        Ok(IsolationTree::new(nodes, sizes, psi, generation))
+    }
+
     pub fn nodes(&self) -> &[Node] {
         &self.tree.nodes
+    }
+
+    /// Training rows that reached each node, parallel to [`IsolationTree::nodes`].
+    pub fn sizes(&self) -> &[u32] {
+        &self.sizes
     }
 
     pub fn psi(&self) -> usize {
@@ -332,6 +408,50 @@ impl IsolationForest {
         ))
     }
 
+    /// Rebuilds a forest from a checkpoint's parts, validating every tree (see
+    /// [`IsolationTree`]'s checks) so that scoring, explaining or retraining it can never index
+    /// out of bounds. Gives back exactly the forest the parts were taken from: same trees, same
+    /// `offset_`, same generation and next tree index, hence the same scores and the same trees
+    /// at the next retrain.
+    pub fn from_parts(
+        params: IsolationForestParams,
+        n_features: usize,
+        trees: Vec<IsolationTreeParts>,
+        offset: f64,
+        generation: u64,
+        trees_grown: u64,
+    ) -> Result<IsolationForest, IsolationForestError> {
+        params.validate()?;
+        if n_features == 0 {
+            return Err(IsolationForestError::NoFeatures);
+        }
+        if trees.is_empty() {
+            return Err(IsolationForestError::NoTrees);
+        }
+        if !offset.is_finite() {
+            return Err(IsolationForestError::BadOffset(offset));
+        }
+        let trees = trees
+            .into_iter()
+            .enumerate()
+            .map(|(tree, parts)| {
+                IsolationTree::from_parts(parts, n_features)
+                    .map_err(|reason| IsolationForestError::BadTree { tree, reason })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let (scales, bias) = scales_and_bias(&trees);
+        Ok(IsolationForest {
+            params,
+            n_features,
+            trees,
+            scales,
+            bias,
+            offset,
+            generation,
+            trees_grown,
+        })
+    }
+
     /// Puts trees together into a forest and estimates `offset_` on `offset_data`, which must
     /// already be validated.
     fn assemble(
@@ -342,22 +462,7 @@ impl IsolationForest {
         trees_grown: u64,
         offset_data: &[f64],
     ) -> IsolationForest {
-        let n_trees = trees.len() as f64;
-        let mut single_row_trees = 0usize;
-        let scales = trees
-            .iter()
-            .map(|t| {
-                let c = average_path_length(t.psi);
-                if c > 0.0 {
-                    1.0 / (n_trees * c)
-                } else {
-                    single_row_trees += 1;
-                    0.0
-                }
-            })
-            .collect();
-        // Counted, then divided once, so a forest of single-row trees scores exactly 2^−1.
-        let bias = single_row_trees as f64 / n_trees;
+        let (scales, bias) = scales_and_bias(&trees);
         let mut forest = IsolationForest {
             params,
             n_features,
@@ -387,6 +492,11 @@ impl IsolationForest {
     /// scikit-learn's `offset_`.
     pub fn offset(&self) -> f64 {
         self.offset
+    }
+
+    /// Trees grown over the forest's life, retrains included: the RNG fork index of the next.
+    pub fn trees_grown(&self) -> u64 {
+        self.trees_grown
     }
 
     /// How many retrains built this forest: 0 after `fit`.
@@ -570,6 +680,27 @@ impl IsolationForest {
         }
         Ok(rows.len() / self.n_features)
     }
+}
+
+/// Per tree, 1 / (n_trees · c(ψ)) (0 for a single-row tree), and the normalised path the
+/// single-row trees contribute, which scikit-learn counts as 1 each.
+fn scales_and_bias(trees: &[IsolationTree]) -> (Vec<f64>, f64) {
+    let n_trees = trees.len() as f64;
+    let mut single_row_trees = 0usize;
+    let scales = trees
+        .iter()
+        .map(|t| {
+            let c = average_path_length(t.psi);
+            if c > 0.0 {
+                1.0 / (n_trees * c)
+            } else {
+                single_row_trees += 1;
+                0.0
+            }
+        })
+        .collect();
+    // Counted, then divided once, so a forest of single-row trees scores exactly 2^−1.
+    (scales, single_row_trees as f64 / n_trees)
 }
 
 fn label(decision: f64) -> i8 {
@@ -1185,5 +1316,101 @@ mod tests {
             let top = (0..3).max_by(|&a, &b| contributions[a].total_cmp(&contributions[b]));
             assert_eq!(top, Some(feature), "{contributions:?}");
         }
+    }
+
+    fn parts_of(forest: &IsolationForest) -> Vec<IsolationTreeParts> {
+        forest
+            .trees()
+            .iter()
+            .map(|t| IsolationTreeParts {
+                nodes: t.nodes().to_vec(),
+                sizes: t.sizes().to_vec(),
+                psi: t.psi(),
+                generation: t.generation(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_forest_rebuilt_from_its_parts_is_the_same_forest_and_retrains_the_same() {
+        let data = sample_data();
+        let forest = IsolationForest::fit(&params(3), &data, 3).unwrap();
+        let forest = forest.retrained(&data[..900], &data, 0.2).unwrap();
+        let rebuilt = IsolationForest::from_parts(
+            forest.params().clone(),
+            3,
+            parts_of(&forest),
+            forest.offset(),
+            forest.generation(),
+            forest.trees_grown(),
+        )
+        .unwrap();
+        assert_eq!(rebuilt, forest);
+        assert_eq!(
+            rebuilt.retrained(&data, &data, 0.1).unwrap(),
+            forest.retrained(&data, &data, 0.1).unwrap()
+        );
+    }
+
+    #[test]
+    fn corrupt_parts_are_refused_never_a_panic() {
+        let forest = IsolationForest::fit(&params(3), &sample_data(), 3).unwrap();
+        let rebuild = |parts: Vec<IsolationTreeParts>| {
+            IsolationForest::from_parts(forest.params().clone(), 3, parts, -0.5, 0, 100)
+        };
+        let split = |parts: &[IsolationTreeParts]| {
+            parts[0]
+                .nodes
+                .iter()
+                .position(|n| !n.is_leaf())
+                .expect("a split")
+        };
+        let mut cases: Vec<(&str, Vec<IsolationTreeParts>)> = Vec::new();
+        let mut p = parts_of(&forest);
+        let i = split(&p);
+        p[0].nodes[i].feature = 3;
+        cases.push(("feature out of range", p));
+        let mut p = parts_of(&forest);
+        let i = split(&p);
+        p[0].nodes[i].child = i as u32;
+        cases.push(("child before its parent", p));
+        let mut p = parts_of(&forest);
+        let n = p[0].nodes.len();
+        p[0].nodes[0].child = (n - 1) as u32;
+        cases.push(("child pair past the end", p));
+        let mut p = parts_of(&forest);
+        p[0].nodes.truncate(1);
+        p[0].nodes[0].feature = 0;
+        p[0].nodes[0].child = 5;
+        cases.push(("truncated nodes", p));
+        let mut p = parts_of(&forest);
+        p[0].sizes.pop();
+        cases.push(("sizes not parallel", p));
+        let mut p = parts_of(&forest);
+        p[0].psi = 0;
+        cases.push(("no rows", p));
+        let mut p = parts_of(&forest);
+        let leaf = p[0].nodes.iter().position(|n| n.is_leaf()).expect("leaf");
+        p[0].nodes[leaf].value = f64::NAN;
+        cases.push(("non-finite leaf", p));
+        let mut p = parts_of(&forest);
+        p[0].nodes.push(Node::leaf(0, 1.0));
+        p[0].sizes.push(0);
+        cases.push(("orphan node", p));
+        cases.push(("no trees", Vec::new()));
+        for (what, parts) in cases {
+            assert!(rebuild(parts).is_err(), "{what} accepted");
+        }
+        assert!(
+            IsolationForest::from_parts(
+                forest.params().clone(),
+                3,
+                parts_of(&forest),
+                f64::NAN,
+                0,
+                0
+            )
+            .is_err()
+        );
     }
 }

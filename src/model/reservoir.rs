@@ -191,6 +191,12 @@ impl Reservoir {
             .collect()
     }
 
+    /// Every vector's values, row-major, oldest first, without rearranging the buffer (for a
+    /// snapshot taken through `&self`).
+    pub fn values(&self) -> impl ExactSizeIterator<Item = f64> + '_ {
+        self.values.iter().copied()
+    }
+
     /// Whether each vector may be trained on, oldest first.
     pub fn trainable(&self) -> impl ExactSizeIterator<Item = bool> + '_ {
         self.trainable.iter().copied()

@@ -59,20 +59,32 @@ pub fn router(r: Routes) -> Router {
         r.registry.clone(),
         r.remote_write.ingestor.limits().max_request_bytes,
     );
-    let process = Router::new()
-        .route("/metrics", get(render_metrics))
-        .route("/-/healthy", get(|| async { "canopy is healthy\n" }))
-        .with_state(r);
-    kserve.merge(write).merge(read).merge(process)
+    kserve
+        .merge(write)
+        .merge(read)
+        .merge(process_routes(r.metrics))
 }
 
-async fn render_metrics(State(r): State<Routes>) -> Response {
+/// The serve-only runtime's router (`canopy serve`): the KServe routes over checkpoints loaded
+/// read-only, and the process endpoints; no ingest, no features.
+pub fn serve_only_router(registry: registry::Registry, metrics: PrometheusHandle) -> Router {
+    kserve::router(registry).merge(process_routes(metrics))
+}
+
+fn process_routes(metrics: PrometheusHandle) -> Router {
+    Router::new()
+        .route("/metrics", get(render_metrics))
+        .route("/-/healthy", get(|| async { "canopy is healthy\n" }))
+        .with_state(metrics)
+}
+
+async fn render_metrics(State(metrics): State<PrometheusHandle>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        r.metrics.render(),
+        metrics.render(),
     )
         .into_response()
 }

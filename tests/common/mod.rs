@@ -27,6 +27,23 @@ impl Agent {
 
     pub fn start_with(config: &str, env: &[(&str, &str)]) -> Agent {
         let dir = tempfile::tempdir().expect("temp dir");
+        let models = dir.path().join("models");
+        Agent::start_in(config, &models, env, dir)
+    }
+
+    /// Starts `canopy run` with its checkpoints in `model_dir` (which outlives the agent, so a
+    /// restarted agent finds them).
+    pub fn start_with_models(config: &str, model_dir: &Path) -> Agent {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Agent::start_in(config, model_dir, &[], dir)
+    }
+
+    fn start_in(
+        config: &str,
+        model_dir: &Path,
+        env: &[(&str, &str)],
+        dir: tempfile::TempDir,
+    ) -> Agent {
         let config_path = dir.path().join("canopy.toml");
         std::fs::write(&config_path, config).expect("write config");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_canopy"));
@@ -36,7 +53,7 @@ impl Agent {
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--model-dir")
-            .arg(dir.path().join("models"))
+            .arg(model_dir)
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
             .env_remove("PORT")
@@ -101,6 +118,12 @@ impl Agent {
             .text()
             .expect("text");
         metric_value(&body, series).unwrap_or(0.0)
+    }
+
+    /// SIGKILL: the process dies at once, wherever it is.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM and waits for the process to exit; returns whether it exited cleanly.

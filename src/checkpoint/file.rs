@@ -1,0 +1,184 @@
+//! Checkpoint files on the model volume: where they live, the atomic write, moving a refused
+//! file aside, and reading a model folder read-only for `canopy serve`.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+
+use super::CheckpointError;
+use super::format::decode;
+use super::saved::{SavedData, SavedModel};
+use crate::serve::registry::{DetectorHandle, ForecasterHandle, Registry};
+
+/// The one model file of a model folder.
+pub const CHECKPOINT_FILE: &str = "model.ckpt";
+
+/// The file a write goes to before it is renamed over [`CHECKPOINT_FILE`]; it does not end in
+/// `.ckpt`, so nothing that looks for model files ever takes it for one.
+pub const TEMP_FILE: &str = ".model.ckpt.tmp";
+
+/// `{model_dir}/{name}/model.ckpt`.
+pub fn model_path(model_dir: &Path, name: &str) -> PathBuf {
+    model_dir.join(name).join(CHECKPOINT_FILE)
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Writes `bytes` as `folder/model.ckpt` so that a crash at any instant leaves either the old
+/// file or the new one, whole: write `.model.ckpt.tmp`, fsync it, rename it over `model.ckpt`,
+/// fsync the folder (so the rename itself survives a power cut). Creates the folder if needed.
+pub fn write_atomic(folder: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    fs::create_dir_all(folder).map_err(io(folder))?;
+    let temp = folder.join(TEMP_FILE);
+    let target = folder.join(CHECKPOINT_FILE);
+    let mut file = File::create(&temp).map_err(io(&temp))?;
+    file.write_all(bytes).map_err(io(&temp))?;
+    file.sync_all().map_err(io(&temp))?;
+    drop(file);
+    fs::rename(&temp, &target).map_err(io(&target))?;
+    sync_folder(folder)
+}
+
+fn sync_folder(folder: &Path) -> Result<(), CheckpointError> {
+    File::open(folder)
+        .and_then(|d| d.sync_all())
+        .map_err(io(folder))
+}
+
+/// Reads and decodes `path`.
+pub fn read(path: &Path) -> Result<SavedModel, CheckpointError> {
+    let bytes = fs::read(path).map_err(io(path))?;
+    decode(&bytes)
+}
+
+/// Renames a refused `folder/model.ckpt` to `model.ckpt.corrupt-UNIXTIME` (kept for a person to
+/// look at, no longer a model file) and returns the new path.
+pub fn move_aside(path: &Path) -> Result<PathBuf, CheckpointError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(format!(".corrupt-{now}"));
+    let aside = PathBuf::from(aside);
+    fs::rename(path, &aside).map_err(io(path))?;
+    if let Some(folder) = path.parent() {
+        sync_folder(folder)?;
+    }
+    Ok(aside)
+}
+
+/// What [`load_registry`] loaded, per model.
+#[derive(Debug, Clone)]
+pub struct LoadedModel {
+    pub name: String,
+    pub kind: &'static str,
+    pub path: PathBuf,
+    pub source: String,
+    pub trained_at_ms: Option<i64>,
+}
+
+/// Reads the checkpoints of a model folder read-only, as KServe's sklearn server reads its
+/// storage: a `model.ckpt` directly in `model_dir` (one model, named by its checkpoint), or one
+/// subfolder per model each holding a `model.ckpt` (subfolders without one are skipped). Every
+/// handle is filled (ready); any file that does not decode is an error naming it, since a
+/// read-only server must not move files aside.
+pub fn load_registry(model_dir: &Path) -> Result<(Registry, Vec<LoadedModel>), CheckpointError> {
+    let direct = model_dir.join(CHECKPOINT_FILE);
+    let mut paths = Vec::new();
+    if direct.is_file() {
+        paths.push(direct);
+    } else {
+        let entries = fs::read_dir(model_dir).map_err(io(model_dir))?;
+        for entry in entries {
+            let entry = entry.map_err(io(model_dir))?;
+            let path = entry.path().join(CHECKPOINT_FILE);
+            if path.is_file() {
+                paths.push(path);
+            }
+        }
+        paths.sort();
+    }
+    if paths.is_empty() {
+        return Err(CheckpointError::NoModels(model_dir.to_owned()));
+    }
+    let mut registry = Registry::default();
+    let mut loaded = Vec::new();
+    for path in paths {
+        let saved = read(&path).map_err(|e| match e {
+            CheckpointError::Io { .. } => e,
+            other => CheckpointError::Invalid(format!("{}: {other}", path.display())),
+        })?;
+        loaded.push(LoadedModel {
+            name: saved.name.clone(),
+            kind: saved.kind(),
+            path,
+            source: saved.training.source.clone(),
+            trained_at_ms: saved.training.trained_at_ms,
+        });
+        match saved.data {
+            SavedData::Detector { forest, .. } => registry.detectors.push(DetectorHandle {
+                name: saved.name,
+                features: saved.features,
+                model: Arc::new(ArcSwapOption::new(Some(forest))),
+            }),
+            SavedData::Forecaster {
+                forest,
+                targets,
+                lookback,
+                horizon,
+                ..
+            } => registry.forecasters.push(ForecasterHandle {
+                name: saved.name,
+                features: saved.features,
+                targets,
+                lookback,
+                horizon,
+                model: Arc::new(ArcSwapOption::new(Some(forest))),
+            }),
+        }
+    }
+    Ok((registry, loaded))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_replace_the_file_whole_and_leave_no_temporary_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let folder = dir.path().join("m");
+        write_atomic(&folder, b"first").expect("first write");
+        write_atomic(&folder, b"second").expect("second write");
+        let names: Vec<_> = fs::read_dir(&folder)
+            .expect("folder")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, [CHECKPOINT_FILE]);
+        assert_eq!(
+            fs::read(folder.join(CHECKPOINT_FILE)).expect("read"),
+            b"second"
+        );
+
+        let aside = move_aside(&folder.join(CHECKPOINT_FILE)).expect("move aside");
+        let name = aside.file_name().and_then(|n| n.to_str()).expect("name");
+        assert!(name.starts_with("model.ckpt.corrupt-"), "{name}");
+        assert!(
+            name["model.ckpt.corrupt-".len()..].parse::<u64>().is_ok(),
+            "{name}"
+        );
+        assert!(!folder.join(CHECKPOINT_FILE).exists());
+        assert!(matches!(
+            load_registry(&folder),
+            Err(CheckpointError::NoModels(_))
+        ));
+    }
+}

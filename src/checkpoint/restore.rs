@@ -1,0 +1,181 @@
+//! Restoring the agent's models at start. For each configured model: a valid checkpoint whose
+//! kind and features still match the config is published and its reservoir or history refilled;
+//! anything else is moved aside with a logged reason (path, what failed), counted in
+//! `canopy_checkpoint_restores_total{model, result}`, and the model trains anew.
+
+use std::path::Path;
+
+use metrics::counter;
+
+use super::CheckpointError;
+use super::file::{TEMP_FILE, model_path, move_aside, read};
+use super::saved::{SavedData, SavedModel};
+use crate::model::detector::Detector;
+use crate::model::forecaster::Forecaster;
+
+/// Restores every model that has a usable checkpoint in `model_dir`; returns how many.
+pub fn restore_models(
+    model_dir: &Path,
+    detectors: &mut [Detector],
+    forecasters: &mut [Forecaster],
+) -> usize {
+    let mut restored = 0;
+    for d in detectors {
+        let name = d.spec().name.clone();
+        if let Some(saved) = load(model_dir, &name, |s| check_detector(s, d)) {
+            let SavedData::Detector {
+                forest, reservoir, ..
+            } = saved.data
+            else {
+                continue; // check_detector refused every other kind
+            };
+            let nf = saved.features.len();
+            let vectors = reservoir
+                .timestamps_ms
+                .iter()
+                .zip(reservoir.values.chunks_exact(nf))
+                .zip(&reservoir.trainable)
+                .map(|((&t, row), &trainable)| (t, row, trainable));
+            let kept = d.restore(forest, vectors, saved.training);
+            done(&name, &format!("{kept} reservoir vectors"));
+            restored += 1;
+        }
+    }
+    for f in forecasters {
+        let name = f.spec().name.clone();
+        if let Some(saved) = load(model_dir, &name, |s| check_forecaster(s, f)) {
+            let SavedData::Forecaster {
+                forest, history, ..
+            } = saved.data
+            else {
+                continue; // check_forecaster refused every other kind
+            };
+            let entities = history.len();
+            f.restore(
+                forest,
+                history.iter().map(|e| {
+                    (
+                        e.labels.clone(),
+                        e.timestamps_ms.as_slice(),
+                        e.values.as_slice(),
+                    )
+                }),
+                saved.training,
+            );
+            done(&name, &format!("{entities} entities of history"));
+            restored += 1;
+        }
+    }
+    restored
+}
+
+fn done(name: &str, what: &str) {
+    counter!("canopy_checkpoint_restores_total", "model" => name.to_owned(), "result" => "ok")
+        .increment(1);
+    crate::model::info::set_model_info(name, "checkpoint");
+    tracing::info!(model = %name, restored = %what, "model restored from its checkpoint");
+}
+
+/// The checkpoint of `name`, if there is one that decodes and passes `check`; a refused file is
+/// moved aside, logged and counted.
+fn load(
+    model_dir: &Path,
+    name: &str,
+    check: impl FnOnce(&SavedModel) -> Result<(), CheckpointError>,
+) -> Option<SavedModel> {
+    let path = model_path(model_dir, name);
+    let folder = path.parent()?;
+    let temp = folder.join(TEMP_FILE);
+    if temp.exists() {
+        // A write the previous process did not finish: never a model, so removed.
+        match std::fs::remove_file(&temp) {
+            Ok(()) => {
+                tracing::info!(path = %temp.display(), "removed an unfinished checkpoint write")
+            }
+            Err(e) => {
+                tracing::warn!(path = %temp.display(), error = %e, "cannot remove an unfinished checkpoint write")
+            }
+        }
+    }
+    if !path.exists() {
+        tracing::info!(model = %name, path = %path.display(), "no checkpoint: the model trains anew");
+        return None;
+    }
+    let error = match read(&path).and_then(|saved| check(&saved).map(|()| saved)) {
+        Ok(saved) => return Some(saved),
+        Err(e) => e,
+    };
+    counter!("canopy_checkpoint_restores_total", "model" => name.to_owned(), "result" => error.kind())
+        .increment(1);
+    if let CheckpointError::Io { .. } = error {
+        tracing::error!(model = %name, path = %path.display(), reason = %error, "cannot read the checkpoint: the model trains anew");
+        return None;
+    }
+    match move_aside(&path) {
+        Ok(aside) => tracing::warn!(
+            model = %name,
+            path = %path.display(),
+            moved_to = %aside.display(),
+            reason = %error,
+            "checkpoint refused and moved aside: the model trains anew"
+        ),
+        Err(e) => tracing::error!(
+            model = %name,
+            path = %path.display(),
+            reason = %error,
+            error = %e,
+            "checkpoint refused and cannot be moved aside: the model trains anew"
+        ),
+    }
+    None
+}
+
+fn mismatch(
+    what: &str,
+    file: impl std::fmt::Debug,
+    config: impl std::fmt::Debug,
+) -> CheckpointError {
+    CheckpointError::Mismatch(format!(
+        "{what} {file:?} in the file, {config:?} in the config"
+    ))
+}
+
+fn check_detector(saved: &SavedModel, d: &Detector) -> Result<(), CheckpointError> {
+    if saved.kind() != "isolation_forest" {
+        return Err(mismatch("kind", saved.kind(), "isolation_forest"));
+    }
+    if saved.features != d.spec().features {
+        return Err(mismatch("features", &saved.features, &d.spec().features));
+    }
+    Ok(())
+}
+
+fn check_forecaster(saved: &SavedModel, f: &Forecaster) -> Result<(), CheckpointError> {
+    let spec = f.spec();
+    let SavedData::Forecaster {
+        targets,
+        lookback,
+        horizon,
+        ..
+    } = &saved.data
+    else {
+        return Err(mismatch("kind", saved.kind(), "random_forest"));
+    };
+    if saved.features != spec.features {
+        return Err(mismatch("features", &saved.features, &spec.features));
+    }
+    if *targets != spec.targets {
+        return Err(mismatch("targets", targets, &spec.targets));
+    }
+    if (*lookback, *horizon) != (spec.window.lookback, spec.window.horizon) {
+        return Err(mismatch(
+            "(lookback, horizon)",
+            (lookback, horizon),
+            (spec.window.lookback, spec.window.horizon),
+        ));
+    }
+    if saved.step_ms != spec.step_ms {
+        return Err(mismatch("step_ms", saved.step_ms, spec.step_ms));
+    }
+    Ok(())
+}

@@ -1,0 +1,704 @@
+//! Checkpoints on the model volume: the file round-trips both model kinds exactly; a corrupt,
+//! truncated, unknown-version or mismatched file is logged, moved aside, counted, and the agent
+//! trains anew; SIGTERM writes a checkpoint that a restarted agent restores and serves unchanged
+//! until its first retrain, one retrain interval later; and an agent killed with SIGKILL at random
+//! instants, many of them during a write, always leaves a file that decodes and restores.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use canopy::checkpoint::format::frame;
+use canopy::checkpoint::saved::{SavedEntity, SavedReservoir};
+use canopy::checkpoint::{
+    CHECKPOINT_FILE, CheckpointError, FORMAT_VERSION, SavedData, SavedModel, TEMP_FILE, decode,
+    encode, load_registry,
+};
+use canopy::ingest::proto::v1;
+use canopy::model::detector::TrainingInfo;
+use canopy::model::iforest::{IsolationForest, IsolationForestParams};
+use canopy::model::rforest::{RandomForestParams, RandomForestRegressor};
+use canopy::model::rng::Rng;
+use canopy::series::Labels;
+use common::{Agent, http, metric_value, wait_for};
+use prost::Message;
+
+/// Both models, small enough to train within seconds of event-time remote-write.
+const CONFIG: &str = r#"
+[evaluation]
+step = "10s"
+lateness = "0s"
+[features]
+load = 'avg(load)'
+queue = 'sum(queue)'
+[models.detector]
+kind = "isolation_forest"
+features = ["load", "queue"]
+step = "10s"
+max_samples = 32
+n_estimators = 50
+retrain_interval = "5m"
+[models.forecaster]
+kind = "random_forest"
+features = ["load", "queue"]
+target = ["load"]
+step = "10s"
+lookback = 4
+horizon = 2
+n_estimators = 10
+retrain_interval = "1h"
+"#;
+
+/// Rows every prediction comparison is made on.
+const DETECTOR_ROWS: [f64; 8] = [1.0, 10.0, 2.0, 12.0, 0.0, 8.0, 5.0, 30.0];
+const FORECASTER_ROW: [f64; 8] = [1.0, 10.0, 1.5, 11.0, 2.0, 12.0, 1.7, 11.4];
+
+const T0: i64 = 2_000_000_000_000;
+
+fn post(url: &str, t_ms: i64, load: f64, queue: f64) -> Result<u16, reqwest::Error> {
+    let series = |name: &str, v: f64| v1::TimeSeries {
+        labels: vec![v1::Label {
+            name: "__name__".into(),
+            value: name.into(),
+        }],
+        samples: vec![v1::Sample {
+            value: v,
+            timestamp: t_ms,
+        }],
+        ..Default::default()
+    };
+    let req = v1::WriteRequest {
+        timeseries: vec![series("load", load), series("queue", queue)],
+        metadata: vec![],
+    };
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .expect("snappy");
+    http()
+        .post(url)
+        .header("Content-Type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .map(|r| r.status().as_u16())
+}
+
+/// A compressed daily-like cycle, one value pair per step `k`.
+fn cycle(k: i64) -> (f64, f64) {
+    let phase = (k % 30) as f64 / 30.0 * std::f64::consts::TAU;
+    (1.0 + phase.sin(), 10.0 + 2.0 * phase.cos())
+}
+
+/// Sends steps `ks` (10 s apart from `T0`), waiting for each chunk to be evaluated as a live
+/// stream would be (the first step alone, so the evaluation starts from it).
+fn feed(agent: &Agent, ks: std::ops::Range<i64>) {
+    let before = agent.metric("canopy_evaluation_steps_total");
+    let url = agent.url("/api/v1/write");
+    for (i, k) in ks.clone().enumerate() {
+        let (load, queue) = cycle(k);
+        assert_eq!(
+            post(&url, T0 + k * 10_000, load, queue).expect("write"),
+            204
+        );
+        if i == 0 || i % 20 == 19 || k == ks.end - 1 {
+            let want = before + (i + 1) as f64;
+            wait_for(Duration::from_secs(20), "the chunk to be evaluated", || {
+                (agent.metric("canopy_evaluation_steps_total") >= want).then_some(())
+            });
+        }
+    }
+}
+
+fn metrics(agent: &Agent) -> String {
+    http()
+        .get(agent.url("/metrics"))
+        .send()
+        .expect("GET /metrics")
+        .text()
+        .expect("text")
+}
+
+fn read(path: &Path) -> SavedModel {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    decode(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn detector_forest(m: &SavedModel) -> &IsolationForest {
+    match &m.data {
+        SavedData::Detector { forest, .. } => forest,
+        SavedData::Forecaster { .. } => panic!("{} is not a detector", m.name),
+    }
+}
+
+fn forecaster_forest(m: &SavedModel) -> &RandomForestRegressor {
+    match &m.data {
+        SavedData::Forecaster { forest, .. } => forest,
+        SavedData::Detector { .. } => panic!("{} is not a forecaster", m.name),
+    }
+}
+
+/// A detector checkpoint fitted in-process on the cycle's values.
+fn saved_detector(name: &str, features: &[&str]) -> SavedModel {
+    let mut rng = Rng::new(5);
+    let rows: Vec<f64> = (0..400)
+        .flat_map(|k| {
+            let (a, b) = cycle(k);
+            [a + 0.01 * rng.next_f64(), b]
+        })
+        .collect();
+    let params = IsolationForestParams {
+        n_estimators: 50,
+        max_samples: 32,
+        seed: 42,
+        ..IsolationForestParams::default()
+    };
+    let forest = IsolationForest::fit(&params, &rows, 2).expect("fit");
+    let forest = forest.retrained(&rows[..400], &rows, 0.1).expect("retrain");
+    SavedModel {
+        name: name.into(),
+        features: features.iter().map(|f| f.to_string()).collect(),
+        step_ms: 10_000,
+        retrain_interval_ms: 300_000,
+        max_age_ms: 7 * 86_400_000,
+        training: TrainingInfo {
+            source: "live".into(),
+            trained_at_ms: Some(T0),
+            generation: forest.generation(),
+        },
+        data: SavedData::Detector {
+            forest: Arc::new(forest),
+            replace_fraction: 0.1,
+            reservoir_size: 10_080,
+            gate_anomalies: true,
+            reservoir: SavedReservoir {
+                timestamps_ms: (0..400).map(|k| T0 + k * 10_000).collect(),
+                trainable: (0..400).map(|k| k % 7 != 0).collect(),
+                values: rows,
+            },
+        },
+    }
+}
+
+/// A forecaster checkpoint fitted in-process (lookback 4, horizon 2, target load).
+fn saved_forecaster(name: &str) -> SavedModel {
+    let history: Vec<f64> = (0..300).flat_map(|k| <[f64; 2]>::from(cycle(k))).collect();
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for i in 0..300 - 6 {
+        x.extend_from_slice(&history[i * 2..(i + 4) * 2]);
+        y.extend([history[(i + 4) * 2], history[(i + 5) * 2]]);
+    }
+    let params = RandomForestParams {
+        n_estimators: 10,
+        seed: 42,
+        ..RandomForestParams::default()
+    };
+    let forest = RandomForestRegressor::fit(&params, &x, 8, &y, 2).expect("fit");
+    let mut gappy = history.clone();
+    gappy[10] = f64::NAN;
+    gappy[11] = f64::NAN;
+    SavedModel {
+        name: name.into(),
+        features: vec!["load".into(), "queue".into()],
+        step_ms: 10_000,
+        retrain_interval_ms: 3_600_000,
+        max_age_ms: 30 * 86_400_000,
+        training: TrainingInfo {
+            source: "live".into(),
+            trained_at_ms: Some(T0),
+            generation: 1,
+        },
+        data: SavedData::Forecaster {
+            forest: Arc::new(forest),
+            targets: vec!["load".into()],
+            lookback: 4,
+            horizon: 2,
+            history: vec![
+                SavedEntity {
+                    labels: Labels::default(),
+                    timestamps_ms: (0..300).map(|k| T0 + k * 10_000).collect(),
+                    values: history,
+                },
+                SavedEntity {
+                    labels: Labels::from_pairs([("node", "b")]),
+                    timestamps_ms: (0..300).map(|k| T0 + k * 10_000).collect(),
+                    values: gappy,
+                },
+            ],
+        },
+    }
+}
+
+/// Equality that treats NaN gaps in histories as equal (`PartialEq` on f64 does not).
+fn same_bits(a: &SavedModel, b: &SavedModel) -> bool {
+    encode(a) == encode(b)
+}
+
+#[test]
+fn round_trip_keeps_model_bytes_and_predictions_for_both_kinds() {
+    let d = saved_detector("anomaly-detector", &["load", "queue"]);
+    let bytes = encode(&d);
+    let back = decode(&bytes).expect("decode detector");
+    assert_eq!(back, d, "the decoded detector is the saved one");
+    assert_eq!(encode(&back), bytes, "identical model bytes");
+    assert_eq!(
+        detector_forest(&back)
+            .score_samples(&DETECTOR_ROWS)
+            .expect("score"),
+        detector_forest(&d)
+            .score_samples(&DETECTOR_ROWS)
+            .expect("score")
+    );
+    // the restored forest retrains into the same forest as the original
+    let rows = &DETECTOR_ROWS.repeat(10);
+    assert_eq!(
+        detector_forest(&back).retrained(rows, rows, 0.1),
+        detector_forest(&d).retrained(rows, rows, 0.1)
+    );
+
+    let f = saved_forecaster("predictive-analytics");
+    let bytes = encode(&f);
+    let back = decode(&bytes).expect("decode forecaster");
+    assert!(
+        same_bits(&back, &f),
+        "the decoded forecaster is the saved one"
+    );
+    assert_eq!(
+        forecaster_forest(&back).trees(),
+        forecaster_forest(&f).trees()
+    );
+    assert_eq!(
+        forecaster_forest(&back)
+            .predict(&FORECASTER_ROW)
+            .expect("predict"),
+        forecaster_forest(&f)
+            .predict(&FORECASTER_ROW)
+            .expect("predict")
+    );
+}
+
+#[test]
+fn damaged_files_are_refused_with_a_reason_and_never_panic() {
+    let bytes = encode(&saved_detector("d", &["load", "queue"]));
+    assert!(matches!(
+        decode(&bytes[..bytes.len() / 2]),
+        Err(CheckpointError::Truncated { .. })
+    ));
+    // Every single flipped byte is caught (the CRC covers header and payload).
+    for i in (0..bytes.len()).step_by(97) {
+        let mut flipped = bytes.clone();
+        flipped[i] ^= 0x01;
+        assert!(decode(&flipped).is_err(), "byte {i} flipped and accepted");
+    }
+    let payload = &bytes[20..bytes.len() - 4];
+    assert!(matches!(
+        decode(&frame(payload, FORMAT_VERSION + 1)),
+        Err(CheckpointError::UnsupportedVersion { .. })
+    ));
+    // A well-framed payload that is not a checkpoint, or whose trees point outside themselves,
+    // is refused by validation rather than trusted.
+    assert!(decode(&frame(b"\xff\xff\xff", FORMAT_VERSION)).is_err());
+    let mut message = canopy::checkpoint::proto::Checkpoint::decode(payload).expect("proto");
+    if let Some(canopy::checkpoint::proto::checkpoint::Model::IsolationForest(f)) =
+        &mut message.model
+    {
+        let trees = f.trees.as_mut().expect("trees");
+        let split = trees
+            .feature
+            .iter()
+            .position(|&x| x != u32::MAX)
+            .expect("a split");
+        trees.child[split] = u32::MAX - 1;
+    }
+    let err = decode(&frame(&message.encode_to_vec(), FORMAT_VERSION))
+        .expect_err("a child index past the nodes");
+    assert!(err.to_string().contains("tree 0"), "{err}");
+}
+
+/// Starts an agent whose detector folder holds `bytes`, and checks that the file is moved aside
+/// with `reason` logged and counted as `result`, and that the agent then trains anew and
+/// writes a fresh checkpoint.
+fn refused_then_trained_anew(bytes: &[u8], result: &str, reason: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let models = dir.path().join("models");
+    let folder = models.join("detector");
+    std::fs::create_dir_all(&folder).expect("folder");
+    std::fs::write(folder.join(CHECKPOINT_FILE), bytes).expect("write");
+    let agent = Agent::start_with_models(CONFIG, &models);
+    let logs = agent.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("checkpoint refused and moved aside"))
+        .unwrap_or_else(|| panic!("no refusal logged for {result}:\n{logs}"));
+    assert!(line.contains(reason), "{line} does not say {reason:?}");
+    assert!(line.contains("model.ckpt"), "{line} names no path");
+    let aside: Vec<PathBuf> = std::fs::read_dir(&folder)
+        .expect("folder")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("model.ckpt.corrupt-"))
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "moved aside as model.ckpt.corrupt-UNIXTIME");
+    assert_eq!(std::fs::read(&aside[0]).expect("aside"), bytes);
+    assert!(!folder.join(CHECKPOINT_FILE).exists());
+    let series =
+        format!(r#"canopy_checkpoint_restores_total{{model="detector",result="{result}"}}"#);
+    assert_eq!(agent.metric(&series), 1.0, "{series}");
+    // the agent is up and trains anew from the stream, then checkpoints the new model
+    feed(&agent, 0..40);
+    wait_for(Duration::from_secs(30), "a new checkpoint", || {
+        let path = folder.join(CHECKPOINT_FILE);
+        let bytes = std::fs::read(path).ok()?;
+        decode(&bytes).ok()
+    });
+    assert_eq!(
+        metric_value(
+            &metrics(&agent),
+            r#"canopy_model_info{model="detector",source="checkpoint"}"#
+        )
+        .unwrap_or(0.0),
+        0.0
+    );
+}
+
+#[test]
+fn a_truncated_checkpoint_is_moved_aside_and_the_model_trains_anew() {
+    let bytes = encode(&saved_detector("detector", &["load", "queue"]));
+    refused_then_trained_anew(&bytes[..bytes.len() * 2 / 3], "truncated", "truncated");
+}
+
+#[test]
+fn a_flipped_byte_is_moved_aside_and_the_model_trains_anew() {
+    let mut bytes = encode(&saved_detector("detector", &["load", "queue"]));
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    refused_then_trained_anew(&bytes, "crc_mismatch", "CRC mismatch");
+}
+
+#[test]
+fn an_unknown_version_is_moved_aside_and_the_model_trains_anew() {
+    let bytes = encode(&saved_detector("detector", &["load", "queue"]));
+    let future = frame(&bytes[20..bytes.len() - 4], FORMAT_VERSION + 1);
+    refused_then_trained_anew(&future, "unsupported_version", "unsupported format version");
+}
+
+#[test]
+fn mismatched_features_or_kind_are_moved_aside_and_the_model_trains_anew() {
+    let bytes = encode(&saved_detector("detector", &["load", "memory"]));
+    refused_then_trained_anew(&bytes, "mismatch", "features");
+    let bytes = encode(&saved_forecaster("detector"));
+    refused_then_trained_anew(&bytes, "mismatch", "kind");
+}
+
+#[test]
+fn sigterm_checkpoints_and_a_restart_restores_the_same_models_then_retrains_on_schedule() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let models = dir.path().join("models");
+    let (d_path, f_path) = (
+        models.join("detector").join(CHECKPOINT_FILE),
+        models.join("forecaster").join(CHECKPOINT_FILE),
+    );
+
+    // 1. Train both models live, then SIGTERM: the final step of shutdown writes both.
+    let mut first = Agent::start_with_models(CONFIG, &models);
+    feed(&first, 0..120);
+    wait_for(Duration::from_secs(60), "both models trained", || {
+        let m = metrics(&first);
+        let ok = |model: &str| {
+            metric_value(
+                &m,
+                &format!(r#"canopy_model_retrains_total{{model="{model}",result="ok"}}"#),
+            )
+            .is_some()
+        };
+        (ok("detector") && ok("forecaster")).then_some(())
+    });
+    assert!(first.terminate(), "clean exit on SIGTERM");
+    assert!(first.logs().contains("writing the final checkpoints"));
+    let (d1, f1) = (read(&d_path), read(&f_path));
+    assert_eq!(d1.training.source, "live");
+    assert!(d1.training.trained_at_ms.is_some());
+
+    // 2. Restart: both restored, and the checkpoint the restarted agent writes at its own
+    // SIGTERM (no retrain in between) holds exactly the same models.
+    let mut second = Agent::start_with_models(CONFIG, &models);
+    let m = metrics(&second);
+    for model in ["detector", "forecaster"] {
+        assert_eq!(
+            metric_value(
+                &m,
+                &format!(r#"canopy_model_info{{model="{model}",source="checkpoint"}}"#)
+            ),
+            Some(1.0),
+            "{model} restored"
+        );
+        assert_eq!(
+            metric_value(
+                &m,
+                &format!(r#"canopy_checkpoint_restores_total{{model="{model}",result="ok"}}"#)
+            ),
+            Some(1.0)
+        );
+    }
+    assert!(second.terminate());
+    let (d2, f2) = (read(&d_path), read(&f_path));
+    assert_eq!(
+        d2, d1,
+        "the detector checkpoint survives a restart unchanged"
+    );
+    assert!(
+        same_bits(&f2, &f1),
+        "the forecaster checkpoint survives a restart unchanged"
+    );
+    assert_eq!(
+        detector_forest(&d2)
+            .predict(&DETECTOR_ROWS)
+            .expect("predict"),
+        detector_forest(&d1)
+            .predict(&DETECTOR_ROWS)
+            .expect("predict")
+    );
+    assert_eq!(
+        detector_forest(&d2)
+            .score_samples(&DETECTOR_ROWS)
+            .expect("score"),
+        detector_forest(&d1)
+            .score_samples(&DETECTOR_ROWS)
+            .expect("score")
+    );
+    assert_eq!(
+        forecaster_forest(&f2)
+            .predict(&FORECASTER_ROW)
+            .expect("predict"),
+        forecaster_forest(&f1)
+            .predict(&FORECASTER_ROW)
+            .expect("predict")
+    );
+
+    // 3. Restart again and stream on: no retrain at once, then one a retrain interval (5 min of
+    // event time, 30 steps) after the first step, growing the restored forest.
+    let mut third = Agent::start_with_models(CONFIG, &models);
+    let retrains = r#"canopy_model_retrains_total{model="detector",result="ok"}"#;
+    feed(&third, 120..140);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        third.metric(retrains),
+        0.0,
+        "no retrain before the interval"
+    );
+    feed(&third, 140..160);
+    wait_for(Duration::from_secs(30), "the first retrain", || {
+        (third.metric(retrains) >= 1.0).then_some(())
+    });
+    assert!(third.terminate());
+    let d3 = read(&d_path);
+    let (old, new) = (detector_forest(&d1), detector_forest(&d3));
+    assert_eq!(
+        new.generation(),
+        old.generation() + 1,
+        "retrained, not refitted"
+    );
+    // replace_fraction 0.1 of 50 trees: the 45 newest trees stay, 5 fresh ones follow
+    assert_eq!(new.trees()[..45], old.trees()[5..]);
+    assert!(new.trees_grown() > old.trees_grown());
+}
+
+/// Crash safety configuration: steps of 1 s, so steady remote-write at 200 steps a second
+/// retrains the detector several times a second, and the checkpoint interval is short.
+const CRASH_CONFIG: &str = r#"
+[evaluation]
+step = "1s"
+lateness = "0s"
+[checkpoint]
+interval = "100ms"
+[features]
+load = 'avg(load)'
+queue = 'sum(queue)'
+[models.detector]
+kind = "isolation_forest"
+features = ["load", "queue"]
+step = "1s"
+max_samples = 64
+n_estimators = 100
+retrain_interval = "30s"
+reservoir_size = 10080
+"#;
+
+#[test]
+fn sigkill_at_random_instants_always_leaves_a_checkpoint_that_restores() {
+    const KILLS: usize = 50;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let models = dir.path().join("models");
+    let folder = models.join("detector");
+    let path = folder.join(CHECKPOINT_FILE);
+    let mut agent = Agent::start_with_models(CRASH_CONFIG, &models);
+
+    // Steady load in event time, following the agent across restarts; paused while checking.
+    let url = Arc::new(Mutex::new(agent.url("/api/v1/write")));
+    let next_t = Arc::new(AtomicI64::new(T0));
+    let (paused, done) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let load = {
+        let (url, next_t, paused, done) =
+            (url.clone(), next_t.clone(), paused.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut k = 0i64;
+            while !done.load(Ordering::Relaxed) {
+                if paused.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(1));
+                    continue;
+                }
+                let (a, b) = cycle(k);
+                k += 1;
+                let target = url.lock().expect("url").clone();
+                let _ = post(&target, next_t.fetch_add(1000, Ordering::SeqCst), a, b);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    wait_for(Duration::from_secs(60), "a first checkpoint", || {
+        path.exists().then_some(())
+    });
+
+    let mut rng = Rng::new(7);
+    let (mut during_write, mut verified) = (0usize, 0usize);
+    for kill in 0..KILLS {
+        // Half the kills at a random instant, half the moment a write is seen in progress.
+        if kill % 2 == 0 {
+            std::thread::sleep(Duration::from_millis(rng.below(600) as u64));
+        } else {
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while !folder.join(TEMP_FILE).exists() && Instant::now() < deadline {
+                std::hint::spin_loop();
+            }
+        }
+        agent.kill();
+        paused.store(true, Ordering::SeqCst);
+        if folder.join(TEMP_FILE).exists() {
+            during_write += 1;
+        }
+        let saved = read(&path);
+        let names: Vec<String> = std::fs::read_dir(&folder)
+            .expect("folder")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names.iter().filter(|n| n.ends_with(".ckpt")).count(),
+            1,
+            "exactly one model file: {names:?}"
+        );
+
+        // Restart: the file is restored (an unfinished temp file is never taken for it), and the
+        // restored forest scores the next vector exactly as the file's forest does.
+        agent = Agent::start_with_models(CRASH_CONFIG, &models);
+        *url.lock().expect("url") = agent.url("/api/v1/write");
+        assert_eq!(
+            agent.metric(r#"canopy_checkpoint_restores_total{model="detector",result="ok"}"#),
+            1.0,
+            "kill {kill}: restored; logs:\n{}",
+            agent.logs()
+        );
+        assert!(!folder.join(TEMP_FILE).exists(), "unfinished write removed");
+        let (a, b) = (0.37 + kill as f64 / 100.0, 11.3);
+        let t = next_t.fetch_add(1000, Ordering::SeqCst);
+        assert_eq!(
+            post(&agent.url("/api/v1/write"), t, a, b).expect("write"),
+            204
+        );
+        let served = wait_for(Duration::from_secs(20), "the first score", || {
+            metric_value(
+                &metrics(&agent),
+                r#"canopy_anomaly_score{model="detector"}"#,
+            )
+        });
+        let expected = detector_forest(&saved)
+            .anomaly_score(&[a, b])
+            .expect("score");
+        assert!(
+            (served - expected).abs() <= 1e-12 * expected.abs(),
+            "kill {kill}: served {served}, the checkpoint's forest gives {expected}"
+        );
+        verified += 1;
+        paused.store(false, Ordering::SeqCst);
+    }
+    done.store(true, Ordering::SeqCst);
+    load.join().expect("load thread");
+    eprintln!("{KILLS} kills, {during_write} during a write, {verified} restores verified");
+    assert_eq!(verified, KILLS);
+    assert!(
+        during_write >= KILLS / 10,
+        "only {during_write} of {KILLS} kills landed during a write"
+    );
+    // the last agent still writes checkpoints and serves a registry from them
+    assert!(agent.terminate());
+    let (registry, loaded) = load_registry(&models).expect("registry");
+    assert_eq!(registry.names(), ["detector"]);
+    assert!(registry.all_ready());
+    assert_eq!(loaded[0].kind, "isolation_forest");
+}
+
+#[test]
+fn load_registry_reads_a_single_model_folder_or_one_subfolder_per_model() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let single = dir.path().join("single");
+    canopy::checkpoint::write_atomic(
+        &single,
+        &encode(&saved_detector("anomaly-detector", &["load", "queue"])),
+    )
+    .expect("write");
+    let (registry, _) = load_registry(&single).expect("single");
+    assert_eq!(registry.names(), ["anomaly-detector"]);
+    let handle = registry.detector("anomaly-detector").expect("handle");
+    assert_eq!(handle.features, ["load", "queue"]);
+
+    let many = dir.path().join("many");
+    canopy::checkpoint::write_atomic(
+        &many.join("anomaly-detector"),
+        &encode(&saved_detector("anomaly-detector", &["load", "queue"])),
+    )
+    .expect("write");
+    canopy::checkpoint::write_atomic(
+        &many.join("predictive-analytics"),
+        &encode(&saved_forecaster("predictive-analytics")),
+    )
+    .expect("write");
+    std::fs::create_dir_all(many.join("empty")).expect("dir");
+    let (registry, loaded) = load_registry(&many).expect("many");
+    assert_eq!(
+        registry.names(),
+        ["anomaly-detector", "predictive-analytics"]
+    );
+    assert!(registry.all_ready());
+    let f = registry
+        .forecaster("predictive-analytics")
+        .expect("forecaster");
+    assert_eq!((f.lookback, f.horizon), (4, 2));
+    assert_eq!(loaded.len(), 2);
+    let forest = f.model.load_full().expect("published");
+    assert_eq!(
+        forest.predict(&FORECASTER_ROW).expect("predict"),
+        forecaster_forest(&saved_forecaster("x"))
+            .predict(&FORECASTER_ROW)
+            .expect("predict")
+    );
+
+    std::fs::write(
+        many.join("predictive-analytics").join(CHECKPOINT_FILE),
+        b"junk",
+    )
+    .expect("junk");
+    let err = load_registry(&many)
+        .err()
+        .expect("a broken file is an error");
+    assert!(err.to_string().contains("predictive-analytics"), "{err}");
+    assert!(matches!(
+        load_registry(&dir.path().join("many").join("empty")),
+        Err(CheckpointError::NoModels(_))
+    ));
+}
