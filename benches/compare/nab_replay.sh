@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
-# Replays every NAB CSV through canopy (benches/nab/canopy.toml) and prints, per file, the
+# Replays every NAB CSV through canopy (benches/nab-replay/canopy.toml) and prints, per file, the
 # labelled windows detected and the false positives, then the totals.
 #
 # Usage: benches/compare/nab_replay.sh [NAB_DIR] [CONFIG]
 #   NAB_DIR defaults to ../shared/data/nab next to the crate (or next to the folder of worktrees
-#   holding it; the data is never copied into the repository); CONFIG to benches/nab/canopy.toml. Per-file outputs go to $OUT_DIR (a temp dir).
+#   holding it; the data is never copied into the repository); CONFIG to benches/nab-replay/canopy.toml. Per-file outputs go to $OUT_DIR (a temp dir).
 set -euo pipefail
 
 crate="$(cd "$(dirname "$0")/../.." && pwd)"
 default_nab="$crate/../shared/data/nab"
 [ -d "$default_nab" ] || default_nab="$crate/../../shared/data/nab"
 nab="$(cd "${1:-$default_nab}" && pwd)"
-config="${2:-$crate/benches/nab/canopy.toml}"
+config="${2:-$crate/benches/nab-replay/canopy.toml}"
 labels="$nab/windows.json"
 [ -f "$labels" ] || { echo "no $labels: pass the NAB folder as the first argument" >&2; exit 1; }
 
