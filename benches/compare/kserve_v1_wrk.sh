@@ -7,6 +7,8 @@
 # 2 threads, 8 connections, --latency), one server after the other in this one run.
 #
 # Usage: benches/compare/kserve_v1_wrk.sh [DURATION]    (default 20s; CANOPY_PYTHON, else .venv)
+# Optional pinning, applied to both servers alike: SERVER_CPUS=1 WRK_CPUS=0 (taskset lists), so
+# that the load generator does not take the server's core.
 # Prints each server's req/s, p50 and p99 and the ratios; budget for canopy: p99 <= 1 ms and
 # >= 20,000 req/s on 2 cores.
 set -euo pipefail
@@ -51,6 +53,9 @@ wrk.body = '$body'
 wrk.headers["Content-Type"] = "application/json"
 LUA
 
+# pin CPUS CMD...: runs CMD on the CPUs listed (taskset), or anywhere when CPUS is empty.
+pin() { local cpus=$1; shift; if [ -n "$cpus" ]; then taskset -c "$cpus" "$@"; else "$@"; fi; }
+
 # load NAME URL: checks one answer, warms up, then runs wrk and keeps its output.
 load() {
   local name=$1 url=$2
@@ -60,14 +65,14 @@ load() {
   case "$answer" in *'"predictions":[1]'* | *'"predictions":[-1]'* | *'"predictions": [1]'* | *'"predictions": [-1]'*) ;;
     *) echo "$name: unexpected answer" >&2; exit 1 ;;
   esac
-  wrk -t2 -c8 -d3s -s "$work/post.lua" "$url" >/dev/null
-  wrk -t2 -c8 -d"$duration" --latency -s "$work/post.lua" "$url" > "$work/$name.wrk"
+  pin "${WRK_CPUS:-}" wrk -t2 -c8 -d3s -s "$work/post.lua" "$url" >/dev/null
+  pin "${WRK_CPUS:-}" wrk -t2 -c8 -d"$duration" --latency -s "$work/post.lua" "$url" > "$work/$name.wrk"
   cat "$work/$name.wrk" >&2
 }
 
 echo "== KServe $("$python" -c 'import importlib.metadata as m; print(m.version("kserve"))') sklearn server" >&2
 kport=$(free_port); gport=$(free_port)
-"$python" benches/compare/kserve_sklearn_server.py --model_name anomaly-detector \
+pin "${SERVER_CPUS:-}" "$python" benches/compare/kserve_sklearn_server.py --model_name anomaly-detector \
   --model_dir "$work/anomaly-detector" --http_port "$kport" --grpc_port "$gport" \
   > "$work/kserve.log" 2>&1 &
 pids+=($!)
@@ -77,7 +82,7 @@ kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
 
 echo "== canopy" >&2
 cport=$(free_port)
-"$target/release/examples/kserve_csv_server" "$work/train.csv" "127.0.0.1:$cport" > "$work/canopy.log" 2>&1 &
+pin "${SERVER_CPUS:-}" "$target/release/examples/kserve_csv_server" "$work/train.csv" "127.0.0.1:$cport" > "$work/canopy.log" 2>&1 &
 pids+=($!)
 wait_ready "http://127.0.0.1:$cport/v1/models/anomaly-detector" "$work/canopy.log"
 load canopy "http://127.0.0.1:$cport/v1/models/anomaly-detector:predict"
