@@ -94,6 +94,9 @@ pub enum DataSource {
     Synthetic,
     Prometheus,
     Hybrid,
+    /// No first training: models learn from the stream alone, as `replay` does, and are ready
+    /// once it has given them enough vectors.
+    None,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -49,6 +49,7 @@ pub fn synthetic_share(source: DataSource) -> f64 {
         DataSource::Synthetic => 1.0,
         DataSource::Prometheus => 0.2,
         DataSource::Hybrid => 0.5,
+        DataSource::None => 0.0,
     }
 }
 
@@ -57,6 +58,7 @@ fn source_name(source: DataSource) -> &'static str {
         DataSource::Synthetic => "synthetic",
         DataSource::Prometheus => "prometheus",
         DataSource::Hybrid => "hybrid",
+        DataSource::None => "live",
     }
 }
 
@@ -115,9 +117,13 @@ pub fn initial_training_at(
     now_ms: i64,
 ) {
     let source = config.source.data_source;
+    if source == DataSource::None {
+        tracing::info!("data_source = \"none\": models learn from the stream alone");
+        return;
+    }
     let url = &config.source.prometheus_url;
     let mut backfiller = match source {
-        DataSource::Synthetic => Backfiller::Off,
+        DataSource::Synthetic | DataSource::None => Backfiller::Off,
         _ => match PrometheusClient::new(&ClientOptions::from_config(&config.source)) {
             Ok(c) => Backfiller::Client(c),
             Err(e) => Backfiller::Failed(e.to_string()),

@@ -2,16 +2,16 @@
 //! `anomaly-detector` (5 features) and `predictive-analytics` (5 features, lookback 24,
 //! horizon 12). Samples are remote-written in event time, one 10 s step at a time, so the
 //! detector trains once it has `max_samples` vectors and the forecaster once it has its windows.
-//! Small forests: these tests are about the protocol, not the models.
+//! Small forests: these tests are about the protocol, not the models. No first training from a
+//! source (`data_source = "none"`), so that "not ready until trained" is observable.
 
 use std::time::Duration;
 
-use canopy::ingest::proto::v1;
-use prost::Message;
-
-use super::{Agent, http, wait_for};
+use super::{Agent, http, remote_write, wait_for};
 
 pub const CONFIG: &str = r#"
+[source]
+data_source = "none"
 [limits]
 max_request_bytes = 65536
 [evaluation]
@@ -60,34 +60,9 @@ fn write_step(agent: &Agent, k: i64) {
         ("net_rx", 100.0 + 20.0 * phase.sin()),
         ("net_tx", 80.0 + 15.0 * phase.cos()),
     ];
-    let timeseries = values
-        .iter()
-        .map(|&(name, value)| v1::TimeSeries {
-            labels: vec![v1::Label {
-                name: "__name__".into(),
-                value: name.into(),
-            }],
-            samples: vec![v1::Sample {
-                value,
-                timestamp: T0 + k * STEP_MS,
-            }],
-            ..Default::default()
-        })
-        .collect();
-    let req = v1::WriteRequest {
-        timeseries,
-        metadata: vec![],
-    };
-    let body = snap::raw::Encoder::new()
-        .compress_vec(&req.encode_to_vec())
-        .expect("snappy");
-    let r = http()
-        .post(agent.url("/api/v1/write"))
-        .header("Content-Type", "application/x-protobuf")
-        .body(body)
-        .send()
-        .expect("remote write");
-    assert_eq!(r.status(), 204, "remote write refused");
+    let t = T0 + k * STEP_MS;
+    let samples: Vec<(&str, i64, f64)> = values.iter().map(|&(name, v)| (name, t, v)).collect();
+    remote_write(agent, &samples);
 }
 
 /// Streams 170 steps (enough for 32 detector vectors and 24 + 12 + 100 forecaster rows), each
