@@ -4,22 +4,13 @@
 //! fit and scored by `tests/python/score_parity.py` must give the same ROC-AUC, fraction flagged,
 //! mean `score_samples` and `offset_` within tolerance (averaged over five seeds on both sides).
 
+mod common;
+
+use common::python;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
-
-fn python() -> PathBuf {
-    let path = std::env::var_os("CANOPY_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
-    assert!(
-        path.exists(),
-        "no Python at {}: set CANOPY_PYTHON, or create .venv with tests/python/requirements.txt",
-        path.display()
-    );
-    path
-}
 
 /// A fresh directory under the system temp dir, removed when dropped.
 struct TempDir(PathBuf);

@@ -9,22 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Agent, Peer, free_port, http, wait_for};
+use common::{Agent, Peer, free_port, http, python, wait_for};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn python() -> PathBuf {
-    let p = std::env::var_os("CANOPY_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".venv/bin/python"));
-    assert!(
-        p.exists(),
-        "no Python at {}: run .ci/run (it builds .venv from tests/python/requirements.txt) or set CANOPY_PYTHON",
-        p.display()
-    );
-    p
 }
 
 fn run(cmd: &mut Command) -> String {

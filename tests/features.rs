@@ -7,9 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use canopy::ingest::proto::v1;
-use common::{Agent, http, wait_for};
-use prost::Message;
+use common::{Agent, http, remote_write, wait_for};
 
 fn check_config(toml: &str) -> (bool, String) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -54,30 +52,11 @@ fn unsupported_expressions_are_refused_at_load_naming_feature_and_construct() {
 }
 
 fn write(agent: &Agent, samples: &[(i64, f64)]) {
-    let req = v1::WriteRequest {
-        timeseries: samples
-            .iter()
-            .map(|&(timestamp, value)| v1::TimeSeries {
-                labels: vec![v1::Label {
-                    name: "__name__".into(),
-                    value: "requests_total".into(),
-                }],
-                samples: vec![v1::Sample { value, timestamp }],
-                ..Default::default()
-            })
-            .collect(),
-        metadata: vec![],
-    };
-    let body = snap::raw::Encoder::new()
-        .compress_vec(&req.encode_to_vec())
-        .expect("snappy");
-    let r = http()
-        .post(agent.url("/api/v1/write"))
-        .header("Content-Type", "application/x-protobuf")
-        .body(body)
-        .send()
-        .expect("write");
-    assert_eq!(r.status(), 204);
+    let samples: Vec<(&str, i64, f64)> = samples
+        .iter()
+        .map(|&(t, v)| ("requests_total", t, v))
+        .collect();
+    remote_write(agent, &samples);
 }
 
 fn values(agent: &Agent, feature: &str) -> Vec<(f64, String)> {

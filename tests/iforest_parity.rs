@@ -7,24 +7,14 @@
 //! `offset_` within ±0.02 (which AUC alone, being rank-based, would not check). Python is found through
 //! `CANOPY_PYTHON`, else `.venv/bin/python` in the crate; without it the test fails.
 
+mod common;
+
+use common::python;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use canopy::model::iforest::{IsolationForest, IsolationForestParams, average_path_length};
 use serde_json::Value;
-
-fn python() -> PathBuf {
-    let path = std::env::var_os("CANOPY_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
-    assert!(
-        path.exists(),
-        "no Python at {}: set CANOPY_PYTHON, or create .venv with tests/python/requirements.txt \
-         (python -m venv .venv && .venv/bin/pip install -r tests/python/requirements.txt)",
-        path.display()
-    );
-    path
-}
 
 /// A fresh directory under the system temp dir, removed when dropped.
 struct TempDir(PathBuf);

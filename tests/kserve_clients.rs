@@ -5,23 +5,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::python;
+
+use std::path::Path;
 use std::process::Command;
 
 use common::models::trained_agent;
-
-fn python() -> PathBuf {
-    let path = std::env::var_os("CANOPY_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
-    assert!(
-        path.exists(),
-        "no Python at {}: set CANOPY_PYTHON, or create .venv with tests/python/requirements.txt \
-         (python -m venv .venv && .venv/bin/pip install -r tests/python/requirements.txt)",
-        path.display()
-    );
-    path
-}
 
 #[test]
 fn tritonclient_kserve_sdk_and_the_old_curl_call_work_unchanged() {

@@ -7,9 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use canopy::ingest::proto::v1;
-use common::{Agent, http, metric_value, wait_for};
-use prost::Message;
+use common::{Agent, http, metric_value, remote_write, wait_for};
 
 const CONFIG: &str = r#"
 [evaluation]
@@ -37,31 +35,7 @@ retrain_interval = "5m"
 "#;
 
 fn write(agent: &Agent, t_ms: i64, load: f64, queue: f64) {
-    let series = |name: &str, v: f64| v1::TimeSeries {
-        labels: vec![v1::Label {
-            name: "__name__".into(),
-            value: name.into(),
-        }],
-        samples: vec![v1::Sample {
-            value: v,
-            timestamp: t_ms,
-        }],
-        ..Default::default()
-    };
-    let req = v1::WriteRequest {
-        timeseries: vec![series("load", load), series("queue", queue)],
-        metadata: vec![],
-    };
-    let body = snap::raw::Encoder::new()
-        .compress_vec(&req.encode_to_vec())
-        .expect("snappy");
-    let r = http()
-        .post(agent.url("/api/v1/write"))
-        .header("Content-Type", "application/x-protobuf")
-        .body(body)
-        .send()
-        .expect("write");
-    assert_eq!(r.status(), 204);
+    remote_write(agent, &[("load", t_ms, load), ("queue", t_ms, queue)]);
 }
 
 fn metrics(agent: &Agent) -> String {

@@ -6,6 +6,9 @@
 //! Python comes from `CANOPY_PYTHON`, else the crate's `.venv/bin/python` (CI installs it from
 //! `tests/python/requirements.txt`); without it the test fails, it does not skip.
 
+mod common;
+
+use common::python;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -48,20 +51,6 @@ fn params(n_estimators: usize) -> RandomForestParams {
         seed: 11,
         ..RandomForestParams::default()
     }
-}
-
-fn python() -> PathBuf {
-    let path = std::env::var_os("CANOPY_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
-    assert!(
-        path.exists(),
-        "no Python for the scikit-learn comparison at {}: set CANOPY_PYTHON to a Python with \
-         tests/python/requirements.txt installed, or create .venv in the crate root \
-         (python3 -m venv .venv && .venv/bin/pip install -r tests/python/requirements.txt)",
-        path.display()
-    );
-    path
 }
 
 struct Dataset {

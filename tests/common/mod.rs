@@ -164,6 +164,54 @@ pub fn metric_value(body: &str, series: &str) -> Option<f64> {
     })
 }
 
+/// The Python with the pinned peers (`tests/python/requirements.txt`): `CANOPY_PYTHON`, else the
+/// crate's `.venv`. Fails the test, saying how to get one, when neither exists.
+pub fn python() -> PathBuf {
+    let path = std::env::var_os("CANOPY_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
+    assert!(
+        path.exists(),
+        "no Python at {}: run .ci/run (it builds .venv from tests/python/requirements.txt), or set \
+         CANOPY_PYTHON to a Python with those packages \
+         (python3 -m venv .venv && .venv/bin/pip install -r tests/python/requirements.txt)",
+        path.display()
+    );
+    path
+}
+
+/// Remote-writes `(metric name, timestamp ms, value)` samples as Prometheus sends them, one
+/// sample per TimeSeries, and checks the agent accepted them all (204).
+pub fn remote_write(agent: &Agent, samples: &[(&str, i64, f64)]) {
+    use canopy::ingest::proto::v1;
+    use prost::Message;
+    let timeseries = samples
+        .iter()
+        .map(|&(name, timestamp, value)| v1::TimeSeries {
+            labels: vec![v1::Label {
+                name: "__name__".into(),
+                value: name.into(),
+            }],
+            samples: vec![v1::Sample { value, timestamp }],
+            ..Default::default()
+        })
+        .collect();
+    let req = v1::WriteRequest {
+        timeseries,
+        metadata: vec![],
+    };
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .expect("snappy");
+    let r = http()
+        .post(agent.url("/api/v1/write"))
+        .header("Content-Type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .expect("remote write");
+    assert_eq!(r.status(), 204, "remote write refused");
+}
+
 pub fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(30))
