@@ -119,7 +119,22 @@ impl Pipeline {
         for (name, model) in &config.models {
             if let ModelKind::IsolationForest(forest) = &model.kind {
                 let spec = DetectorSpec::new(name, model, forest, &self.features)?;
+                if let Some(warning) = spec.small_reservoir_warning() {
+                    tracing::warn!("{warning}");
+                }
                 out.push(Detector::new(spec, training())?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// What `check-config` warns of: configurations that work, but not as their keys suggest.
+    pub fn config_warnings(&self, config: &Config) -> Result<Vec<String>, AgentError> {
+        let mut out = Vec::new();
+        for (name, model) in &config.models {
+            if let ModelKind::IsolationForest(forest) = &model.kind {
+                let spec = DetectorSpec::new(name, model, forest, &self.features)?;
+                out.extend(spec.small_reservoir_warning());
             }
         }
         Ok(out)

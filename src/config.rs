@@ -158,6 +158,12 @@ pub struct IsolationForestConfig {
     pub replace_fraction: f64,
     pub reservoir_size: usize,
     pub gate_anomalies: bool,
+    /// The likelihood at or above which `canopy_anomaly` is 1, in (0, 1).
+    pub threshold: f64,
+    /// Steps of surprise averaged into the likelihood.
+    pub likelihood_window: usize,
+    /// Event time after an alert during which the surprise is halved (0: never).
+    pub suppress: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -172,6 +178,9 @@ pub struct RandomForestConfig {
     pub max_features: f64,
     pub bootstrap: bool,
 }
+
+/// The most steps a detector's likelihood may average: bounds each entity's state.
+pub const MAX_LIKELIHOOD_WINDOW: usize = 64;
 
 /// The model table as written: every key optional, resolved against the kind's defaults.
 #[derive(Debug, Deserialize)]
@@ -192,6 +201,10 @@ struct RawModel {
     replace_fraction: Option<f64>,
     reservoir_size: Option<usize>,
     gate_anomalies: Option<bool>,
+    threshold: Option<f64>,
+    likelihood_window: Option<usize>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    suppress: Option<Duration>,
     target: Option<Vec<String>>,
     lookback: Option<usize>,
     horizon: Option<usize>,
@@ -566,6 +579,25 @@ impl RawModel {
                 };
                 let replace_fraction =
                     fraction(self.replace_fraction.unwrap_or(0.1), "replace_fraction")?;
+                let threshold = self.threshold.unwrap_or(0.999);
+                if !(threshold > 0.0 && threshold < 1.0) {
+                    return Err(invalid(
+                        key("threshold"),
+                        format!(
+                            "{threshold} is not in (0, 1): it is the anomaly likelihood at or above which a step is flagged"
+                        ),
+                    ));
+                }
+                let likelihood_window = self.likelihood_window.unwrap_or(2);
+                if !(1..=MAX_LIKELIHOOD_WINDOW).contains(&likelihood_window) {
+                    return Err(invalid(
+                        key("likelihood_window"),
+                        format!(
+                            "{likelihood_window} is not in 1..={} (steps averaged)",
+                            MAX_LIKELIHOOD_WINDOW
+                        ),
+                    ));
+                }
                 (
                     ModelKind::IsolationForest(IsolationForestConfig {
                         n_estimators: positive(self.n_estimators.unwrap_or(100), "n_estimators")?,
@@ -578,6 +610,9 @@ impl RawModel {
                             "reservoir_size",
                         )?,
                         gate_anomalies: self.gate_anomalies.unwrap_or(true),
+                        threshold,
+                        likelihood_window,
+                        suppress: self.suppress.unwrap_or(Duration::from_secs(3600)),
                     }),
                     7,
                 )
@@ -589,6 +624,9 @@ impl RawModel {
                     (self.replace_fraction.is_some(), "replace_fraction"),
                     (self.reservoir_size.is_some(), "reservoir_size"),
                     (self.gate_anomalies.is_some(), "gate_anomalies"),
+                    (self.threshold.is_some(), "threshold"),
+                    (self.likelihood_window.is_some(), "likelihood_window"),
+                    (self.suppress.is_some(), "suppress"),
                 ] {
                     only(present, k, "isolation_forest")?;
                 }

@@ -140,7 +140,10 @@ fn main() -> Result<()> {
     match cli.command {
         Some(Command::CheckConfig { config }) => {
             let c = Config::load(config.as_deref())?;
-            canopy::features::FeatureSet::from_config(&c)?;
+            let pipeline = canopy::agent::Pipeline::new(&c)?;
+            for warning in pipeline.config_warnings(&c)? {
+                println!("warning: {warning}");
+            }
             println!(
                 "configuration is valid: {} features, models: {}",
                 c.features.len(),

@@ -2,7 +2,9 @@
 //! time, run as the real binary. A level series with injected spikes must give one output row per
 //! step, empty scores until the stream has given the model `max_samples` vectors, and higher
 //! scores at the spikes than anywhere normal; `--labels` must count windows and false positives as
-//! NAB does; the same file must give the same output every run and in any row order.
+//! NAB does; the same file must give the same output every run and in any row order. Files at
+//! one-hour steps, with rows off the hour, or with gaps of hours are scored on every row once
+//! the first model exists, and a reservoir smaller than `max_samples` trains on what it holds.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -55,12 +57,17 @@ max_samples = 64
 n_estimators = 50
 retrain_interval = "2h"
 contamination = 0.02
+likelihood_window = 1
+threshold = 0.99
 "#;
 
 const ROWS: usize = 500;
 const SPIKES: [usize; 3] = [200, 300, 400];
 /// A multiple of 5 minutes, so each row's time is a step.
 const T0_MS: i64 = 1_699_999_800_000;
+
+/// A whole hour, for files at one-hour steps.
+const HOUR_T0_MS: i64 = 1_700_002_800_000;
 
 fn row_time(k: usize) -> i64 {
     T0_MS + 300_000 * k as i64
@@ -113,16 +120,35 @@ fn replay_with(dir: &TempDir, config: &str, input: &Path, labels: Option<&Path>)
 
 /// The output's rows: timestamp, score and flag (`None` for an empty score).
 fn rows(out: &Output) -> Vec<(String, Option<(f64, bool)>)> {
+    scored_rows(out)
+        .into_iter()
+        .map(|(t, s)| (t, s.map(|(score, _, flag)| (score, flag))))
+        .collect()
+}
+
+/// A timestamp, then score, likelihood and flag (`None` for empty cells).
+type ScoredRow = (String, Option<(f64, f64, bool)>);
+
+/// The output's rows: timestamp, then score, likelihood and flag (`None` for empty cells). The
+/// flag must be the likelihood at or above `threshold` (0.99 in [`CONFIG`]).
+fn scored_rows(out: &Output) -> Vec<ScoredRow> {
     let text = String::from_utf8(out.stdout.clone()).expect("utf-8");
     let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("timestamp,anomaly_score,anomaly"));
+    assert_eq!(
+        lines.next(),
+        Some("timestamp,anomaly_score,anomaly_likelihood,anomaly")
+    );
     lines
         .map(|l| {
             let cells: Vec<&str> = l.split(',').collect();
-            assert_eq!(cells.len(), 3, "{l}");
-            let scored = match (cells[1], cells[2]) {
-                ("", "") => None,
-                (s, a) => Some((s.parse().expect(s), a == "1")),
+            assert_eq!(cells.len(), 4, "{l}");
+            let scored = match (cells[1], cells[2], cells[3]) {
+                ("", "", "") => None,
+                (s, p, a) => {
+                    let likelihood: f64 = p.parse().expect(p);
+                    assert!((0.0..1.0).contains(&likelihood), "{l}");
+                    Some((s.parse().expect(s), likelihood, a == "1"))
+                }
             };
             (cells[0].to_owned(), scored)
         })
@@ -169,6 +195,179 @@ fn one_row_per_step_empty_until_trained_and_spikes_score_in_the_upper_tail() {
             "spike at row {s} scores {score}: not above the normal rows' 95th percentile {p95} (median {median})"
         );
     }
+
+    // The likelihood puts every spike in the normal rows' upper tail and flags the first, which
+    // nothing like it preceded (later ones share the reservoir with the earlier spikes, so they
+    // are rarer than normal rows but no longer the rarest); the flag is the likelihood at the
+    // threshold, rarely reached away from a spike.
+    let scored = scored_rows(&replay(&dir, &input, None));
+    let quiet_rows = || {
+        scored
+            .iter()
+            .enumerate()
+            .skip(MAX_SAMPLES)
+            .filter(|(k, _)| SPIKES.iter().all(|s| k.abs_diff(*s) > 13))
+            .filter_map(|(_, (_, s))| *s)
+    };
+    let mut normal: Vec<f64> = quiet_rows().map(|(_, l, _)| l).collect();
+    normal.sort_by(f64::total_cmp);
+    let p95 = normal[normal.len() * 95 / 100];
+    for s in SPIKES {
+        let (_, likelihood, _) = scored[s].1.expect("spike scored");
+        assert!(
+            likelihood > p95,
+            "spike at row {s}: likelihood {likelihood} not above the normal rows' 95th percentile {p95}"
+        );
+    }
+    let (_, first, flag) = scored[SPIKES[0]].1.expect("spike scored");
+    assert!(flag, "the first spike is flagged: likelihood {first}");
+    let quiet: Vec<bool> = quiet_rows().map(|(_, _, flag)| flag).collect();
+    let flagged = quiet.iter().filter(|f| **f).count();
+    assert!(
+        flagged * 50 <= quiet.len(),
+        "{flagged} of {} normal rows flagged (more than 2%)",
+        quiet.len()
+    );
+    for (_, s) in &scored {
+        if let Some((_, likelihood, flag)) = s {
+            assert_eq!(
+                *flag,
+                *likelihood >= 0.99,
+                "the flag is the likelihood at the threshold"
+            );
+        }
+    }
+}
+
+/// A config that reads the value with a window wider than the step, as the benchmark's does.
+fn wide_window_config(step: &str, extra: &str) -> String {
+    format!(
+        r#"
+[limits]
+retention = "2d"
+[evaluation]
+step = "{step}"
+lateness = "0s"
+history = "1d"
+[features]
+level = 'last_over_time(value[2h])'
+dev = 'last_over_time(value[2h]) - avg_over_time(value[1d])'
+[models.det]
+kind = "isolation_forest"
+features = ["level", "dev"]
+step = "{step}"
+training_days = 30
+max_samples = 64
+n_estimators = 30
+retrain_interval = "6h"
+{extra}
+"#
+    )
+}
+
+/// The share of input rows, from the first scored step on, whose step (the latest at or
+/// before the row) has a score.
+fn scored_share(input: &[(i64, f64)], out: &[(String, Option<(f64, bool)>)]) -> f64 {
+    let steps: Vec<(i64, bool)> = out
+        .iter()
+        .map(|(t, s)| {
+            let t = canopy::source::csv::parse_timestamp(t).expect("timestamp");
+            (t, s.is_some())
+        })
+        .collect();
+    let first = steps
+        .iter()
+        .find(|(_, s)| *s)
+        .map(|(t, _)| *t)
+        .expect("some step is scored");
+    let after: Vec<bool> = input
+        .iter()
+        .filter(|(t, _)| *t >= first)
+        .map(|(t, _)| {
+            let k = steps.partition_point(|(s, _)| s <= t);
+            k > 0 && steps[k - 1].1
+        })
+        .collect();
+    after.iter().filter(|s| **s).count() as f64 / after.len() as f64
+}
+
+#[test]
+fn hourly_and_gappy_files_are_scored_on_every_row_after_the_first_model() {
+    let dir = TempDir::new("replay-irregular");
+    // Hourly rows a quarter past the hour, jittered by up to two minutes either way.
+    let hourly: Vec<(i64, f64)> = (0..400)
+        .map(|k: i64| {
+            let jitter = (k * 37) % 240 - 120;
+            let t = T0_MS + 900_000 + k * 3_600_000 + jitter * 1000;
+            (t, 10.0 + (k as f64 / 24.0 * std::f64::consts::TAU).sin())
+        })
+        .collect();
+    let input = dir.write("hourly.csv", &csv(&hourly));
+    let out = rows(&replay_with(
+        &dir,
+        &wide_window_config("1h", ""),
+        &input,
+        None,
+    ));
+    let share = scored_share(&hourly, &out);
+    assert!(share >= 0.99, "hourly: {share} of rows scored");
+
+    // Five-minute rows with gaps of 3 to 8 hours every 300 rows.
+    let mut t = T0_MS;
+    let gappy: Vec<(i64, f64)> = (0..1500)
+        .map(|k: i64| {
+            t += 300_000;
+            if k % 300 == 299 {
+                t += 3_600_000 * (3 + k % 6);
+            }
+            (
+                t,
+                50.0 + 5.0 * (k as f64 / 288.0 * std::f64::consts::TAU).sin(),
+            )
+        })
+        .collect();
+    let input = dir.write("gappy.csv", &csv(&gappy));
+    let out = rows(&replay_with(
+        &dir,
+        &wide_window_config("5m", ""),
+        &input,
+        None,
+    ));
+    let share = scored_share(&gappy, &out);
+    assert!(share >= 0.99, "gaps: {share} of rows scored");
+}
+
+#[test]
+fn a_reservoir_smaller_than_max_samples_trains_on_what_it_holds() {
+    let dir = TempDir::new("replay-small-reservoir");
+    // One day at one hour holds 24 vectors, fewer than max_samples = 256.
+    let config = wide_window_config("1h", "")
+        .replace("training_days = 30", "training_days = 1")
+        .replace("max_samples = 64", "max_samples = 256");
+    let hourly: Vec<(i64, f64)> = (0..200)
+        .map(|k: i64| (HOUR_T0_MS + k * 3_600_000, 5.0 + (k % 7) as f64))
+        .collect();
+    let input = dir.write("hourly.csv", &csv(&hourly));
+    let output = replay_with(&dir, &config, &input, None);
+    let out = rows(&output);
+    let empty = out.iter().take_while(|(_, s)| s.is_none()).count();
+    assert_eq!(empty, 24, "the first model once the reservoir is full");
+    assert!(out[empty..].iter().all(|(_, s)| s.is_some()));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("fewer than max_samples"), "{stderr}");
+
+    let path = dir.write("small.toml", &config);
+    let check = Command::new(env!("CARGO_BIN_EXE_canopy"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run check-config");
+    assert!(check.status.success());
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        stdout.contains("warning: model `det`: the reservoir holds at most 24 vectors"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -255,7 +454,7 @@ fn a_forecaster_in_the_config_adds_its_columns() {
     let mut lines = text.lines();
     assert_eq!(
         lines.next(),
-        Some("timestamp,anomaly_score,anomaly,level_1,level_2")
+        Some("timestamp,anomaly_score,anomaly_likelihood,anomaly,level_1,level_2")
     );
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert_eq!(
@@ -267,7 +466,7 @@ fn a_forecaster_in_the_config_adds_its_columns() {
     // 100 windows); the forecast made at that step comes from the model fit just after it.
     let first = rows
         .iter()
-        .position(|r| !r[3].is_empty())
+        .position(|r| !r[4].is_empty())
         .expect("forecasts once trained");
     assert_eq!(
         first,
@@ -277,7 +476,7 @@ fn a_forecaster_in_the_config_adds_its_columns() {
     assert!(
         rows[first..]
             .iter()
-            .all(|r| !r[3].is_empty() && !r[4].is_empty())
+            .all(|r| !r[4].is_empty() && !r[5].is_empty())
     );
     // Forecasts for rows i+1 and i+2 beat repeating row i, away from the spikes.
     let (mut err, mut naive) = (0.0, 0.0);
@@ -292,7 +491,7 @@ fn a_forecaster_in_the_config_adds_its_columns() {
             if near_spike {
                 continue;
             }
-            err += (r[2 + h].parse::<f64>().expect("forecast") - truth).abs();
+            err += (r[3 + h].parse::<f64>().expect("forecast") - truth).abs();
             naive += (data[i].1 - truth).abs();
         }
     }

@@ -5,15 +5,16 @@
 //! the ingest prefilter, the series store, the [`FeatureEngine`] (whose watermark only sample
 //! timestamps move) and the [`Detector`] with inline training, so the same file and config give
 //! the same output on every run. Nothing is trained before the stream has given the model
-//! `max_samples` vectors: there is no synthetic source in replay, and steps before the first
-//! model have empty scores.
+//! `min(max_samples, reservoir capacity)` vectors: there is no synthetic source in replay, and
+//! steps before the first model have empty scores.
 //!
 //! The config runs at most one isolation-forest model and one random-forest model (at least one
-//! of the two). One output row per evaluation step of either model: `timestamp,anomaly_score,
-//! anomaly`, then, with a forecaster, its `{target}_1..{target}_{horizon}` columns (the forecast
+//! of the two). One output row per evaluation step of either model:
+//! `timestamp,anomaly_score,anomaly_likelihood,anomaly` (the forest's s, the calibrated
+//! likelihood, and whether it reached the model's threshold), then, with a forecaster, its `{target}_1..{target}_{horizon}` columns (the forecast
 //! made at that step); a model that does not step there, or has no model yet, leaves its cells
 //! empty. With several entities at a step (features written `by (label)`), the row carries the
-//! highest score, flagged when any entity is, and the forecast of the first entity in label order.
+//! highest score and likelihood, flagged when any entity is, and the forecast of the first entity in label order.
 
 use std::io::Write;
 use std::path::Path;
@@ -29,7 +30,7 @@ use crate::series::{Prefilter, Sample};
 use crate::source::csv::{Table, format_timestamp};
 
 /// Replay's output header.
-pub const HEADER: &str = "timestamp,anomaly_score,anomaly";
+pub const HEADER: &str = "timestamp,anomaly_score,anomaly_likelihood,anomaly";
 
 /// What a replay did, for the command line to report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,15 +114,17 @@ pub fn replay(
             }
             line.clear();
             line.push_str(&format_timestamp(step.t_ms));
-            let flagged = scored
-                .as_deref()
-                .and_then(strongest)
-                .map(|(score, anomaly)| {
-                    line.push_str(&format!(",{},{}", number(score), u8::from(anomaly)));
-                    anomaly
-                });
+            let flagged = scored.as_deref().and_then(strongest).map(|s| {
+                line.push_str(&format!(
+                    ",{},{},{}",
+                    number(s.anomaly_score),
+                    number(s.likelihood),
+                    u8::from(s.anomaly)
+                ));
+                s.anomaly
+            });
             if flagged.is_none() {
-                line.push_str(",,");
+                line.push_str(",,,");
             }
             if let Some(f) = &forecaster {
                 push_forecast(&mut line, f, forecasts.as_deref());
@@ -142,14 +145,22 @@ pub fn replay(
     })
 }
 
-/// The highest score at a step and whether any entity was flagged; `None` when nothing was
-/// scored (no model yet, or no complete vector).
-fn strongest(scored: &[Scored]) -> Option<(f64, bool)> {
-    let best = scored
-        .iter()
-        .map(|s| s.anomaly_score)
-        .max_by(f64::total_cmp)?;
-    Some((best, scored.iter().any(|s| s.predict == -1)))
+/// What a step's row shows of several entities: the highest score and the highest likelihood
+/// (each the maximum over entities), flagged when any entity is; `None` when nothing was scored
+/// (no model yet, or no complete vector).
+struct Strongest {
+    anomaly_score: f64,
+    likelihood: f64,
+    anomaly: bool,
+}
+
+fn strongest(scored: &[Scored]) -> Option<Strongest> {
+    let max = |f: fn(&Scored) -> f64| scored.iter().map(f).max_by(f64::total_cmp);
+    Some(Strongest {
+        anomaly_score: max(|s| s.anomaly_score)?,
+        likelihood: max(|s| s.likelihood)?,
+        anomaly: scored.iter().any(|s| s.anomaly),
+    })
 }
 
 /// The config's models as inline-training runtimes: at most one detector and one forecaster,

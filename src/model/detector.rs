@@ -14,6 +14,7 @@
 //! - Either way the new forest is built from a snapshot of the reservoir and published whole with
 //!   one `store`, so a reader never waits and never sees a half-built forest.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::Instant;
@@ -22,6 +23,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use metrics::{counter, gauge, histogram};
 
 use super::iforest::{Contamination, IsolationForest, IsolationForestError, IsolationForestParams};
+use super::likelihood::{EntityLikelihood, LikelihoodParams, ScoreReference};
 use super::reservoir::{AnomalyGate, Reservoir, ReservoirError};
 use crate::config::{self, IsolationForestConfig, ModelConfig};
 use crate::features::entities::entity_vectors;
@@ -59,6 +61,7 @@ pub struct DetectorSpec {
     pub replace_fraction: f64,
     pub reservoir_size: usize,
     pub gate_anomalies: bool,
+    pub likelihood: LikelihoodParams,
 }
 
 impl DetectorSpec {
@@ -90,6 +93,42 @@ impl DetectorSpec {
             replace_fraction: forest.replace_fraction,
             reservoir_size: forest.reservoir_size,
             gate_anomalies: forest.gate_anomalies,
+            likelihood: LikelihoodParams {
+                window: forest.likelihood_window,
+                threshold: forest.threshold,
+                suppress_ms: forest.suppress.as_millis() as i64,
+            },
+        })
+    }
+
+    /// The most vectors the reservoir can hold: `reservoir_size`, or fewer when `training_days`
+    /// at the model's step is fewer.
+    pub fn reservoir_capacity(&self) -> usize {
+        let by_age = self.max_age_ms / self.step_ms.max(1) as u64;
+        self.reservoir_size
+            .min(usize::try_from(by_age).unwrap_or(usize::MAX).max(1))
+    }
+
+    /// Vectors the stream must give before the first fit: `max_samples`, or the reservoir's
+    /// capacity when that is smaller (scikit-learn's `max_samples = min(max_samples, n)`), so
+    /// that no configuration waits for more vectors than it can ever hold.
+    pub fn first_fit_rows(&self) -> usize {
+        self.params.max_samples.min(self.reservoir_capacity())
+    }
+
+    /// A warning for a configuration whose reservoir holds fewer vectors than `max_samples`:
+    /// each tree is then grown on the whole reservoir.
+    pub fn small_reservoir_warning(&self) -> Option<String> {
+        let capacity = self.reservoir_capacity();
+        (capacity < self.params.max_samples).then(|| {
+            format!(
+                "model `{}`: the reservoir holds at most {capacity} vectors (reservoir_size {}, training_days {} at step {}), fewer than max_samples = {}: the first model is trained once {capacity} vectors have arrived, each tree on all of them",
+                self.name,
+                self.reservoir_size,
+                self.max_age_ms / 86_400_000,
+                humantime::format_duration(std::time::Duration::from_millis(self.step_ms.max(0) as u64)),
+                self.params.max_samples,
+            )
         })
     }
 }
@@ -119,6 +158,12 @@ pub struct Scored {
     pub predict: i8,
     /// s in 0..1, higher is more anomalous (`-score_samples`).
     pub anomaly_score: f64,
+    /// How rare s is for this model: the share of its reference scores at or above s.
+    pub tail_probability: f64,
+    /// The calibrated 0..1 score alerts use (see [`super::likelihood`]).
+    pub likelihood: f64,
+    /// Flagged: `likelihood` reached the model's threshold (what `canopy_anomaly` exports).
+    pub anomaly: bool,
 }
 
 /// What the published forest was last trained from, for `canopy_model_info` and checkpoints.
@@ -133,6 +178,19 @@ pub struct TrainingInfo {
     /// fits for a forecaster.
     pub generation: u64,
 }
+
+/// The entity state of a detector: its likelihood and when it was last scored.
+struct EntityState {
+    likelihood: EntityLikelihood,
+    last_seen_ms: i64,
+}
+
+/// Entity states not scored for this long are forgotten, so churning entities cannot grow
+/// memory: long enough to ride out a scrape gap, short enough to drop a gone pod the same hour.
+const ENTITY_IDLE_MS: i64 = 3_600_000;
+
+/// Model steps in a row a feature must be missing before it is logged.
+const MISSING_STEPS_BEFORE_LOG: u32 = 5;
 
 /// A snapshot of the reservoir to train on.
 struct TrainJob {
@@ -159,6 +217,14 @@ enum Trainer {
 pub struct Detector {
     spec: Arc<DetectorSpec>,
     published: Arc<ArcSwapOption<IsolationForest>>,
+    /// The published forest's scores of its reservoir, stored by the trainer just before the
+    /// forest it belongs to, so a step that sees a new forest finds its reference already there.
+    reference: Arc<ArcSwap<ScoreReference>>,
+    entities: HashMap<Labels, EntityState>,
+    /// Per feature, the model steps in a row at which it has been missing.
+    missing_streak: Vec<u32>,
+    /// Features already logged as missing, so each is logged once.
+    reported_missing: BTreeSet<usize>,
     info: Arc<ArcSwap<TrainingInfo>>,
     reservoir: Reservoir,
     gate: AnomalyGate,
@@ -185,15 +251,21 @@ impl Detector {
         })?;
         let spec = Arc::new(spec);
         let published = Arc::new(ArcSwapOption::empty());
+        let reference = Arc::new(ArcSwap::from_pointee(ScoreReference::default()));
         let info = Arc::new(ArcSwap::from_pointee(TrainingInfo::default()));
         let trainer = match training {
             Training::Inline => Trainer::Inline,
             Training::Background => {
                 let (tx, rx) = std::sync::mpsc::sync_channel(1);
-                let (shared, published, info) = (spec.clone(), published.clone(), info.clone());
+                let cells = Published {
+                    forest: published.clone(),
+                    reference: reference.clone(),
+                    info: info.clone(),
+                };
+                let shared = spec.clone();
                 std::thread::Builder::new()
                     .name(format!("train-{}", spec.name))
-                    .spawn(move || train_loop(&shared, &published, &info, rx))
+                    .spawn(move || train_loop(&shared, &cells, rx))
                     .map_err(|source| DetectorError::Thread {
                         model: spec.name.clone(),
                         source,
@@ -202,8 +274,12 @@ impl Detector {
             }
         };
         Ok(Detector {
+            missing_streak: vec![0; spec.indices.len()],
             spec,
             published,
+            reference,
+            entities: HashMap::new(),
+            reported_missing: BTreeSet::new(),
             info,
             reservoir,
             gate: AnomalyGate::default(),
@@ -233,6 +309,13 @@ impl Detector {
             };
             kept += usize::from(matches!(pushed, Ok(true)));
         }
+        let reference = forest
+            .anomaly_scores(self.reservoir.rows())
+            .unwrap_or_default();
+        self.reference.store(Arc::new(ScoreReference::new(
+            forest.generation(),
+            reference,
+        )));
         self.published.store(Some(forest));
         self.info.store(Arc::new(info));
         self.last_train_ms = None;
@@ -281,12 +364,18 @@ impl Detector {
         }
         let t = step.t_ms;
         let vectors = entity_vectors(step, &self.spec.indices);
+        if vectors.is_empty() {
+            self.report_missing(step);
+        } else {
+            self.missing_streak.fill(0);
+        }
         let model = self.published.load_full();
+        let reference = self.reference.load();
         let mut scored = Vec::with_capacity(vectors.len());
         for (entity, row) in &vectors {
             let pushed = match &model {
                 Some(m) => {
-                    if let Ok(s) = score(m, entity, row) {
+                    if let Ok(s) = self.score(m, &reference, t, entity, row) {
                         scored.push(s);
                     }
                     if self.spec.gate_anomalies {
@@ -302,18 +391,93 @@ impl Detector {
             }
         }
         self.reservoir.expire(t);
+        self.entities
+            .retain(|_, e| t - e.last_seen_ms <= ENTITY_IDLE_MS.max(self.spec.step_ms * 10));
         self.export(t, &scored, model.as_deref());
         if std::mem::take(&mut self.restored) {
             self.last_train_ms = Some(t);
         }
         let due = match self.last_train_ms {
-            None => self.reservoir.len() >= self.spec.params.max_samples,
+            None => self.reservoir.len() >= self.spec.first_fit_rows(),
             Some(last) => t - last >= self.spec.retrain_interval_ms,
         };
         if due {
             self.start_training(t);
         }
         Some(scored)
+    }
+
+    /// Scores one entity's vector: scikit-learn's values from the forest, then the likelihood
+    /// from the forest's reference and the entity's recent surprises.
+    fn score(
+        &mut self,
+        m: &IsolationForest,
+        reference: &ScoreReference,
+        t: i64,
+        entity: &Labels,
+        row: &[f64],
+    ) -> Result<Scored, IsolationForestError> {
+        let score_samples = m.score_sample(row)?;
+        let decision_function = score_samples - m.offset();
+        let anomaly_score = -score_samples;
+        let state = self
+            .entities
+            .entry(entity.clone())
+            .or_insert_with(|| EntityState {
+                likelihood: EntityLikelihood::default(),
+                last_seen_ms: t,
+            });
+        state.last_seen_ms = t;
+        let l = state.likelihood.update(
+            &self.spec.likelihood,
+            t,
+            reference.tail_probability(anomaly_score),
+        );
+        Ok(Scored {
+            entity: entity.clone(),
+            score_samples,
+            decision_function,
+            predict: if decision_function < 0.0 { -1 } else { 1 },
+            anomaly_score,
+            tail_probability: l.tail_probability,
+            likelihood: l.likelihood,
+            anomaly: l.alert,
+        })
+    }
+
+    /// Counts each feature that left the model's vector incomplete at a step (no result at all,
+    /// or only NaN), and logs each feature once, when it has been missing for
+    /// [`MISSING_STEPS_BEFORE_LOG`] model steps in a row (the first steps after a start often
+    /// lack a `rate`'s second sample; that is not worth a warning).
+    fn report_missing(&mut self, step: &StepResult) {
+        for (k, &i) in self.spec.indices.iter().enumerate() {
+            let present = step
+                .values
+                .get(i)
+                .and_then(Option::as_ref)
+                .is_some_and(|vs| vs.iter().any(|(_, v)| v.is_finite()));
+            if present {
+                self.missing_streak[k] = 0;
+                continue;
+            }
+            self.missing_streak[k] = self.missing_streak[k].saturating_add(1);
+            let feature = &self.spec.features[k];
+            counter!(
+                "canopy_model_incomplete_vectors_total",
+                "model" => self.spec.name.clone(),
+                "feature" => feature.clone()
+            )
+            .increment(1);
+            if self.missing_streak[k] >= MISSING_STEPS_BEFORE_LOG && self.reported_missing.insert(k)
+            {
+                tracing::warn!(
+                    model = %self.spec.name,
+                    feature = %feature,
+                    step = step.t_ms,
+                    "the model's vector has been incomplete for {MISSING_STEPS_BEFORE_LOG} steps: feature `{feature}` has no value (are the series it reads being sent? see /api/v1/series); counted in canopy_model_incomplete_vectors_total, logged once"
+                );
+            }
+        }
     }
 
     fn start_training(&mut self, t: i64) {
@@ -325,7 +489,7 @@ impl Detector {
         };
         match &self.trainer {
             Trainer::Inline => {
-                train(&self.spec, &self.published, &self.info, job);
+                train(&self.spec, &self.cells(), job);
                 self.last_train_ms = Some(t);
             }
             Trainer::Background(tx) => match tx.try_send(job) {
@@ -369,12 +533,21 @@ impl Detector {
             step_ms: end_ms,
             source,
         };
-        train(&self.spec, &self.published, &self.info, job);
+        train(&self.spec, &self.cells(), job);
         let trained = self.published.load().is_some();
         if trained {
             self.last_train_ms = Some(end_ms);
         }
         trained
+    }
+
+    /// The cells training publishes into.
+    fn cells(&self) -> Published {
+        Published {
+            forest: self.published.clone(),
+            reference: self.reference.clone(),
+            info: self.info.clone(),
+        }
     }
 
     fn export(&self, t: i64, scored: &[Scored], model: Option<&IsolationForest>) {
@@ -385,9 +558,14 @@ impl Detector {
                 metric_labels("model", name, &s.entity)
             )
             .set(s.anomaly_score);
+            gauge!(
+                "canopy_anomaly_likelihood",
+                metric_labels("model", name, &s.entity)
+            )
+            .set(s.likelihood);
             gauge!("canopy_anomaly", metric_labels("model", name, &s.entity))
-                .set(f64::from(u8::from(s.predict == -1)));
-            if s.predict == -1 {
+                .set(f64::from(u8::from(s.anomaly)));
+            if s.anomaly {
                 counter!(
                     "canopy_anomalies_total",
                     metric_labels("model", name, &s.entity)
@@ -404,42 +582,23 @@ impl Detector {
     }
 }
 
-fn score(
-    m: &IsolationForest,
-    entity: &Labels,
-    row: &[f64],
-) -> Result<Scored, IsolationForestError> {
-    let score_samples = m.score_sample(row)?;
-    let decision_function = score_samples - m.offset();
-    Ok(Scored {
-        entity: entity.clone(),
-        score_samples,
-        decision_function,
-        predict: if decision_function < 0.0 { -1 } else { 1 },
-        anomaly_score: -score_samples,
-    })
+/// The cells a training publishes into, shared by the detector and its trainer thread.
+struct Published {
+    forest: Arc<ArcSwapOption<IsolationForest>>,
+    reference: Arc<ArcSwap<ScoreReference>>,
+    info: Arc<ArcSwap<TrainingInfo>>,
 }
 
-fn train_loop(
-    spec: &DetectorSpec,
-    published: &ArcSwapOption<IsolationForest>,
-    info: &ArcSwap<TrainingInfo>,
-    jobs: Receiver<TrainJob>,
-) {
+fn train_loop(spec: &DetectorSpec, cells: &Published, jobs: Receiver<TrainJob>) {
     for job in jobs {
-        train(spec, published, info, job);
+        train(spec, cells, job);
     }
 }
 
 /// Fits (no model yet) or partially retrains (replacing the oldest trees) and publishes.
-fn train(
-    spec: &DetectorSpec,
-    published: &ArcSwapOption<IsolationForest>,
-    info: &ArcSwap<TrainingInfo>,
-    job: TrainJob,
-) {
+fn train(spec: &DetectorSpec, cells: &Published, job: TrainJob) {
     let started = Instant::now();
-    let base = published.load_full();
+    let base = cells.forest.load_full();
     let n = spec.indices.len();
     let result = match &base {
         None => IsolationForest::fit(&spec.params, &job.training, n),
@@ -454,12 +613,19 @@ fn train(
                     as usize)
                     .min(spec.params.n_estimators),
             };
-            info.store(Arc::new(TrainingInfo {
+            // The likelihood's reference: the new forest's scores of the rows its threshold was
+            // estimated on. Stored before the forest, so a step that loads the new forest finds it.
+            let reference = forest.anomaly_scores(&job.threshold).unwrap_or_default();
+            cells.reference.store(Arc::new(ScoreReference::new(
+                forest.generation(),
+                reference,
+            )));
+            cells.info.store(Arc::new(TrainingInfo {
                 source: job.source.into(),
                 trained_at_ms: Some(job.step_ms),
                 generation: forest.generation(),
             }));
-            published.store(Some(Arc::new(forest)));
+            cells.forest.store(Some(Arc::new(forest)));
             let seconds = started.elapsed().as_secs_f64();
             counter!("canopy_model_retrains_total", "model" => model.clone(), "result" => "ok")
                 .increment(1);
@@ -561,6 +727,43 @@ mod tests {
             "retrained at 10 minutes of event time"
         );
         assert!(second.generation() > first.generation());
+    }
+
+    #[test]
+    fn live_and_replay_give_the_same_likelihoods_from_the_same_vectors() {
+        // The live agent trains on a background thread, replay inline; both score through
+        // `on_step`. Fed the same vectors, and with each background training awaited, they give
+        // the same scores, likelihoods and flags.
+        let toml = format!("{TOML}threshold = 0.95\nlikelihood_window = 1\n");
+        let config = Config::from_parts(Some((&toml, "t.toml")), &[]).expect("config");
+        let set = FeatureSet::from_config(&config).expect("features");
+        let m = &config.models["d"];
+        let crate::config::ModelKind::IsolationForest(f) = &m.kind else {
+            panic!("kind")
+        };
+        let spec = || DetectorSpec::new("d", m, f, &set).expect("spec");
+        let mut replay = Detector::new(spec(), Training::Inline).expect("detector");
+        let mut live = Detector::new(spec(), Training::Background).expect("detector");
+        let generation = |d: &Detector| d.published().load().as_ref().map(|f| f.generation());
+        let mut flagged = 0;
+        for k in 0..80 {
+            let (a, b) = if k % 23 == 22 {
+                (40.0, -30.0)
+            } else {
+                ((k % 5) as f64, (k % 3) as f64)
+            };
+            let s = step(k * 60_000, a, b);
+            let expected = replay.on_step(&s).expect("model step");
+            let got = live.on_step(&s).expect("model step");
+            assert_eq!(got, expected, "step {k}");
+            flagged += got.iter().filter(|x| x.anomaly).count();
+            let deadline = Instant::now() + std::time::Duration::from_secs(10);
+            while generation(&live) != generation(&replay) && Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            assert_eq!(generation(&live), generation(&replay), "after step {k}");
+        }
+        assert!(flagged > 0, "the outliers were flagged on both paths");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod detector;
 pub mod forecaster;
 pub mod iforest;
 pub mod info;
+pub mod likelihood;
 pub mod reservoir;
 pub mod rforest;
 pub mod rng;
