@@ -1,5 +1,6 @@
 //! The file-driven commands: `canopy score` ([`score`]) and `canopy replay` ([`replay`]), with
-//! NAB-style labelled windows for replay's summary ([`labels`]).
+//! NAB-style labelled windows for replay's summary ([`labels`]), and NAB's own scorer over a
+//! replay's per-row scores ([`nab`]).
 //!
 //! `score` is a plain batch fit and score (or forecast), as scikit-learn's `fit` then `score_samples` would be:
 //! no stream, no reservoir. `replay` is the opposite: it drives the same pipeline the agent runs
@@ -8,6 +9,7 @@
 //! and printing is left to `main.rs`.
 
 pub mod labels;
+pub mod nab;
 pub mod replay;
 pub mod score;
 pub mod train;
