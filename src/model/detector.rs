@@ -189,6 +189,19 @@ struct EntityState {
 /// memory: long enough to ride out a scrape gap, short enough to drop a gone pod the same hour.
 const ENTITY_IDLE_MS: i64 = 3_600_000;
 
+/// The warm-up's progress: live vectors replace the prior's rows, and forests are refit on them
+/// from scratch at 8, 16, 32, … live vectors until the first regular fit's count.
+#[derive(Debug, Clone, Copy)]
+struct WarmUp {
+    /// The reservoir still holds the prior's rows (dropped at the first live step).
+    holds_prior: bool,
+    /// The live vector count that triggers the next refit.
+    next_fit: usize,
+}
+
+/// Live vectors before the first refit that replaces a prior: enough for trees of depth 3.
+const WARM_UP_FIRST_FIT: usize = 8;
+
 /// Model steps in a row a feature must be missing before it is logged.
 const MISSING_STEPS_BEFORE_LOG: u32 = 5;
 
@@ -199,6 +212,8 @@ struct TrainJob {
     step_ms: i64,
     /// What the rows came from, for `canopy_model_info`.
     source: &'static str,
+    /// Fit a new forest from scratch (replacing a prior) rather than retrain the published one.
+    fresh: bool,
 }
 
 /// Where training runs.
@@ -221,6 +236,9 @@ pub struct Detector {
     /// forest it belongs to, so a step that sees a new forest finds its reference already there.
     reference: Arc<ArcSwap<ScoreReference>>,
     entities: HashMap<Labels, EntityState>,
+    /// The published forest was trained on a prior (synthetic rows, a backfill, or a checkpoint
+    /// of either), not yet on this stream: see [`Detector::on_step`]'s warm-up.
+    warm_up: Option<WarmUp>,
     /// Per feature, the model steps in a row at which it has been missing.
     missing_streak: Vec<u32>,
     /// Features already logged as missing, so each is logged once.
@@ -279,6 +297,7 @@ impl Detector {
             published,
             reference,
             entities: HashMap::new(),
+            warm_up: None,
             reported_missing: BTreeSet::new(),
             info,
             reservoir,
@@ -316,6 +335,10 @@ impl Detector {
             forest.generation(),
             reference,
         )));
+        self.warm_up = (info.source != "live").then_some(WarmUp {
+            holds_prior: true,
+            next_fit: WARM_UP_FIRST_FIT,
+        });
         self.published.store(Some(forest));
         self.info.store(Arc::new(info));
         self.last_train_ms = None;
@@ -369,16 +392,30 @@ impl Detector {
         } else {
             self.missing_streak.fill(0);
         }
+        if let Some(w) = self
+            .warm_up
+            .as_mut()
+            .filter(|w| w.holds_prior && !vectors.is_empty())
+        {
+            // Live data replaces the prior's rows from the first live vector on.
+            w.holds_prior = false;
+            self.reservoir.clear();
+        }
+        let warming_up = self.warm_up.is_some();
         let model = self.published.load_full();
         let reference = self.reference.load();
         let mut scored = Vec::with_capacity(vectors.len());
         for (entity, row) in &vectors {
             let pushed = match &model {
                 Some(m) => {
-                    if let Ok(s) = self.score(m, &reference, t, entity, row) {
+                    if let Ok(mut s) = self.score(m, &reference, t, entity, row) {
+                        // A forest that has not seen this stream does not alert on it.
+                        s.anomaly &= !warming_up;
                         scored.push(s);
                     }
-                    if self.spec.gate_anomalies {
+                    // The gate judges by the published forest, which during the warm-up knows
+                    // only the prior: every live vector is trained on.
+                    if self.spec.gate_anomalies && !warming_up {
                         self.gate.offer(&mut self.reservoir, m, t, row).map(drop)
                     } else {
                         self.reservoir.push(t, row).map(drop)
@@ -397,14 +434,45 @@ impl Detector {
         if std::mem::take(&mut self.restored) {
             self.last_train_ms = Some(t);
         }
+        if let Some(w) = self.warm_up {
+            self.warm_up_step(t, w);
+            return Some(scored);
+        }
         let due = match self.last_train_ms {
             None => self.reservoir.len() >= self.spec.first_fit_rows(),
             Some(last) => t - last >= self.spec.retrain_interval_ms,
         };
         if due {
-            self.start_training(t);
+            self.start_training(t, false);
         }
         Some(scored)
+    }
+
+    /// The warm-up after a prior: the first forest came from synthetic rows, a backfill or a
+    /// checkpoint of either, whose ranges need not be this stream's (a synthetic CPU of 0.4 on an
+    /// idle node's 0.01 would put every live vector outside the forest's ranges: a constant
+    /// score, every step flagged). So the prior only serves until live vectors arrive: its rows
+    /// leave the reservoir at the first live step, forests are refit from scratch on the live
+    /// vectors at 8, 16, 32, … of them (so the score follows the live data within minutes), and
+    /// `canopy_anomaly` is held at 0 until the live reservoir reaches the regular first fit's
+    /// count, `min(max_samples, capacity)`, whose fit ends the warm-up.
+    fn warm_up_step(&mut self, t: i64, w: WarmUp) {
+        if w.holds_prior {
+            return; // no live vector yet
+        }
+        let live = self.reservoir.len();
+        let enough = self.spec.first_fit_rows();
+        if live < w.next_fit.min(enough) {
+            return;
+        }
+        self.start_training(t, true);
+        self.warm_up = (live < enough).then_some(WarmUp {
+            holds_prior: false,
+            next_fit: (w.next_fit * 2).min(enough),
+        });
+        if self.warm_up.is_none() {
+            tracing::info!(model = %self.spec.name, vectors = live, "warm-up over: the model alerts on what it learned from the stream");
+        }
     }
 
     /// Scores one entity's vector: scikit-learn's values from the forest, then the likelihood
@@ -480,12 +548,13 @@ impl Detector {
         }
     }
 
-    fn start_training(&mut self, t: i64) {
+    fn start_training(&mut self, t: i64, fresh: bool) {
         let job = TrainJob {
             training: self.reservoir.training_rows(),
             threshold: self.reservoir.rows().to_vec(),
             step_ms: t,
             source: "live",
+            fresh,
         };
         match &self.trainer {
             Trainer::Inline => {
@@ -532,11 +601,16 @@ impl Detector {
             threshold: self.reservoir.rows().to_vec(),
             step_ms: end_ms,
             source,
+            fresh: true,
         };
         train(&self.spec, &self.cells(), job);
         let trained = self.published.load().is_some();
         if trained {
             self.last_train_ms = Some(end_ms);
+            self.warm_up = Some(WarmUp {
+                holds_prior: true,
+                next_fit: WARM_UP_FIRST_FIT,
+            });
         }
         trained
     }
@@ -575,6 +649,8 @@ impl Detector {
         }
         gauge!("canopy_model_reservoir_size", "model" => name.clone())
             .set(self.reservoir.len() as f64);
+        gauge!("canopy_model_warming_up", "model" => name.clone())
+            .set(f64::from(u8::from(self.warm_up.is_some())));
         if let (Some(last), Some(_)) = (self.last_train_ms, model) {
             gauge!("canopy_model_age_seconds", "model" => name.clone())
                 .set((t - last) as f64 / 1000.0);
@@ -601,17 +677,17 @@ fn train(spec: &DetectorSpec, cells: &Published, job: TrainJob) {
     let base = cells.forest.load_full();
     let n = spec.indices.len();
     let result = match &base {
-        None => IsolationForest::fit(&spec.params, &job.training, n),
-        Some(b) => b.retrained(&job.training, &job.threshold, spec.replace_fraction),
+        Some(b) if !job.fresh => b.retrained(&job.training, &job.threshold, spec.replace_fraction),
+        _ => IsolationForest::fit(&spec.params, &job.training, n),
     };
     let model = spec.name.clone();
     match result {
         Ok(forest) => {
             let replaced = match &base {
-                None => forest.trees().len(),
-                Some(_) => ((spec.replace_fraction * spec.params.n_estimators as f64).ceil()
-                    as usize)
+                Some(_) if !job.fresh => ((spec.replace_fraction * spec.params.n_estimators as f64)
+                    .ceil() as usize)
                     .min(spec.params.n_estimators),
+                _ => forest.trees().len(),
             };
             // The likelihood's reference: the new forest's scores of the rows its threshold was
             // estimated on. Stored before the forest, so a step that loads the new forest finds it.
@@ -764,6 +840,77 @@ mod tests {
             assert_eq!(generation(&live), generation(&replay), "after step {k}");
         }
         assert!(flagged > 0, "the outliers were flagged on both paths");
+    }
+
+    #[test]
+    fn a_prior_warms_up_on_live_vectors_without_alerting() {
+        // The prior: 200 synthetic rows around (100, 100). The live stream is around (1, 1), far
+        // outside the prior's ranges, which would score every live vector alike and flag it.
+        let toml = format!("{TOML}threshold = 0.5\nlikelihood_window = 1\n");
+        let (mut d, _) = detector(&toml);
+        let times: Vec<i64> = (0..200).map(|k| -200 * 60_000 + k * 60_000).collect();
+        let rows: Vec<f64> = (0..400).map(|k| 100.0 + (k % 7) as f64).collect();
+        assert!(d.seed(&times, &rows, 0, "synthetic"));
+        assert_eq!(d.reservoir_len(), 200);
+        // A first step without data (a `rate` still waiting for its second sample) is no live
+        // vector: the prior stays, and so does the warm-up.
+        let empty = StepResult {
+            t_ms: 0,
+            values: vec![None, None],
+        };
+        assert_eq!(d.on_step(&empty), Some(Vec::new()));
+        assert_eq!(d.reservoir_len(), 200);
+        assert!(d.warm_up.is_some());
+        let (mut scores, mut held) = (Vec::new(), 0);
+        for k in 1..=16 {
+            let out = d
+                .on_step(&step(
+                    k * 60_000,
+                    (k % 5) as f64 / 4.0,
+                    (k % 3) as f64 / 2.0,
+                ))
+                .expect("model step");
+            assert_eq!(out.len(), 1, "the prior scores from the first live step");
+            assert!(!out[0].anomaly, "no alert while warming up (step {k})");
+            held += usize::from(out[0].likelihood >= 0.5);
+            assert!(d.warm_up.is_some() || k == 16, "step {k}");
+            if k > 8 {
+                scores.push(out[0].anomaly_score);
+            }
+        }
+        assert_eq!(
+            d.reservoir_len(),
+            16,
+            "the prior's rows left at the first live step"
+        );
+        assert!(d.warm_up.is_none(), "warmed up at max_samples live vectors");
+        assert_eq!(d.training_info().source, "live");
+        scores.sort_by(f64::total_cmp);
+        assert!(
+            scores[scores.len() - 1] - scores[0] > 0.05,
+            "refit on live vectors at 8, the score follows the live data: {scores:?}"
+        );
+        assert!(
+            held >= 7,
+            "the prior found the first live vectors beyond anything it knew, and was held back"
+        );
+        // Warmed up, the detector alerts again on what it learned from the stream.
+        let mut flagged = 0;
+        for k in 17..40 {
+            let out = d
+                .on_step(&step(
+                    k * 60_000,
+                    (k % 5) as f64 / 4.0,
+                    (k % 3) as f64 / 2.0,
+                ))
+                .expect("model step");
+            assert_eq!(out[0].anomaly, out[0].likelihood >= 0.5, "step {k}");
+            flagged += usize::from(out[0].anomaly);
+        }
+        assert!(
+            flagged < 23,
+            "not every live step is flagged once warmed up"
+        );
     }
 
     #[test]

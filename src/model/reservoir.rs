@@ -174,6 +174,14 @@ impl Reservoir {
         self.values.drain(..self.n_features);
     }
 
+    /// Drops every vector (event time stays where it is): the detector does this when live data
+    /// replaces a prior's rows.
+    pub fn clear(&mut self) {
+        self.values.clear();
+        self.timestamps.clear();
+        self.trainable.clear();
+    }
+
     /// Every vector, row-major, oldest first: what the threshold is re-estimated on.
     pub fn rows(&mut self) -> &[f64] {
         self.values.make_contiguous()

@@ -75,6 +75,11 @@ fn process_routes(metrics: PrometheusHandle) -> Router {
     Router::new()
         .route("/metrics", get(render_metrics))
         .route("/-/healthy", get(|| async { "canopy is healthy\n" }))
+        // The pod's readiness: the config is loaded and the server listens, which is all a
+        // request needs. It never waits for a model (model readiness is the KServe endpoints'),
+        // so a node whose models still wait for its remote-write is never kept out of the
+        // Service that would bring that remote-write.
+        .route("/-/ready", get(|| async { "canopy is ready\n" }))
         .with_state(metrics)
 }
 

@@ -59,7 +59,7 @@ def manifests(path):
             if not res.get("requests") or not res.get("limits"):
                 problems.append(f"{where}/{c['name']}: resource requests and limits are required")
             if kind in ("DaemonSet", "Prometheus"):
-                for probe, want in (("livenessProbe", "/v2/health/live"), ("readinessProbe", "/v2/health/ready")):
+                for probe, want in (("livenessProbe", "/-/healthy"), ("readinessProbe", "/-/ready")):
                     got = c.get(probe, {}).get("httpGet", {}).get("path")
                     if got != want:
                         problems.append(f"{where}/{c['name']}: {probe} must GET {want}, not {got}")
