@@ -108,3 +108,70 @@ fn default_config_scores_a_plain_node_within_minutes_without_flagging_it() {
         .unwrap_or(0.0);
     assert_eq!(failed, 0.0, "samples Prometheus failed to send");
 }
+
+#[test]
+fn a_backfill_of_minutes_tops_up_with_synthetic_rows_and_never_blocks_readiness() {
+    // A Prometheus that has scraped node-exporter for a little over a minute: a backfill far
+    // too short for either model's first fit.
+    let node = Peer::node_exporter();
+    let prom = Peer::prometheus(
+        &format!(
+            "  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+            node.port
+        ),
+        None,
+    );
+    wait_for(Duration::from_secs(60), "Prometheus to scrape", || {
+        prom.query_scalar("count(node_cpu_seconds_total)")
+    });
+    std::thread::sleep(Duration::from_secs(70));
+    let prom_url = prom.url("");
+    let agent = Agent::start_with(
+        "",
+        &[("DATA_SOURCE", "prometheus"), ("PROMETHEUS_URL", &prom_url)],
+    );
+    let status = |path: &str| {
+        http()
+            .get(agent.url(path))
+            .send()
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    wait_for(Duration::from_secs(120), "both models ready", || {
+        assert_eq!(status("/-/ready"), 200, "/-/ready never waits for a model");
+        (status("/v2/health/ready") == 200).then_some(())
+    });
+    let m = http()
+        .get(agent.url("/metrics"))
+        .send()
+        .and_then(|r| r.text())
+        .expect("metrics");
+    assert_eq!(
+        metric_value(
+            &m,
+            r#"canopy_model_info{model="anomaly-detector",source="hybrid"}"#
+        ),
+        Some(1.0),
+        "the detector's short backfill was topped up:\n{}",
+        agent.logs()
+    );
+    let forecaster_source = ["hybrid", "synthetic"].iter().find(|s| {
+        metric_value(
+            &m,
+            &format!(r#"canopy_model_info{{model="predictive-analytics",source="{s}"}}"#),
+        ) == Some(1.0)
+    });
+    assert!(
+        forecaster_source.is_some(),
+        "the forecaster trained, from a top-up or synthetic rows:\n{}",
+        agent.logs()
+    );
+    assert!(
+        agent.logs().contains("too short for a first fit"),
+        "the top-up is logged"
+    );
+    assert!(
+        !m.contains("canopy_forecast{"),
+        "no forecast from a forest that knows no live data, nor for the synthetic entity"
+    );
+}

@@ -17,6 +17,15 @@ use super::StepResult;
 use crate::series::Labels;
 use crate::series::labels::METRIC_NAME;
 
+/// The label that marks an entity made of training-source rows (synthetic or backfilled) rather
+/// than of received samples; no model exports results for such an entity.
+pub const PRIOR_LABEL: &str = "canopy_source";
+
+/// Whether `entity` is made of training-source rows (see [`PRIOR_LABEL`]).
+pub fn is_prior(entity: &Labels) -> bool {
+    entity.get(PRIOR_LABEL).is_some()
+}
+
 /// The complete vectors at one step for the features `indices` (in that order), by entity.
 pub fn entity_vectors(step: &StepResult, indices: &[usize]) -> Vec<(Labels, Vec<f64>)> {
     let mut broadcast: Vec<Option<f64>> = vec![None; indices.len()];

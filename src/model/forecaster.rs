@@ -18,7 +18,7 @@ use super::detector::{Training, TrainingInfo};
 use super::rforest::{RandomForestParams, RandomForestRegressor};
 use super::windows::{WindowSpec, training_windows};
 use crate::config::{ModelConfig, RandomForestConfig};
-use crate::features::entities::{EntityHistory, entity_vectors};
+use crate::features::entities::{EntityHistory, entity_vectors, is_prior};
 use crate::features::history::metric_labels;
 use crate::features::{FeatureSet, StepResult};
 use crate::series::Labels;
@@ -242,9 +242,15 @@ impl Forecaster {
             counter!("canopy_model_entities_refused_total", "model" => self.spec.name.clone())
                 .increment(refused as u64);
         }
+        // A forest trained on synthetic rows alone knows the synthetic scale, not this stream's:
+        // its forecasts would mislead (and fire capacity alerts), so none is made until the
+        // stream's own training replaces it.
+        let warming_up = self.info.load().source == "synthetic";
+        gauge!("canopy_model_warming_up", "model" => self.spec.name.clone())
+            .set(f64::from(u8::from(warming_up)));
         let forecasts = match self.published.load_full() {
-            Some(model) => self.forecast_all(&model),
-            None => Vec::new(),
+            Some(model) if !warming_up => self.forecast_all(&model),
+            _ => Vec::new(),
         };
         self.export(&forecasts);
         if std::mem::take(&mut self.restored) {
@@ -276,8 +282,8 @@ impl Forecaster {
         let (lookback, f) = (self.spec.window.lookback, self.spec.window.n_features);
         let mut out = Vec::new();
         for (entity, rows) in self.history.entities() {
-            if rows.len() < lookback {
-                continue;
+            if rows.len() < lookback || is_prior(entity) {
+                continue; // too short, or training rows rather than a live entity
             }
             let start = (rows.len() - lookback) * f;
             for (dst, src) in self.input.iter_mut().zip(rows.v.range(start..)) {

@@ -36,7 +36,7 @@ use super::prometheus::{Backfill, BackfillRequest, ClientOptions, PrometheusClie
 use super::synthetic::{Synthetic, SyntheticSpec, generate};
 use crate::config::{Config, DataSource, ModelConfig};
 use crate::model::detector::Detector;
-use crate::model::forecaster::{Forecaster, MAX_ENTITIES};
+use crate::model::forecaster::{Forecaster, MAX_ENTITIES, MIN_TRAINING_WINDOWS};
 use crate::series::Labels;
 
 /// The most synthetic rows a forecaster is seeded with: the default model's 30 days at 5m. A finer
@@ -64,7 +64,7 @@ fn source_name(source: DataSource) -> &'static str {
 
 /// The label set of the forecaster's synthetic entity.
 pub fn synthetic_entity() -> Labels {
-    Labels::from_pairs([("canopy_source", "synthetic")])
+    Labels::from_pairs([(crate::features::entities::PRIOR_LABEL, "synthetic")])
 }
 
 /// One model's training range: `rows` steps ending at `end_ms`.
@@ -145,8 +145,22 @@ pub fn initial_training_at(
             Some(real) => {
                 let mut rows = real_rows(&real);
                 rows.sort_by_key(|(t, _)| *t);
-                let (t, v) = detector_mix(&rows, &synthetic, synthetic_share(source), capacity);
-                (source_name(source), t, v)
+                let needed = d.spec().first_fit_rows();
+                let mixed = ((rows.len() as f64) / (1.0 - synthetic_share(source))).ceil();
+                if rows.is_empty() {
+                    let (t, v) = detector_mix(&[], &synthetic, 1.0, capacity);
+                    ("synthetic", t, v)
+                } else if mixed as usize >= needed {
+                    let (t, v) = detector_mix(&rows, &synthetic, synthetic_share(source), capacity);
+                    (source_name(source), t, v)
+                } else {
+                    // Too short a history for a first fit: topped up with synthetic rows to the
+                    // fit's count, never left untrained.
+                    let share = 1.0 - rows.len() as f64 / needed as f64;
+                    tracing::warn!(model = %name, real_rows = rows.len(), needed, "the backfill is too short for a first fit: topped up with synthetic rows (source hybrid)");
+                    let (t, v) = detector_mix(&rows, &synthetic, share, capacity);
+                    ("hybrid", t, v)
+                }
             }
             None => {
                 let (t, v) = detector_mix(&[], &synthetic, 1.0, capacity);
@@ -181,10 +195,31 @@ pub fn initial_training_at(
                     })
                     .collect();
                 let share = synthetic_share(source);
-                let n = (((share / (1.0 - share)) * real.rows as f64).round() as usize)
+                let mut n = (((share / (1.0 - share)) * real.rows as f64).round() as usize)
                     .min(MAX_FORECASTER_SYNTHETIC_ROWS);
+                let span = f.spec().window.lookback + f.spec().window.horizon;
+                let real_windows: usize = entities
+                    .iter()
+                    .map(|(_, t, _)| (t.len() + 1).saturating_sub(span))
+                    .sum();
+                let mut used = if real.rows == 0 {
+                    "synthetic"
+                } else {
+                    source_name(source)
+                };
+                if real_windows < MIN_TRAINING_WINDOWS && real.rows > 0 {
+                    // Too short a history for a first fit: the synthetic entity alone gives the
+                    // fit its windows, never leaving the model untrained.
+                    tracing::warn!(model = %name, real_windows, needed = MIN_TRAINING_WINDOWS, "the backfill is too short for a first fit: topped up with synthetic rows (source hybrid)");
+                    n = n
+                        .max(span + MIN_TRAINING_WINDOWS)
+                        .min(MAX_FORECASTER_SYNTHETIC_ROWS);
+                    used = "hybrid";
+                } else if real_windows < MIN_TRAINING_WINDOWS {
+                    n = MAX_FORECASTER_SYNTHETIC_ROWS;
+                }
                 entities.push(synthetic_tail(&synthetic, n));
-                (source_name(source), entities)
+                (used, entities)
             }
             None => (
                 "synthetic",
