@@ -24,13 +24,25 @@ fn default_config_scores_a_plain_node_within_minutes_without_flagging_it() {
             .unwrap_or(0)
     };
     assert_eq!(ready(), 200, "ready as soon as it listens");
-    let prom = Peer::prometheus(
-        &format!(
-            "  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
-            node.port
-        ),
-        Some(&agent.url("/api/v1/write")),
+    // The README's quickstart Prometheus, its ports made this test's.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let quickstart = std::fs::read_to_string(root.join("examples/quickstart/prometheus.yml"))
+        .expect("the quickstart's prometheus.yml");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let body: String = quickstart
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        readme.contains(&body),
+        "README's quickstart shows examples/quickstart/prometheus.yml"
     );
+    let yml = quickstart
+        .replace("localhost:9100", &format!("127.0.0.1:{}", node.port))
+        .replace("http://localhost:8080", &agent.url(""));
+    assert!(yml.contains(&agent.url("/api/v1/write")), "{yml}");
+    let prom = Peer::prometheus_with_config(common::free_port(), &yml, &[]);
 
     // Every default feature evaluates from node-exporter's series alone.
     let started = Instant::now();
@@ -55,6 +67,18 @@ fn default_config_scores_a_plain_node_within_minutes_without_flagging_it() {
     eprintln!(
         "first score {:.0} s after start",
         started.elapsed().as_secs_f64()
+    );
+    let cpu: serde_json::Value = http()
+        .get(agent.url("/api/v1/features/cpu"))
+        .send()
+        .and_then(|r| r.json())
+        .expect("/api/v1/features/cpu");
+    assert_eq!(cpu["data"]["resultType"], "matrix");
+    assert!(
+        cpu["data"]["result"][0]["values"]
+            .as_array()
+            .is_some_and(|v| !v.is_empty()),
+        "{cpu}"
     );
     assert_eq!(
         metric_value(
