@@ -45,12 +45,22 @@ fn features() -> Vec<String> {
         .to_vec()
 }
 
+/// The default config's expressions of `features`, as a checkpoint records them.
+fn expressions(features: &[String]) -> Vec<String> {
+    let config = canopy::config::Config::default_config().expect("default config");
+    features
+        .iter()
+        .map(|f| config.features[f].trim().to_owned())
+        .collect()
+}
+
 fn detector() -> SavedModel {
     let rows = node_history(10_080, 1440.0);
     let forest = IsolationForest::fit(&IsolationForestParams::default(), &rows, 5).expect("fit");
     SavedModel {
         name: "anomaly-detector".into(),
         features: features(),
+        expressions: expressions(&features()),
         step_ms: 60_000,
         retrain_interval_ms: 600_000,
         max_age_ms: 7 * 86_400_000,
@@ -84,11 +94,13 @@ fn forecaster() -> SavedModel {
     let w = training_windows(&history, &spec).expect("windows");
     let forest = RandomForestRegressor::fit(&RandomForestParams::default(), &w.x, 120, &w.y, 12)
         .expect("fit");
+    let features: Vec<String> = ["cpu", "memory", "disk", "net_rx", "net_tx"]
+        .map(String::from)
+        .to_vec();
     SavedModel {
         name: "predictive-analytics".into(),
-        features: ["cpu", "memory", "disk", "net_rx", "net_tx"]
-            .map(String::from)
-            .to_vec(),
+        expressions: expressions(&features),
+        features,
         step_ms: 300_000,
         retrain_interval_ms: 3_600_000,
         max_age_ms: 30 * 86_400_000,

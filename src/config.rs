@@ -14,6 +14,7 @@
 //! Unknown keys are errors that name the key. This module does no I/O beyond reading the file.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -29,8 +30,10 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{origin} is not valid TOML: {message}")]
-    Syntax { origin: String, message: String },
+    /// `detail` is the parser's message, then where (`--> FILE:LINE:COLUMN`) and the line with
+    /// the place marked, over several lines as compilers print them.
+    #[error("{origin} is not valid TOML: {detail}")]
+    Syntax { origin: String, detail: String },
     #[error("config key `{key}`: {reason}")]
     Invalid { key: String, reason: String },
 }
@@ -45,7 +48,7 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub listen: String,
+    pub listen: SocketAddr,
     pub model_dir: PathBuf,
     pub limits: Limits,
     /// Feature name to PromQL expression, in name order.
@@ -227,6 +230,23 @@ struct RawConfig {
     source: SourceConfig,
 }
 
+/// A listening address: `HOST:PORT` with an IP host (`0.0.0.0:8080`, `127.0.0.1:9000`,
+/// `[::]:8080`), or `:PORT` for every IPv4 interface (`0.0.0.0:PORT`), as Go servers and the
+/// README write it. `--listen`, `CANOPY_LISTEN` and the config's `listen` all read it.
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    let parsed = match s.strip_prefix(':') {
+        Some(port) => port
+            .parse::<u16>()
+            .ok()
+            .map(|p| SocketAddr::from(([0, 0, 0, 0], p))),
+        None => s.parse().ok(),
+    };
+    parsed.ok_or_else(|| {
+        format!("`{s}` is not an address like 0.0.0.0:8080, 127.0.0.1:8080, [::]:8080 or :8080")
+    })
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("`{s}` is not a duration like \"30s\" or \"5m\": {e}"))
@@ -248,8 +268,36 @@ fn parse_table(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
     text.parse::<toml::Table>()
         .map_err(|e| ConfigError::Syntax {
             origin: origin.to_owned(),
-            message: e.to_string().trim().replace('\n', " "),
+            detail: syntax_detail(&e, origin),
         })
+}
+
+/// The toml crate's message, then `--> FILE:LINE:COLUMN` and its snippet (the offending line
+/// with the place marked) as it renders them after its `TOML parse error at line L, column C`
+/// header; the crate's whole rendering if it has no such header.
+fn syntax_detail(e: &toml::de::Error, origin: &str) -> String {
+    let rendered = e.to_string();
+    let mut lines = rendered.lines();
+    let position = lines
+        .next()
+        .and_then(|l| l.strip_prefix("TOML parse error at line "))
+        .and_then(|at| at.split_once(", column "));
+    let Some((line, column)) = position else {
+        return format!("\n{}", rendered.trim_end());
+    };
+    // the snippet: a gutter line, the numbered line, the marker line
+    let snippet: Vec<&str> = lines.take(3).collect();
+    let gutter = line.len();
+    let mut out = format!(
+        "{}\n{:gutter$}--> {origin}:{line}:{column}",
+        e.message().trim_end(),
+        ""
+    );
+    for l in snippet {
+        out.push('\n');
+        out.push_str(l.trim_end());
+    }
+    out
 }
 
 /// Overlays `file` onto `base`: key by key, recursively, but `features` and `models` whole.
@@ -261,6 +309,69 @@ fn merge(base: &mut toml::Table, file: toml::Table, top: bool) {
             (_, v) => {
                 base.insert(key, v);
             }
+        }
+    }
+}
+
+/// Which of the default's whole-replaced tables a `--config` file replaced, to explain errors
+/// that come from it.
+#[derive(Default)]
+struct Replaced {
+    origin: String,
+    features: bool,
+    models: bool,
+}
+
+impl Replaced {
+    /// Adds a hint to an error a replaced `[models]` or `[features]` table explains: a model
+    /// without `kind` or `features` (usually one key of a default model overridden, the rest
+    /// gone with the default table), or a model using a feature the file's `[features]` no longer
+    /// defines.
+    fn hint(&self, e: ConfigError) -> ConfigError {
+        let ConfigError::Invalid { key, reason } = e else {
+            return e;
+        };
+        let origin = &self.origin;
+        let hint = if let Some(model) = key.strip_prefix("models.")
+            && !model.contains('.')
+            && self.models
+            && let Some(field) = reason
+                .strip_prefix("missing field `")
+                .and_then(|r| r.split('`').next())
+        {
+            Some(format!(
+                "{origin} has a [models] table, which replaces the default's whole: each model in \
+                 it needs its own `kind` and `features` (`{model}` has no `{field}`), and only the \
+                 models it lists run. To change one key of a default model, copy the model's whole \
+                 table from the default config (src/default_config.toml) into {origin} and edit it."
+            ))
+        } else if key.starts_with("models.")
+            && key.ends_with(".features")
+            && self.features
+            && let Some(feature) = reason
+                .strip_prefix('`')
+                .and_then(|r| r.strip_suffix("` is not defined in [features]"))
+        {
+            let default = toml::from_str::<toml::Table>(DEFAULT_TOML)
+                .ok()
+                .and_then(|t| t.get("features")?.get(feature)?.as_str().map(str::to_owned));
+            let copy = match default {
+                Some(expr) => format!(" The default defines it as {feature} = '{expr}'."),
+                None => String::new(),
+            };
+            Some(format!(
+                "{origin} has a [features] table, which replaces the default's whole: it must \
+                 define every feature the models use.{copy}"
+            ))
+        } else {
+            None
+        };
+        match hint {
+            Some(hint) => ConfigError::Invalid {
+                key,
+                reason: format!("{reason}\nhint: {hint}"),
+            },
+            None => ConfigError::Invalid { key, reason },
         }
     }
 }
@@ -362,23 +473,31 @@ impl Config {
         env: &[(String, String)],
     ) -> Result<Config, ConfigError> {
         let mut table = parse_table(DEFAULT_TOML, "the embedded default config")?;
+        let mut replaced = Replaced::default();
         if let Some((text, origin)) = file {
-            merge(&mut table, parse_table(text, origin)?, true);
+            let file = parse_table(text, origin)?;
+            replaced = Replaced {
+                origin: origin.to_owned(),
+                features: file.contains_key("features"),
+                models: file.contains_key("models"),
+            };
+            merge(&mut table, file, true);
         }
         apply_env(&mut table, env)?;
         let raw: RawConfig =
             serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
                 let path = e.path().to_string();
-                invalid(
+                replaced.hint(invalid(
                     if path == "." {
                         "(top level)".into()
                     } else {
                         path
                     },
-                    e.into_inner().to_string(),
-                )
+                    // the message alone: the key is named once, by `invalid`
+                    e.into_inner().message().trim_end().to_owned(),
+                ))
             })?;
-        raw.validate()
+        raw.validate().map_err(|e| replaced.hint(e))
     }
 
     /// The features any configured model uses, in name order.
@@ -410,12 +529,7 @@ impl RawConfig {
                 return Err(invalid(key, "must be greater than 0"));
             }
         }
-        if self.listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(invalid(
-                "listen",
-                format!("`{}` is not an address like 0.0.0.0:8080", self.listen),
-            ));
-        }
+        let listen = parse_listen(&self.listen).map_err(|e| invalid("listen", e))?;
         for (key, d) in [
             ("limits.retention", l.retention),
             ("evaluation.step", self.evaluation.step),
@@ -484,7 +598,7 @@ impl RawConfig {
             return Err(invalid("models", "at least one model must be configured"));
         }
         Ok(Config {
-            listen: self.listen,
+            listen,
             model_dir: self.model_dir,
             limits: self.limits,
             features: self.features,
@@ -716,7 +830,7 @@ mod tests {
     #[test]
     fn default_config_is_valid_with_both_models() {
         let c = Config::default_config().expect("default config is valid");
-        assert_eq!(c.listen, "0.0.0.0:8080");
+        assert_eq!(c.listen, SocketAddr::from(([0, 0, 0, 0], 8080)));
         assert_eq!(c.features.len(), 6);
         let d = &c.models["anomaly-detector"];
         assert_eq!(d.step, Duration::from_secs(60));
@@ -777,7 +891,7 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(c.limits.max_series, 123);
-        assert_eq!(c.listen, "127.0.0.1:9999");
+        assert_eq!(c.listen, SocketAddr::from(([127, 0, 0, 1], 9999)));
         assert_eq!(c.source.data_source, DataSource::Hybrid);
         assert_eq!(c.source.prometheus_url, "http://prom:9090");
         assert!(c.models.values().all(|m| m.training_days == 3));
@@ -832,6 +946,72 @@ mod tests {
             .expect_err("refused")
             .to_string();
         assert!(e.contains("source.anomaly_rate"), "{e}");
+    }
+
+    #[test]
+    fn a_toml_syntax_error_names_file_line_and_column_and_shows_the_line() {
+        let e = err("[limits]\nmax_series = = 3\n");
+        let lines: Vec<&str> = e.lines().collect();
+        assert!(
+            lines[0].starts_with("test.toml is not valid TOML: ") && lines[0].contains('='),
+            "{e}"
+        );
+        assert_eq!(lines[1], " --> test.toml:2:14", "{e}");
+        assert_eq!(lines[2], "  |", "{e}");
+        assert_eq!(lines[3], "2 | max_series = = 3", "{e}");
+        assert_eq!(lines[4], "  |              ^", "{e}");
+        assert_eq!(lines.len(), 5, "{e}");
+    }
+
+    #[test]
+    fn a_replaced_models_or_features_table_explains_what_it_lacks() {
+        // one key of a default model overridden: the file's [models] replaced the default's
+        let e = err("[models.anomaly-detector]\ncontamination = 0.01\n");
+        assert!(
+            e.starts_with("config key `models.anomaly-detector`: missing field `kind`\nhint: "),
+            "{e}"
+        );
+        assert!(
+            e.contains("replaces the default's whole") && e.contains("has no `kind`"),
+            "{e}"
+        );
+        assert_eq!(e.matches("missing field").count(), 1, "said once: {e}");
+        let e = err("[models.anomaly-detector]\nkind = \"isolation_forest\"\n");
+        assert!(
+            e.contains("missing field `features`") && e.contains("has no `features`"),
+            "{e}"
+        );
+        // the default's models read features the file's [features] no longer defines
+        let e = err("[features]\ncpu = 'avg(x)'\n");
+        assert!(e.contains("`memory` is not defined in [features]"), "{e}");
+        assert!(
+            e.contains("hint: test.toml has a [features] table")
+                && e.contains("memory = 'avg(1 - node_memory_MemAvailable_bytes"),
+            "{e}"
+        );
+        // no hint where the default is not involved
+        let e = err("[limits]\nmax_seriez = 1\n");
+        assert!(!e.contains("hint"), "{e}");
+    }
+
+    #[test]
+    fn listen_accepts_a_bare_port_as_every_ipv4_interface() {
+        let any = |p| SocketAddr::from(([0, 0, 0, 0], p));
+        assert_eq!(parse_listen(":18080"), Ok(any(18080)));
+        assert_eq!(parse_listen(" :8080 "), Ok(any(8080)));
+        assert_eq!(parse_listen("0.0.0.0:8080"), Ok(any(8080)));
+        assert_eq!(
+            parse_listen("[::1]:9000"),
+            Ok("[::1]:9000".parse().expect("v6"))
+        );
+        for bad in [":", ":http", ":70000", "8080", "localhost:8080", ""] {
+            let e = parse_listen(bad).expect_err(bad);
+            assert!(e.contains(":8080"), "{e}");
+        }
+        let c = Config::from_parts(Some(("listen = \":9100\"\n", "t.toml")), &[]).expect("valid");
+        assert_eq!(c.listen, any(9100));
+        let c = Config::from_parts(None, &env(&[("CANOPY_LISTEN", ":9200")])).expect("valid");
+        assert_eq!(c.listen, any(9200));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -93,8 +94,9 @@ struct RunArgs {
     /// A TOML file overriding the embedded default configuration.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// The address to listen on (stronger than PORT and the config's `listen`).
-    #[arg(long)]
+    /// The address to listen on, e.g. 0.0.0.0:8080 or :8080 (stronger than PORT and the config's
+    /// `listen`).
+    #[arg(long, value_parser = canopy::config::parse_listen)]
     listen: Option<SocketAddr>,
     /// Where checkpoints live (overrides the config's `model_dir`).
     #[arg(long = "model-dir", alias = "model_dir")]
@@ -129,14 +131,37 @@ fn listen_addr(flag: Option<SocketAddr>, config: &Config) -> Result<SocketAddr> 
             .with_context(|| format!("PORT={port:?} is not a port number"))?;
         return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
     }
-    config
-        .listen
-        .parse()
-        .with_context(|| format!("listen = {:?} is not an address", config.listen))
+    Ok(config.listen)
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+/// Runs the command; an error is printed once as `error: …` (no backtrace: it is for the person
+/// at the terminal) and exits 1.
+fn main() -> ExitCode {
+    match command(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", report(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes, each said once: canopy's errors mostly put their source into their
+/// own message already (`cannot read config file X: No such file…`), so a cause whose text the
+/// report already holds is left out rather than repeated under `caused by:`.
+fn report(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str("\ncaused by: ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+fn command(cli: Cli) -> Result<()> {
     match cli.command {
         Some(Command::CheckConfig { config }) => {
             let c = Config::load(config.as_deref())?;

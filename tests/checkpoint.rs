@@ -1,12 +1,14 @@
 //! Checkpoints on the model volume: the file round-trips both model kinds exactly; a corrupt,
-//! truncated, unknown-version or mismatched file is logged, moved aside, counted, and the agent
-//! trains anew; SIGTERM writes a checkpoint that a restarted agent restores and serves unchanged
+//! truncated or unknown-version file is logged, moved aside as `corrupt-…`, counted, and the agent
+//! trains anew; a sound file whose model no longer means what the config's does (another kind,
+//! step or feature expression, or no recorded expressions) likewise, as `mismatch-…`, while equal
+//! expressions restore; SIGTERM writes a checkpoint that a restarted agent restores and serves unchanged
 //! until its first retrain, one retrain interval later; and an agent killed with SIGKILL at random
 //! instants, many of them during a write, always leaves a file that decodes and restores.
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -150,7 +152,16 @@ fn forecaster_forest(m: &SavedModel) -> &RandomForestRegressor {
     }
 }
 
-/// A detector checkpoint fitted in-process on the cycle's values.
+/// The expression `CONFIG` gives a feature (`avg(NAME)` for names it does not define).
+fn expression(feature: &str) -> String {
+    match feature {
+        "queue" => "sum(queue)".into(),
+        other => format!("avg({other})"),
+    }
+}
+
+/// A detector checkpoint fitted in-process on the cycle's values, its features' expressions as
+/// `CONFIG` has them.
 fn saved_detector(name: &str, features: &[&str]) -> SavedModel {
     let mut rng = Rng::new(5);
     let rows: Vec<f64> = (0..400)
@@ -170,6 +181,7 @@ fn saved_detector(name: &str, features: &[&str]) -> SavedModel {
     SavedModel {
         name: name.into(),
         features: features.iter().map(|f| f.to_string()).collect(),
+        expressions: features.iter().map(|f| expression(f)).collect(),
         step_ms: 10_000,
         retrain_interval_ms: 300_000,
         max_age_ms: 7 * 86_400_000,
@@ -212,6 +224,7 @@ fn saved_forecaster(name: &str) -> SavedModel {
     SavedModel {
         name: name.into(),
         features: vec!["load".into(), "queue".into()],
+        expressions: vec![expression("load"), expression("queue")],
         step_ms: 10_000,
         retrain_interval_ms: 3_600_000,
         max_age_ms: 30 * 86_400_000,
@@ -328,9 +341,9 @@ fn damaged_files_are_refused_with_a_reason_and_never_panic() {
 }
 
 /// Starts an agent whose detector folder holds `bytes`, and checks that the file is moved aside
-/// with `reason` logged and counted as `result`, and that the agent then trains anew and
-/// writes a fresh checkpoint.
-fn refused_then_trained_anew(bytes: &[u8], result: &str, reason: &str) {
+/// as `model.ckpt.{aside}-UNIXTIME` with `reason` logged and counted as `result`, and that the
+/// agent then trains anew and writes a fresh checkpoint.
+fn refused_then_trained_anew(bytes: &[u8], aside: &str, result: &str, reason: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let models = dir.path().join("models");
     let folder = models.join("detector");
@@ -344,28 +357,32 @@ fn refused_then_trained_anew(bytes: &[u8], result: &str, reason: &str) {
         .unwrap_or_else(|| panic!("no refusal logged for {result}:\n{logs}"));
     assert!(line.contains(reason), "{line} does not say {reason:?}");
     assert!(line.contains("model.ckpt"), "{line} names no path");
-    let aside: Vec<PathBuf> = std::fs::read_dir(&folder)
-        .expect("folder")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("model.ckpt.corrupt-"))
-        })
-        .collect();
-    assert_eq!(aside.len(), 1, "moved aside as model.ckpt.corrupt-UNIXTIME");
-    assert_eq!(std::fs::read(&aside[0]).expect("aside"), bytes);
+    let prefix = format!("model.ckpt.{aside}-");
+    let names = file_names(&folder);
+    let moved: Vec<&String> = names.iter().filter(|n| n.starts_with(&prefix)).collect();
+    assert_eq!(moved.len(), 1, "moved aside as {prefix}UNIXTIME: {names:?}");
+    assert!(
+        moved[0][prefix.len()..].parse::<u64>().is_ok(),
+        "{}",
+        moved[0]
+    );
+    assert_eq!(std::fs::read(folder.join(moved[0])).expect("aside"), bytes);
     assert!(!folder.join(CHECKPOINT_FILE).exists());
     let series =
         format!(r#"canopy_checkpoint_restores_total{{model="detector",result="{result}"}}"#);
     assert_eq!(agent.metric(&series), 1.0, "{series}");
     // the agent is up and trains anew from the stream, then checkpoints the new model
     feed(&agent, 0..40);
-    wait_for(Duration::from_secs(30), "a new checkpoint", || {
+    let fresh = wait_for(Duration::from_secs(30), "a new checkpoint", || {
         let path = folder.join(CHECKPOINT_FILE);
         let bytes = std::fs::read(path).ok()?;
         decode(&bytes).ok()
     });
+    assert_eq!(
+        fresh.expressions,
+        ["avg(load)", "sum(queue)"],
+        "the new checkpoint records what its features mean"
+    );
     assert_eq!(
         metric_value(
             &metrics(&agent),
@@ -376,10 +393,23 @@ fn refused_then_trained_anew(bytes: &[u8], result: &str, reason: &str) {
     );
 }
 
+/// The file names in `folder`.
+fn file_names(folder: &Path) -> Vec<String> {
+    std::fs::read_dir(folder)
+        .expect("folder")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
 #[test]
 fn a_truncated_checkpoint_is_moved_aside_and_the_model_trains_anew() {
     let bytes = encode(&saved_detector("detector", &["load", "queue"]));
-    refused_then_trained_anew(&bytes[..bytes.len() * 2 / 3], "truncated", "truncated");
+    refused_then_trained_anew(
+        &bytes[..bytes.len() * 2 / 3],
+        "corrupt",
+        "truncated",
+        "truncated",
+    );
 }
 
 #[test]
@@ -387,22 +417,110 @@ fn a_flipped_byte_is_moved_aside_and_the_model_trains_anew() {
     let mut bytes = encode(&saved_detector("detector", &["load", "queue"]));
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x40;
-    refused_then_trained_anew(&bytes, "crc_mismatch", "CRC mismatch");
+    refused_then_trained_anew(&bytes, "corrupt", "crc_mismatch", "CRC mismatch");
 }
 
 #[test]
 fn an_unknown_version_is_moved_aside_and_the_model_trains_anew() {
     let bytes = encode(&saved_detector("detector", &["load", "queue"]));
     let future = frame(&bytes[20..bytes.len() - 4], FORMAT_VERSION + 1);
-    refused_then_trained_anew(&future, "unsupported_version", "unsupported format version");
+    refused_then_trained_anew(
+        &future,
+        "corrupt",
+        "unsupported_version",
+        "unsupported format version",
+    );
 }
 
 #[test]
 fn mismatched_features_or_kind_are_moved_aside_and_the_model_trains_anew() {
     let bytes = encode(&saved_detector("detector", &["load", "memory"]));
-    refused_then_trained_anew(&bytes, "mismatch", "features");
+    refused_then_trained_anew(
+        &bytes,
+        "mismatch",
+        "mismatch",
+        "feature `queue` (`memory` in the file) changed its expression from `avg(memory)` to `sum(queue)`",
+    );
     let bytes = encode(&saved_forecaster("detector"));
-    refused_then_trained_anew(&bytes, "mismatch", "kind");
+    refused_then_trained_anew(&bytes, "mismatch", "mismatch", "kind");
+    let mut slower = saved_detector("detector", &["load", "queue"]);
+    slower.step_ms = 20_000;
+    refused_then_trained_anew(
+        &encode(&slower),
+        "mismatch",
+        "mismatch",
+        "step 20s in the file, 10s in the config",
+    );
+}
+
+#[test]
+fn a_changed_feature_expression_is_set_aside_as_a_mismatch_and_the_model_trains_anew() {
+    let mut changed = saved_detector("detector", &["load", "queue"]);
+    changed.expressions[1] = "max(queue)".into();
+    refused_then_trained_anew(
+        &encode(&changed),
+        "mismatch",
+        "mismatch",
+        "feature `queue` changed its expression from `max(queue)` to `sum(queue)`",
+    );
+}
+
+#[test]
+fn a_checkpoint_written_before_expressions_were_recorded_is_set_aside_as_a_mismatch() {
+    let mut old = saved_detector("detector", &["load", "queue"]);
+    old.expressions.clear();
+    // what an older canopy wrote: no expressions field at all
+    let bytes = encode(&old);
+    let payload = &bytes[20..bytes.len() - 4];
+    let message = canopy::checkpoint::proto::Checkpoint::decode(payload).expect("proto");
+    assert!(message.config.expect("config").expressions.is_empty());
+    assert!(
+        decode(&bytes)
+            .expect("an old file still decodes")
+            .expressions
+            .is_empty(),
+        "read as having no expressions"
+    );
+    refused_then_trained_anew(
+        &bytes,
+        "mismatch",
+        "mismatch",
+        "written before expressions were recorded",
+    );
+}
+
+#[test]
+fn equal_expressions_restore_whatever_their_spelling_or_feature_name() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let models = dir.path().join("models");
+    let folder = models.join("detector");
+    // the same expressions spelled differently, and the first feature since renamed
+    let mut saved = saved_detector("detector", &["cpu_load", "queue"]);
+    saved.expressions = vec![" avg( load )".into(), "sum (queue)\n".into()];
+    let bytes = encode(&saved);
+    canopy::checkpoint::write_atomic(&folder, &bytes).expect("write");
+    let mut agent = Agent::start_with_models(CONFIG, &models);
+    assert_eq!(
+        agent.metric(r#"canopy_checkpoint_restores_total{model="detector",result="ok"}"#),
+        1.0,
+        "restored; logs:\n{}",
+        agent.logs()
+    );
+    assert_eq!(
+        agent.metric(r#"canopy_model_info{model="detector",source="checkpoint"}"#),
+        1.0
+    );
+    assert_eq!(
+        file_names(&folder),
+        [CHECKPOINT_FILE],
+        "nothing moved aside"
+    );
+    assert!(agent.terminate());
+    // the restored forest is the file's, now saved under the config's names and expressions
+    let back = read(&folder.join(CHECKPOINT_FILE));
+    assert_eq!(back.features, ["load", "queue"]);
+    assert_eq!(back.expressions, ["avg(load)", "sum(queue)"]);
+    assert_eq!(detector_forest(&back), detector_forest(&saved));
 }
 
 #[test]

@@ -107,11 +107,37 @@ fn metadata_and_json_inference_follow_the_open_inference_protocol() {
         .filter_map(|o| o["name"].as_str())
         .collect();
     assert_eq!(outputs, ["output-0", "score", "decision_function"]);
+    // the features a row carries, in order
+    assert_eq!(
+        body["parameters"]["features"],
+        "cpu,memory,restarts,net_rx,net_tx"
+    );
     let (_, body) = get(&agent, "/v2/models/predictive-analytics");
     assert_eq!(body["inputs"][0]["shape"], json!([-1, 120]));
     assert_eq!(
         body["outputs"],
         json!([{"name": "output-0", "datatype": "FP64", "shape": [-1, 12]}])
+    );
+    let p = &body["parameters"];
+    assert_eq!(p["features"], "cpu,memory,disk,net_rx,net_tx");
+    assert_eq!(p["targets"], "cpu");
+    assert_eq!(
+        (p["lookback"].as_u64(), p["horizon"].as_u64()),
+        (Some(24), Some(12))
+    );
+    assert!(
+        p["input_layout"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("time-major")),
+        "{p}"
+    );
+    // every value is a string or a number, as the protocol's parameters are
+    assert!(
+        p.as_object()
+            .expect("parameters")
+            .values()
+            .all(|v| v.is_string() || v.is_number()),
+        "{p}"
     );
 
     // Nested data, the default output, the id echoed.

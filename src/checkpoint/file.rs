@@ -59,14 +59,16 @@ pub fn read(path: &Path) -> Result<SavedModel, CheckpointError> {
     decode(&bytes)
 }
 
-/// Renames a refused `folder/model.ckpt` to `model.ckpt.corrupt-UNIXTIME` (kept for a person to
-/// look at, no longer a model file) and returns the new path.
-pub fn move_aside(path: &Path) -> Result<PathBuf, CheckpointError> {
+/// Renames a refused `folder/model.ckpt` to `model.ckpt.{why}-UNIXTIME` (kept for a person to
+/// look at, no longer a model file) and returns the new path. `why` is
+/// [`CheckpointError::aside_label`]: `corrupt` for a file that does not decode, `mismatch` for a
+/// sound file whose model no longer fits the config.
+pub fn move_aside(path: &Path, why: &str) -> Result<PathBuf, CheckpointError> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let mut aside = path.as_os_str().to_owned();
-    aside.push(format!(".corrupt-{now}"));
+    aside.push(format!(".{why}-{now}"));
     let aside = PathBuf::from(aside);
     fs::rename(path, &aside).map_err(io(path))?;
     if let Some(folder) = path.parent() {
@@ -168,7 +170,7 @@ mod tests {
             b"second"
         );
 
-        let aside = move_aside(&folder.join(CHECKPOINT_FILE)).expect("move aside");
+        let aside = move_aside(&folder.join(CHECKPOINT_FILE), "corrupt").expect("move aside");
         let name = aside.file_name().and_then(|n| n.to_str()).expect("name");
         assert!(name.starts_with("model.ckpt.corrupt-"), "{name}");
         assert!(

@@ -8,7 +8,9 @@
 //! # At rest
 //! `{model_dir}/{model-name}/model.ckpt`: exactly one model file per folder, as KServe expects.
 //! Only that file ends in `.ckpt`: a write in progress is `.model.ckpt.tmp` in the same folder, and
-//! a file refused at start is moved aside to `model.ckpt.corrupt-UNIXTIME`.
+//! a file refused at start is moved aside: to `model.ckpt.corrupt-UNIXTIME` when it does not
+//! decode, to `model.ckpt.mismatch-UNIXTIME` when it decodes but its model no longer fits the
+//! config.
 //!
 //! # File format ([`format`])
 //! ```text
@@ -35,10 +37,11 @@
 //! fsync and rename never hold up scoring or ingest.
 //!
 //! # Restoring ([`restore`])
-//! At start each configured model's file is read; a valid one whose kind and features still match
-//! the config is published, its reservoir or history refilled, and the model's first retrain
-//! comes one `retrain_interval` after start. Anything else is moved aside with a logged reason and
-//! counted, and the model trains anew. [`load_registry`] reads checkpoints read-only for
+//! At start each configured model's file is read; a valid one whose model still means what the
+//! config's does (same kind and step, each feature's PromQL expression the same in canonical form,
+//! for the forecaster the same targets, lookback and horizon) is published, its reservoir or
+//! history refilled, and the model's first retrain comes one `retrain_interval` after start.
+//! Anything else is moved aside with a logged reason and counted, and the model trains anew. [`load_registry`] reads checkpoints read-only for
 //! `canopy serve`.
 
 pub mod file;
@@ -98,6 +101,15 @@ impl CheckpointError {
             CheckpointError::Mismatch(_) => "mismatch",
             CheckpointError::Io { .. } => "io",
             CheckpointError::NoModels(_) => "no_models",
+        }
+    }
+
+    /// What a refused file is renamed with: `mismatch` for a sound checkpoint of a model the
+    /// config no longer describes, `corrupt` for everything else.
+    pub fn aside_label(&self) -> &'static str {
+        match self {
+            CheckpointError::Mismatch(_) => "mismatch",
+            _ => "corrupt",
         }
     }
 }

@@ -1,7 +1,14 @@
 //! Restoring the agent's models at start. For each configured model: a valid checkpoint whose
-//! kind and features still match the config is published and its reservoir or history refilled;
+//! model still means what the config's does is published and its reservoir or history refilled;
 //! anything else is moved aside with a logged reason (path, what failed), counted in
 //! `canopy_checkpoint_restores_total{model, result}`, and the model trains anew.
+//!
+//! "Means the same" is decided on what shapes the numbers, not on names: the same kind and step,
+//! as many features, each with the same PromQL expression (compared in `promql-parser`'s
+//! canonical form, so spacing and equivalent spellings do not count), and for the forecaster the
+//! same targets (by position among the features), lookback and horizon. A feature renamed with
+//! its expression unchanged still restores. A file written before checkpoints recorded the
+//! expressions cannot show what its features meant and is set aside as a mismatch.
 
 use std::path::Path;
 
@@ -12,6 +19,7 @@ use super::file::{TEMP_FILE, model_path, move_aside, read};
 use super::saved::{SavedData, SavedModel};
 use crate::model::detector::Detector;
 use crate::model::forecaster::Forecaster;
+use crate::promql::canonical;
 
 /// Restores every model that has a usable checkpoint in `model_dir`; returns how many.
 pub fn restore_models(
@@ -111,7 +119,7 @@ fn load(
         tracing::error!(model = %name, path = %path.display(), reason = %error, "cannot read the checkpoint: the model trains anew");
         return None;
     }
-    match move_aside(&path) {
+    match move_aside(&path, error.aside_label()) {
         Ok(aside) => tracing::warn!(
             model = %name,
             path = %path.display(),
@@ -140,14 +148,55 @@ fn mismatch(
     ))
 }
 
+fn human_ms(ms: i64) -> String {
+    humantime::format_duration(std::time::Duration::from_millis(ms.max(0) as u64)).to_string()
+}
+
+/// The checks both kinds share: the step, and that each feature, position by position, has the
+/// same expression in the file as in the config.
+fn check_features(
+    saved: &SavedModel,
+    features: &[String],
+    expressions: &[String],
+    step_ms: i64,
+) -> Result<(), CheckpointError> {
+    if saved.step_ms != step_ms {
+        return Err(CheckpointError::Mismatch(format!(
+            "step {} in the file, {} in the config",
+            human_ms(saved.step_ms),
+            human_ms(step_ms)
+        )));
+    }
+    if saved.features.len() != features.len() {
+        return Err(mismatch("features", &saved.features, features));
+    }
+    if saved.expressions.is_empty() {
+        return Err(CheckpointError::Mismatch(
+            "written before expressions were recorded: what its features meant is unknown".into(),
+        ));
+    }
+    let pairs = saved.features.iter().zip(&saved.expressions);
+    for ((old_name, old), (name, new)) in pairs.zip(features.iter().zip(expressions)) {
+        if canonical(old) != canonical(new) {
+            let renamed = if old_name == name {
+                String::new()
+            } else {
+                format!(" (`{old_name}` in the file)")
+            };
+            return Err(CheckpointError::Mismatch(format!(
+                "feature `{name}`{renamed} changed its expression from `{old}` to `{new}`"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn check_detector(saved: &SavedModel, d: &Detector) -> Result<(), CheckpointError> {
     if saved.kind() != "isolation_forest" {
         return Err(mismatch("kind", saved.kind(), "isolation_forest"));
     }
-    if saved.features != d.spec().features {
-        return Err(mismatch("features", &saved.features, &d.spec().features));
-    }
-    Ok(())
+    let spec = d.spec();
+    check_features(saved, &spec.features, &spec.expressions, spec.step_ms)
 }
 
 fn check_forecaster(saved: &SavedModel, f: &Forecaster) -> Result<(), CheckpointError> {
@@ -161,10 +210,15 @@ fn check_forecaster(saved: &SavedModel, f: &Forecaster) -> Result<(), Checkpoint
     else {
         return Err(mismatch("kind", saved.kind(), "random_forest"));
     };
-    if saved.features != spec.features {
-        return Err(mismatch("features", &saved.features, &spec.features));
-    }
-    if *targets != spec.targets {
+    check_features(saved, &spec.features, &spec.expressions, spec.step_ms)?;
+    // by position, so that renaming a feature does not make its target another one
+    let positions = |targets: &[String], features: &[String]| -> Vec<Option<usize>> {
+        targets
+            .iter()
+            .map(|t| features.iter().position(|f| f == t))
+            .collect()
+    };
+    if positions(targets, &saved.features) != positions(&spec.targets, &spec.features) {
         return Err(mismatch("targets", targets, &spec.targets));
     }
     if (*lookback, *horizon) != (spec.window.lookback, spec.window.horizon) {
@@ -173,9 +227,6 @@ fn check_forecaster(saved: &SavedModel, f: &Forecaster) -> Result<(), Checkpoint
             (lookback, horizon),
             (spec.window.lookback, spec.window.horizon),
         ));
-    }
-    if saved.step_ms != spec.step_ms {
-        return Err(mismatch("step_ms", saved.step_ms, spec.step_ms));
     }
     Ok(())
 }

@@ -20,6 +20,9 @@ pub struct SavedModel {
     pub name: String,
     /// Feature names, in the order a row carries them.
     pub features: Vec<String>,
+    /// Each feature's PromQL expression as configured (trimmed), parallel to `features`; empty
+    /// for a file written before canopy recorded them.
+    pub expressions: Vec<String>,
     pub step_ms: i64,
     pub retrain_interval_ms: i64,
     pub max_age_ms: u64,
@@ -82,6 +85,7 @@ impl SavedModel {
         Some(SavedModel {
             name: spec.name.clone(),
             features: spec.features.clone(),
+            expressions: spec.expressions.clone(),
             step_ms: spec.step_ms,
             retrain_interval_ms: spec.retrain_interval_ms,
             max_age_ms: spec.max_age_ms,
@@ -117,6 +121,7 @@ impl SavedModel {
         Some(SavedModel {
             name: spec.name.clone(),
             features: spec.features.clone(),
+            expressions: spec.expressions.clone(),
             step_ms: spec.step_ms,
             retrain_interval_ms: spec.retrain_interval_ms,
             max_age_ms: spec.max_rows as u64 * spec.step_ms.max(0) as u64,
@@ -232,6 +237,7 @@ impl SavedModel {
             kind: kind as i32,
             config: Some(proto::ModelConfig {
                 features: self.features.clone(),
+                expressions: self.expressions.clone(),
                 step_ms: self.step_ms,
                 seed,
                 retrain_interval_ms: self.retrain_interval_ms,
@@ -255,6 +261,12 @@ impl SavedModel {
         let nf = config.features.len();
         if nf == 0 {
             return Err(invalid("the model has no features"));
+        }
+        if !config.expressions.is_empty() && config.expressions.len() != nf {
+            return Err(invalid(format!(
+                "{nf} features but {} expressions",
+                config.expressions.len()
+            )));
         }
         let training = m.training.unwrap_or_default();
         let training = TrainingInfo {
@@ -285,6 +297,7 @@ impl SavedModel {
         Ok(SavedModel {
             name: m.model_name,
             features: config.features,
+            expressions: config.expressions,
             step_ms: config.step_ms,
             retrain_interval_ms: config.retrain_interval_ms,
             max_age_ms: config.max_age_ms,

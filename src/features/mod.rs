@@ -82,6 +82,14 @@ impl FeatureSet {
         &self.features
     }
 
+    /// The expressions (as configured, trimmed) of the features at `indices`, in that order.
+    pub fn expressions(&self, indices: &[usize]) -> Vec<String> {
+        indices
+            .iter()
+            .map(|&i| self.features[i].plan.expr().trim().to_owned())
+            .collect()
+    }
+
     pub fn index_of(&self, name: &str) -> Option<usize> {
         self.features.iter().position(|f| f.name == name)
     }

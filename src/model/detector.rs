@@ -52,6 +52,8 @@ pub enum DetectorError {
 pub struct DetectorSpec {
     pub name: String,
     pub features: Vec<String>,
+    /// Each feature's PromQL expression as configured (trimmed), parallel to `features`.
+    pub expressions: Vec<String>,
     /// Indices of `features` in the [`FeatureSet`].
     pub indices: Vec<usize>,
     pub step_ms: i64,
@@ -85,6 +87,7 @@ impl DetectorSpec {
         Ok(DetectorSpec {
             name: name.to_owned(),
             features: model.features.clone(),
+            expressions: set.expressions(&indices),
             indices,
             step_ms: model.step.as_millis() as i64,
             retrain_interval_ms: model.retrain_interval.as_millis() as i64,

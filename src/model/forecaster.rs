@@ -45,6 +45,8 @@ pub enum ForecasterError {
 pub struct ForecasterSpec {
     pub name: String,
     pub features: Vec<String>,
+    /// Each feature's PromQL expression as configured (trimmed), parallel to `features`.
+    pub expressions: Vec<String>,
     pub targets: Vec<String>,
     /// Indices of `features` in the [`FeatureSet`].
     pub indices: Vec<usize>,
@@ -77,6 +79,7 @@ impl ForecasterSpec {
         Ok(ForecasterSpec {
             name: name.to_owned(),
             features: model.features.clone(),
+            expressions: set.expressions(&indices),
             targets: forest.target.clone(),
             indices,
             window,

@@ -194,6 +194,13 @@ impl Node {
     }
 }
 
+/// `expr` in canonical form: parsed and printed back by `promql-parser`, so that two spellings
+/// of one expression (spacing, line breaks, `sum(x) by (a)` and `sum by (a) (x)`) compare equal.
+/// An expression that does not parse is only trimmed.
+pub fn canonical(expr: &str) -> String {
+    parser::parse(expr).map_or_else(|_| expr.trim().to_owned(), |ast| ast.to_string())
+}
+
 /// A feature expression lowered to the supported subset, ready for [`super::Evaluator`].
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -472,6 +479,31 @@ impl Lower<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn canonical_forms_equal_for_spellings_of_one_expression_only() {
+        for (a, b) in [
+            (
+                "sum(rate(x{mode!=\"idle\"}[5m])) by (instance)",
+                "sum by (instance) (\n  rate(x{mode!=\"idle\"}[5m])\n)",
+            ),
+            ("avg(1 - a / b)", "  avg( 1-a/b )  "),
+            ("x{a=\"1\",b=\"2\"}", "x{ a = \"1\" , b = \"2\" }"),
+            ("rate(x[300s])", "rate(x[5m])"),
+        ] {
+            assert_eq!(canonical(a), canonical(b), "{a} / {b}");
+        }
+        for (a, b) in [
+            ("rate(x[5m])", "rate(x[10m])"),
+            ("avg(x)", "sum(x)"),
+            ("x{a=\"1\"}", "x{a=\"2\"}"),
+            ("a - b", "b - a"),
+            ("sum by (a) (x)", "sum without (a) (x)"),
+        ] {
+            assert_ne!(canonical(a), canonical(b), "{a} / {b}");
+        }
+        assert_eq!(canonical(" rate(x[5m] "), "rate(x[5m]");
+    }
 
     fn refused(expr: &str) -> String {
         match Plan::parse(expr) {

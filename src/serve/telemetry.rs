@@ -2,6 +2,9 @@
 //!
 //! One Prometheus recorder per process (the `metrics` facade is global). Histograms are
 //! rendered with buckets, as Prometheus and KServe's model server expose them, not as summaries.
+//! Every metric canopy records is described in [`METRICS`], the one place its `# HELP` text
+//! lives: a metric recorded anywhere in the crate must have a line there (a test reads the
+//! source to make sure).
 
 use std::sync::OnceLock;
 
@@ -27,7 +30,325 @@ pub fn install() -> PrometheusHandle {
             // Another recorder can only be present if a test installed one first; then that
             // one records and this handle renders nothing, which is harmless.
             let _ = metrics::set_global_recorder(recorder);
+            describe_metrics();
             handle
         })
         .clone()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+use MetricKind::{Counter, Gauge, Histogram};
+
+/// Every metric canopy records: name, kind, and the `# HELP` text `/metrics` shows for it.
+pub const METRICS: &[(&str, MetricKind, &str)] = &[
+    // ingest
+    (
+        "canopy_remote_write_requests_total",
+        Counter,
+        "Remote-write requests, by protocol and the status code answered.",
+    ),
+    (
+        "canopy_remote_write_rejected_total",
+        Counter,
+        "Remote-write requests refused whole, by reason.",
+    ),
+    (
+        "canopy_samples_received_total",
+        Counter,
+        "Samples decoded from remote-write requests, by protocol.",
+    ),
+    (
+        "canopy_series_received_total",
+        Counter,
+        "Series decoded from remote-write requests, by protocol.",
+    ),
+    (
+        "canopy_histograms_received_total",
+        Counter,
+        "Native histogram samples received (accepted, not kept), by protocol.",
+    ),
+    (
+        "canopy_exemplars_received_total",
+        Counter,
+        "Exemplars received (accepted, not kept), by protocol.",
+    ),
+    (
+        "canopy_metadata_received_total",
+        Counter,
+        "Metric metadata entries received (accepted, not kept), by protocol.",
+    ),
+    (
+        "canopy_samples_appended_total",
+        Counter,
+        "Samples kept in the series store.",
+    ),
+    (
+        "canopy_samples_dropped_total",
+        Counter,
+        "Samples accepted but not kept, by reason (unmatched, duplicate, conflicting_value, too_old, series_limit).",
+    ),
+    (
+        "canopy_series_rejected_total",
+        Counter,
+        "Invalid series refused, by reason.",
+    ),
+    (
+        "canopy_samples_rejected_total",
+        Counter,
+        "Samples of invalid series refused, by reason.",
+    ),
+    // store
+    ("canopy_active_series", Gauge, "Series held in the store."),
+    (
+        "canopy_series_created_total",
+        Counter,
+        "Series that entered the store.",
+    ),
+    (
+        "canopy_series_evicted_total",
+        Counter,
+        "Stale series evicted from the store.",
+    ),
+    (
+        "canopy_samples_held",
+        Gauge,
+        "Samples held in the store across all series.",
+    ),
+    // features
+    (
+        "canopy_feature_value",
+        Gauge,
+        "Each feature's latest evaluated value, by feature and entity labels.",
+    ),
+    (
+        "canopy_feature_evaluation_errors_total",
+        Counter,
+        "Steps at which a feature's evaluation failed, by feature.",
+    ),
+    (
+        "canopy_evaluation_steps_total",
+        Counter,
+        "Feature evaluation steps run.",
+    ),
+    (
+        "canopy_evaluation_seconds",
+        Histogram,
+        "Time to evaluate every feature at one step, in seconds.",
+    ),
+    (
+        "canopy_evaluation_lag_seconds",
+        Gauge,
+        "Wall-clock time since the last evaluated step, in seconds.",
+    ),
+    (
+        "canopy_evaluation_last_step_timestamp_seconds",
+        Gauge,
+        "Event time of the last evaluated step, in Unix seconds.",
+    ),
+    // models
+    (
+        "canopy_anomaly_score",
+        Gauge,
+        "The detector's anomaly score s in 0..1 (higher is more anomalous), by model and entity.",
+    ),
+    (
+        "canopy_anomaly_likelihood",
+        Gauge,
+        "The calibrated 0..1 anomaly likelihood that canopy_anomaly is decided on, by model and entity.",
+    ),
+    (
+        "canopy_anomaly",
+        Gauge,
+        "1 when the detector flags the entity's last step as anomalous, else 0.",
+    ),
+    (
+        "canopy_anomalies_total",
+        Counter,
+        "Steps flagged as anomalous, by model and entity.",
+    ),
+    (
+        "canopy_forecast",
+        Gauge,
+        "The forecaster's forecast of a target feature, by model, entity, feature and steps_ahead.",
+    ),
+    (
+        "canopy_model_retrains_total",
+        Counter,
+        "Model trainings (first fit and retrains), by model and result.",
+    ),
+    (
+        "canopy_model_retrains_skipped_total",
+        Counter,
+        "Retrain intervals skipped because the model's previous training was still running.",
+    ),
+    (
+        "canopy_model_retrain_duration_seconds",
+        Histogram,
+        "Time one model training took, in seconds.",
+    ),
+    (
+        "canopy_model_trees_replaced_total",
+        Counter,
+        "Trees grown by trainings to replace old ones (a forecaster refit replaces all).",
+    ),
+    (
+        "canopy_model_reservoir_size",
+        Gauge,
+        "Vectors in the detector's training reservoir.",
+    ),
+    (
+        "canopy_model_warming_up",
+        Gauge,
+        "1 while a model trained on a prior (synthetic rows, a backfill) has not yet learned the stream: no alerts, no forecasts.",
+    ),
+    (
+        "canopy_model_age_seconds",
+        Gauge,
+        "Event time since the model's last training, in seconds.",
+    ),
+    (
+        "canopy_model_last_trained_step_timestamp_seconds",
+        Gauge,
+        "Event time of the step whose training built the current forest, in Unix seconds.",
+    ),
+    (
+        "canopy_model_info",
+        Gauge,
+        "1 for the source the model's current forest was trained from, 0 for the other sources.",
+    ),
+    (
+        "canopy_model_entities_refused_total",
+        Counter,
+        "Entities refused beyond the forecaster's limit.",
+    ),
+    (
+        "canopy_model_incomplete_vectors_total",
+        Counter,
+        "Model steps with no complete vector, by the feature that had no value.",
+    ),
+    // checkpoints
+    (
+        "canopy_checkpoint_writes_total",
+        Counter,
+        "Checkpoint writes, by model and result.",
+    ),
+    (
+        "canopy_checkpoint_write_duration_seconds",
+        Histogram,
+        "Time to encode, write, fsync and rename one checkpoint, in seconds.",
+    ),
+    (
+        "canopy_checkpoint_size_bytes",
+        Gauge,
+        "Size of the model's last checkpoint written, in bytes.",
+    ),
+    (
+        "canopy_checkpoint_last_success_timestamp_seconds",
+        Gauge,
+        "Wall-clock time of the model's last successful checkpoint write, in Unix seconds.",
+    ),
+    (
+        "canopy_checkpoint_restores_total",
+        Counter,
+        "Checkpoint restores at start, by model and result (ok, mismatch, or why the file was refused).",
+    ),
+    // KServe, named as KServe's model server names them
+    (
+        "request_predict_seconds",
+        Histogram,
+        "KServe predict and V2 infer latency, in seconds.",
+    ),
+    (
+        "request_explain_seconds",
+        Histogram,
+        "KServe explain latency, in seconds.",
+    ),
+];
+
+/// Registers the `# HELP` text of every metric in [`METRICS`] with the global recorder.
+fn describe_metrics() {
+    for &(name, kind, help) in METRICS {
+        match kind {
+            Counter => metrics::describe_counter!(name, help),
+            Gauge => metrics::describe_gauge!(name, help),
+            Histogram => metrics::describe_histogram!(name, help),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `counter!`, `gauge!` and `histogram!` in the crate's source, by the metric name
+    /// literal that follows it.
+    fn recorded_in_source() -> Vec<(String, MetricKind, String)> {
+        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).expect("src folder") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut files,
+        );
+        let mut found = Vec::new();
+        for file in files {
+            let text = std::fs::read_to_string(&file).expect("source");
+            for (macro_name, kind) in [
+                ("counter!(", Counter),
+                ("gauge!(", Gauge),
+                ("histogram!(", Histogram),
+            ] {
+                for (at, _) in text.match_indices(macro_name) {
+                    // `describe_counter!(`, and this scan's own string literals
+                    if text[..at].ends_with("describe_") || text[..at].ends_with('"') {
+                        continue;
+                    }
+                    let rest = &text[at + macro_name.len()..];
+                    let name = rest
+                        .trim_start()
+                        .strip_prefix('"')
+                        .and_then(|r| r.split('"').next())
+                        .unwrap_or_else(|| {
+                            panic!("{}: {macro_name} without a name literal", file.display())
+                        });
+                    found.push((name.to_owned(), kind, file.display().to_string()));
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn every_metric_recorded_in_the_crate_is_described_with_its_kind() {
+        let found = recorded_in_source();
+        assert!(found.len() > 40, "the source scan found only {found:?}");
+        for (name, kind, file) in &found {
+            let described = METRICS.iter().find(|(n, ..)| n == name);
+            let Some((_, described_kind, help)) = described else {
+                panic!("{name} (recorded in {file}) has no line in telemetry::METRICS");
+            };
+            assert_eq!(described_kind, kind, "{name}");
+            assert!(!help.is_empty() && !help.contains('\n'), "{name}");
+        }
+        for (name, ..) in METRICS {
+            assert!(
+                found.iter().any(|(n, ..)| n == name),
+                "{name} is described but recorded nowhere"
+            );
+        }
+    }
 }

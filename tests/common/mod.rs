@@ -28,14 +28,22 @@ impl Agent {
     pub fn start_with(config: &str, env: &[(&str, &str)]) -> Agent {
         let dir = tempfile::tempdir().expect("temp dir");
         let models = dir.path().join("models");
-        Agent::start_in(config, &models, env, dir)
+        Agent::start_in(config, &models, env, dir, "127.0.0.1:0")
     }
 
     /// Starts `canopy run` with its checkpoints in `model_dir` (which outlives the agent, so a
     /// restarted agent finds them).
     pub fn start_with_models(config: &str, model_dir: &Path) -> Agent {
         let dir = tempfile::tempdir().expect("temp dir");
-        Agent::start_in(config, model_dir, &[], dir)
+        Agent::start_in(config, model_dir, &[], dir, "127.0.0.1:0")
+    }
+
+    /// Starts `canopy run --listen LISTEN`; [`Agent::addr`] is the address the agent logs, and
+    /// [`Agent::url`] reaches an unspecified one (`0.0.0.0`) over loopback.
+    pub fn start_listening(config: &str, listen: &str) -> Agent {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let models = dir.path().join("models");
+        Agent::start_in(config, &models, &[], dir, listen)
     }
 
     fn start_in(
@@ -43,6 +51,7 @@ impl Agent {
         model_dir: &Path,
         env: &[(&str, &str)],
         dir: tempfile::TempDir,
+        listen: &str,
     ) -> Agent {
         let config_path = dir.path().join("canopy.toml");
         std::fs::write(&config_path, config).expect("write config");
@@ -51,7 +60,7 @@ impl Agent {
             .arg("--config")
             .arg(&config_path)
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .arg("--model-dir")
             .arg(model_dir)
             .env("LOG_FORMAT", "json")
@@ -98,7 +107,11 @@ impl Agent {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        let mut addr = self.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{addr}{path}")
     }
 
     pub fn pid(&self) -> u32 {

@@ -55,6 +55,8 @@ def tritonclient_checks(addr, results):
     model = client.get_model_metadata(DETECTOR)
     assert model["inputs"][0]["shape"] == [-1, 5], model
     assert [o["name"] for o in model["outputs"]] == ["output-0", "score", "decision_function"], model
+    # the features a row carries, in order (extra to the protocol's required fields)
+    assert len(model["parameters"]["features"].split(",")) == 5, model
     ok("triton metadata")
 
     for binary in (True, False):

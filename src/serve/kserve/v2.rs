@@ -75,7 +75,27 @@ struct TensorMetadata {
     shape: Vec<i64>,
 }
 
-/// `GET /v2/models/{name}`: the input tensor `[-1, width]` and every output the model can answer.
+/// What the metadata's `parameters` say of a model's input: its features in row order, and for
+/// a forecaster its targets, lookback, horizon and the (time-major) layouts. Strings and numbers
+/// only, as the protocol's `$parameters` are; clients that do not know them ignore them.
+fn model_parameters(kind: &Kind) -> serde_json::Value {
+    match kind {
+        Kind::Detector(d) => serde_json::json!({
+            "features": d.features.join(","),
+        }),
+        Kind::Forecaster(f) => serde_json::json!({
+            "features": f.features.join(","),
+            "targets": f.targets.join(","),
+            "lookback": f.lookback,
+            "horizon": f.horizon,
+            "input_layout": "time-major: lookback steps of the features, oldest first",
+            "output_layout": "time-major: horizon steps of the targets, nearest first",
+        }),
+    }
+}
+
+/// `GET /v2/models/{name}`: the input tensor `[-1, width]`, every output the model can answer,
+/// and in `parameters` the features (comma-separated, in the order a row carries them).
 pub async fn model_metadata(
     State(served): State<Arc<Served>>,
     Path(name): Path<String>,
@@ -126,6 +146,7 @@ pub async fn model_metadata(
                 shape: vec![-1, model.input_width() as i64],
             }],
             "outputs": outputs,
+            "parameters": model_parameters(&model.kind),
         }),
     )
 }
