@@ -124,15 +124,6 @@ fn feed(agent: &Agent, ks: std::ops::Range<i64>) {
     }
 }
 
-fn metrics(agent: &Agent) -> String {
-    http()
-        .get(agent.url("/metrics"))
-        .send()
-        .expect("GET /metrics")
-        .text()
-        .expect("text")
-}
-
 fn read(path: &Path) -> SavedModel {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     decode(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -385,7 +376,7 @@ fn refused_then_trained_anew(bytes: &[u8], aside: &str, result: &str, reason: &s
     );
     assert_eq!(
         metric_value(
-            &metrics(&agent),
+            &agent.scrape(),
             r#"canopy_model_info{model="detector",source="checkpoint"}"#
         )
         .unwrap_or(0.0),
@@ -541,7 +532,7 @@ fn sigterm_checkpoints_and_a_restart_restores_the_same_models_then_retrains_on_s
         Duration::from_secs(60),
         "the detector retrained from the stream",
         || {
-            let m = metrics(&first);
+            let m = first.scrape();
             let live = metric_value(&m, r#"canopy_model_info{model="detector",source="live"}"#)
                 == Some(1.0);
             let forecaster = r#"canopy_model_retrains_total{model="forecaster",result="ok"}"#;
@@ -557,7 +548,7 @@ fn sigterm_checkpoints_and_a_restart_restores_the_same_models_then_retrains_on_s
     // 2. Restart: both restored, and the checkpoint the restarted agent writes at its own
     // SIGTERM (no retrain in between) holds exactly the same models.
     let mut second = Agent::start_with_models(CONFIG, &models);
-    let m = metrics(&second);
+    let m = second.scrape();
     for model in ["detector", "forecaster"] {
         assert_eq!(
             metric_value(
@@ -743,10 +734,7 @@ fn sigkill_at_random_instants_always_leaves_a_checkpoint_that_restores() {
             204
         );
         let served = wait_for(Duration::from_secs(20), "the first score", || {
-            metric_value(
-                &metrics(&agent),
-                r#"canopy_anomaly_score{model="detector"}"#,
-            )
+            metric_value(&agent.scrape(), r#"canopy_anomaly_score{model="detector"}"#)
         });
         let expected = detector_forest(&saved)
             .anomaly_score(&[a, b])

@@ -47,14 +47,7 @@ fn default_config_scores_a_plain_node_within_minutes_without_flagging_it() {
     // Every default feature evaluates from node-exporter's series alone.
     let started = Instant::now();
     let score = r#"canopy_anomaly_score{model="anomaly-detector"}"#;
-    let metrics = || {
-        http()
-            .get(agent.url("/metrics"))
-            .send()
-            .ok()
-            .and_then(|r| r.text().ok())
-            .unwrap_or_default()
-    };
+    let metrics = || agent.scrape();
     let first = wait_for(
         Duration::from_secs(240),
         "the default detector's first score",
@@ -165,11 +158,7 @@ fn a_backfill_of_minutes_tops_up_with_synthetic_rows_and_never_blocks_readiness(
         assert_eq!(status("/-/ready"), 200, "/-/ready never waits for a model");
         (status("/v2/health/ready") == 200).then_some(())
     });
-    let m = http()
-        .get(agent.url("/metrics"))
-        .send()
-        .and_then(|r| r.text())
-        .expect("metrics");
+    let m = agent.scrape();
     assert_eq!(
         metric_value(
             &m,

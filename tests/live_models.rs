@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Agent, http, metric_value, remote_write, wait_for};
+use common::{Agent, metric_value, remote_write, wait_for};
 
 const CONFIG: &str = r#"
 [evaluation]
@@ -36,15 +36,6 @@ retrain_interval = "5m"
 
 fn write(agent: &Agent, t_ms: i64, load: f64, queue: f64) {
     remote_write(agent, &[("load", t_ms, load), ("queue", t_ms, queue)]);
-}
-
-fn metrics(agent: &Agent) -> String {
-    http()
-        .get(agent.url("/metrics"))
-        .send()
-        .expect("GET /metrics")
-        .text()
-        .expect("text")
 }
 
 #[test]
@@ -83,7 +74,7 @@ fn detector_and_forecaster_train_from_the_stream_and_export_results() {
         Duration::from_secs(30),
         "both models trained from the stream",
         || {
-            let m = metrics(&agent);
+            let m = agent.scrape();
             let d = metric_value(&m, r#"canopy_model_info{model="detector",source="live"}"#);
             let f = metric_value(
                 &m,
@@ -96,7 +87,7 @@ fn detector_and_forecaster_train_from_the_stream_and_export_results() {
     write(&agent, t0 + 150 * 10_000, 1.0, 12.0);
     write(&agent, t0 + 151 * 10_000, 1.2, 11.9);
     let m = wait_for(Duration::from_secs(30), "forecasts on /metrics", || {
-        let m = metrics(&agent);
+        let m = agent.scrape();
         m.contains("canopy_forecast{").then_some(m)
     });
     let score = metric_value(&m, r#"canopy_anomaly_score{model="detector"}"#)

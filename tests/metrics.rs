@@ -7,8 +7,8 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use common::http;
 use common::models::trained_agent;
-use common::{Agent, http};
 
 /// The families of a text exposition: each sample's family name (a histogram's or summary's
 /// `_bucket`, `_sum` and `_count` samples belong to the family their `# TYPE` names), and each
@@ -65,15 +65,6 @@ fn parse(body: &str) -> Exposition {
     e
 }
 
-fn scrape(agent: &Agent) -> String {
-    http()
-        .get(agent.url("/metrics"))
-        .send()
-        .expect("GET /metrics")
-        .text()
-        .expect("text")
-}
-
 #[test]
 fn every_canopy_family_has_help_and_type() {
     let agent = trained_agent();
@@ -92,7 +83,7 @@ fn every_canopy_family_has_help_and_type() {
         assert_eq!(status, 200, "{path}");
     }
 
-    let e = parse(&scrape(&agent));
+    let e = parse(&agent.scrape());
     let ours: Vec<&String> = e
         .samples
         .iter()

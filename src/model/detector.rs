@@ -864,15 +864,10 @@ mod tests {
         assert_eq!(d.on_step(&empty), Some(Vec::new()));
         assert_eq!(d.reservoir_len(), 200);
         assert!(d.warm_up.is_some());
+        let live = |k: i64| step(k * 60_000, (k % 5) as f64 / 4.0, (k % 3) as f64 / 2.0);
         let (mut scores, mut held) = (Vec::new(), 0);
         for k in 1..=16 {
-            let out = d
-                .on_step(&step(
-                    k * 60_000,
-                    (k % 5) as f64 / 4.0,
-                    (k % 3) as f64 / 2.0,
-                ))
-                .expect("model step");
+            let out = d.on_step(&live(k)).expect("model step");
             assert_eq!(out.len(), 1, "the prior scores from the first live step");
             assert!(!out[0].anomaly, "no alert while warming up (step {k})");
             held += usize::from(out[0].likelihood >= 0.5);
@@ -900,13 +895,7 @@ mod tests {
         // Warmed up, the detector alerts again on what it learned from the stream.
         let mut flagged = 0;
         for k in 17..40 {
-            let out = d
-                .on_step(&step(
-                    k * 60_000,
-                    (k % 5) as f64 / 4.0,
-                    (k % 3) as f64 / 2.0,
-                ))
-                .expect("model step");
+            let out = d.on_step(&live(k)).expect("model step");
             assert_eq!(out[0].anomaly, out[0].likelihood >= 0.5, "step {k}");
             flagged += usize::from(out[0].anomaly);
         }

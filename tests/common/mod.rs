@@ -118,6 +118,16 @@ impl Agent {
         self.child.id()
     }
 
+    /// The agent's `/metrics` text.
+    pub fn scrape(&self) -> String {
+        http()
+            .get(self.url("/metrics"))
+            .send()
+            .expect("GET /metrics")
+            .text()
+            .expect("text")
+    }
+
     pub fn logs(&self) -> String {
         self.logs.lock().expect("log lock").clone()
     }
