@@ -1,4 +1,4 @@
-//! Cost of one evaluation step of DESIGN.md's six default features over 10,000 matched series.
+//! Cost of one evaluation step of the six default features over 10,000 matched series.
 //!
 //! The store holds 15 minutes of 15s-spaced samples for 100 nodes: node CPU (8 CPUs x 4 modes,
 //! the idle mode selected by nothing), memory, filesystems, and pod-level restart and network

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Random forest fit: canopy vs scikit-learn on the same data, in the same run, on the same machine.
 
-Budget (DESIGN.md, "Budgets"): fitting 8,640 windows x 120 inputs -> 12 outputs with 100 trees,
+Budget (README, "Performance"): fitting 8,640 windows x 120 inputs -> 12 outputs with 100 trees,
 max_depth 20 (other parameters canopy's defaults) is >= 5x faster in canopy than in scikit-learn
 with n_jobs=-1, and the two test MAEs are equal within 2%.
 

@@ -8,7 +8,7 @@
 //!
 //! Decoding is all-or-nothing at the wire level (a malformed body yields [`WireError`] and nothing
 //! is accepted), while a series whose labels are invalid is marked with its [`SeriesProblem`] and
-//! the rest of the request stays acceptable: that is the partial write DESIGN.md asks for.
+//! the rest of the request stays acceptable: a partial write, as Prometheus's own receiver does.
 
 use std::ops::Range;
 

@@ -18,8 +18,8 @@
 //!   without replacement (scikit-learn's `bootstrap_features=False`).
 //! - The path length of x in a tree is the number of edges to its leaf plus c(rows in the leaf),
 //!   with c(n) = 2(ln(n−1) + γ) − 2(n−1)/n for n > 2, c(2) = 1, c(n ≤ 1) = 0, and γ to full f64
-//!   precision as scikit-learn takes it from numpy (REFERENCE.md's 0.5772156649 is rounded: 3e-11
-//!   off in c(n)). Each leaf stores that
+//!   precision as scikit-learn takes it from numpy (the often-quoted 0.5772156649 is rounded:
+//!   3e-11 off in c(n)). Each leaf stores that
 //!   sum in [`Node::value`], so scoring a row is one descent per tree and no arithmetic on the way.
 //! - s(x) = 2^(−mean path / c(ψ)); `score_samples` = −s; `offset_` = −0.5 for
 //!   [`Contamination::Auto`], else numpy's default (linear) percentile of the training rows'

@@ -5,7 +5,7 @@
 //! `linearRegression`, the `*_over_time` functions), the Neumaier-compensated `kahanSumInc`, Go's
 //! `math.Min`/`math.Max`, and the per-group accumulators of `aggregation`. The Go function names
 //! are those of Prometheus 2.42's `promql/functions.go` and `promql/engine.go`; where this file
-//! departs from REFERENCE.md it is because the real 2.42 binary does (see the tests).
+//! departs from Prometheus's documentation it is because the real 2.42 binary does (see the tests).
 //! Knows nothing about labels, selectors or the store: it sees samples and values.
 
 use crate::series::Sample;
@@ -217,8 +217,8 @@ fn avg_over_time(s: &[Sample]) -> f64 {
     if mean.is_infinite() { mean } else { mean + c }
 }
 
-/// `funcStdvarOverTime`: Welford's algorithm with both running sums compensated. REFERENCE.md
-/// says plain Welford; the 2.42 binary compensates (see `stddev_over_time_matches_2_42`).
+/// `funcStdvarOverTime`: Welford's algorithm with both running sums compensated. The usual
+/// description says plain Welford; the 2.42 binary compensates (see `stddev_over_time_matches_2_42`).
 fn stdvar_over_time(s: &[Sample]) -> f64 {
     let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0, 0.0, 0.0, 0.0, 0.0);
     for p in s {

@@ -1,7 +1,7 @@
 //! Lowering a feature expression to canopy's plan tree.
 //!
 //! Owns the decision of what canopy supports: `promql-parser` accepts all of PromQL, and this
-//! module turns exactly the subset named in DESIGN.md into [`Node`]s and refuses everything else
+//! module turns exactly the subset README.md lists into [`Node`]s and refuses everything else
 //! with an error naming the construct, so a bad feature fails at config load and never at an
 //! evaluation step. It also answers the two questions the agent asks before any sample arrives:
 //! which selectors a plan reads (the ingest prefilter) and how far back it looks (retention).
