@@ -85,10 +85,7 @@ fn likelihood(c: &mut Criterion) {
     )
     .expect("fit");
     let reservoir = rows(10_080, 3);
-    let reference = ScoreReference::new(
-        forest.generation(),
-        forest.anomaly_scores(&reservoir).expect("scores"),
-    );
+    let reference = ScoreReference::of(&forest, &reservoir);
     let scores = forest.anomaly_scores(&rows(1_024, 2)).expect("scores");
     let params = LikelihoodParams {
         window: 2,

@@ -161,8 +161,6 @@ pub struct Scored {
     pub predict: i8,
     /// s in 0..1, higher is more anomalous (`-score_samples`).
     pub anomaly_score: f64,
-    /// How rare s is for this model: the share of its reference scores at or above s.
-    pub tail_probability: f64,
     /// The calibrated 0..1 score alerts use (see [`super::likelihood`]).
     pub likelihood: f64,
     /// Flagged: `likelihood` reached the model's threshold (what `canopy_anomaly` exports).
@@ -331,13 +329,8 @@ impl Detector {
             };
             kept += usize::from(matches!(pushed, Ok(true)));
         }
-        let reference = forest
-            .anomaly_scores(self.reservoir.rows())
-            .unwrap_or_default();
-        self.reference.store(Arc::new(ScoreReference::new(
-            forest.generation(),
-            reference,
-        )));
+        self.reference
+            .store(Arc::new(ScoreReference::of(&forest, self.reservoir.rows())));
         self.warm_up = (info.source != "live").then_some(WarmUp {
             holds_prior: true,
             next_fit: WARM_UP_FIRST_FIT,
@@ -510,7 +503,6 @@ impl Detector {
             decision_function,
             predict: if decision_function < 0.0 { -1 } else { 1 },
             anomaly_score,
-            tail_probability: l.tail_probability,
             likelihood: l.likelihood,
             anomaly: l.alert,
         })
@@ -694,11 +686,9 @@ fn train(spec: &DetectorSpec, cells: &Published, job: TrainJob) {
             };
             // The likelihood's reference: the new forest's scores of the rows its threshold was
             // estimated on. Stored before the forest, so a step that loads the new forest finds it.
-            let reference = forest.anomaly_scores(&job.threshold).unwrap_or_default();
-            cells.reference.store(Arc::new(ScoreReference::new(
-                forest.generation(),
-                reference,
-            )));
+            cells
+                .reference
+                .store(Arc::new(ScoreReference::of(&forest, &job.threshold)));
             cells.info.store(Arc::new(TrainingInfo {
                 source: job.source.into(),
                 trained_at_ms: Some(job.step_ms),

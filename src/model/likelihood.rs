@@ -31,28 +31,26 @@
 
 use std::collections::VecDeque;
 
+use super::iforest::IsolationForest;
+
 /// The forest's scores of its own training reservoir, sorted, taken when the forest was built.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ScoreReference {
-    /// The generation of the forest these scores came from.
-    generation: u64,
     sorted: Vec<f64>,
 }
 
 impl ScoreReference {
-    /// The reference of the forest of `generation` from its anomaly scores s (any order; non-finite
-    /// scores are left out).
-    pub fn new(generation: u64, mut scores: Vec<f64>) -> ScoreReference {
+    /// A reference from anomaly scores s (any order; non-finite scores are left out).
+    pub fn new(mut scores: Vec<f64>) -> ScoreReference {
         scores.retain(|s| s.is_finite());
         scores.sort_by(f64::total_cmp);
-        ScoreReference {
-            generation,
-            sorted: scores,
-        }
+        ScoreReference { sorted: scores }
     }
 
-    pub fn generation(&self) -> u64 {
-        self.generation
+    /// `forest`'s reference: its anomaly scores of `rows` (row-major, the forest's width), the
+    /// reservoir it was trained and thresholded on. Empty if the rows do not fit the forest.
+    pub fn of(forest: &IsolationForest, rows: &[f64]) -> ScoreReference {
+        ScoreReference::new(forest.anomaly_scores(rows).unwrap_or_default())
     }
 
     pub fn len(&self) -> usize {
@@ -98,8 +96,6 @@ pub struct EntityLikelihood {
 /// One step's result for one entity.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Likelihood {
-    /// The step's own tail probability p.
-    pub tail_probability: f64,
     /// 1 − 10^(−smoothed, suppressed surprise), in [0, 1).
     pub likelihood: f64,
     /// `likelihood >= threshold`.
@@ -128,11 +124,7 @@ impl EntityLikelihood {
         if alert {
             self.last_alert_ms = Some(t_ms);
         }
-        Likelihood {
-            tail_probability: p,
-            likelihood,
-            alert,
-        }
+        Likelihood { likelihood, alert }
     }
 }
 
@@ -151,8 +143,7 @@ mod tests {
     #[test]
     fn tail_probability_is_the_smoothed_rank_among_the_reference() {
         // 9 reference scores 0.1..0.9: a score of 0.85 has one (0.9) at or above it.
-        let r = ScoreReference::new(3, (1..=9).rev().map(|k| f64::from(k) / 10.0).collect());
-        assert_eq!(r.generation(), 3);
+        let r = ScoreReference::new((1..=9).rev().map(|k| f64::from(k) / 10.0).collect());
         assert_eq!(r.tail_probability(0.85), 1.5 / 10.0);
         assert_eq!(
             r.tail_probability(0.9),
@@ -166,7 +157,7 @@ mod tests {
             "beyond every reference score"
         );
         assert_eq!(ScoreReference::default().tail_probability(0.9), 1.0);
-        let with_nan = ScoreReference::new(0, vec![f64::NAN, 0.5]);
+        let with_nan = ScoreReference::new(vec![f64::NAN, 0.5]);
         assert_eq!(with_nan.len(), 1);
     }
 
