@@ -147,10 +147,7 @@ pub fn initial_training_at(
                 rows.sort_by_key(|(t, _)| *t);
                 let needed = d.spec().first_fit_rows();
                 let mixed = ((rows.len() as f64) / (1.0 - synthetic_share(source))).ceil();
-                if rows.is_empty() {
-                    let (t, v) = detector_mix(&[], &synthetic, 1.0, capacity);
-                    ("synthetic", t, v)
-                } else if mixed as usize >= needed {
+                if mixed as usize >= needed {
                     let (t, v) = detector_mix(&rows, &synthetic, synthetic_share(source), capacity);
                     (source_name(source), t, v)
                 } else {
@@ -202,12 +199,8 @@ pub fn initial_training_at(
                     .iter()
                     .map(|(_, t, _)| (t.len() + 1).saturating_sub(span))
                     .sum();
-                let mut used = if real.rows == 0 {
-                    "synthetic"
-                } else {
-                    source_name(source)
-                };
-                if real_windows < MIN_TRAINING_WINDOWS && real.rows > 0 {
+                let mut used = source_name(source);
+                if real_windows < MIN_TRAINING_WINDOWS {
                     // Too short a history for a first fit: the synthetic entity alone gives the
                     // fit its windows, never leaving the model untrained.
                     tracing::warn!(model = %name, real_windows, needed = MIN_TRAINING_WINDOWS, "the backfill is too short for a first fit: topped up with synthetic rows (source hybrid)");
@@ -215,8 +208,6 @@ pub fn initial_training_at(
                         .max(span + MIN_TRAINING_WINDOWS)
                         .min(MAX_FORECASTER_SYNTHETIC_ROWS);
                     used = "hybrid";
-                } else if real_windows < MIN_TRAINING_WINDOWS {
-                    n = MAX_FORECASTER_SYNTHETIC_ROWS;
                 }
                 entities.push(synthetic_tail(&synthetic, n));
                 (used, entities)
