@@ -11,10 +11,11 @@
 //! The config runs at most one isolation-forest model and one random-forest model (at least one
 //! of the two). One output row per evaluation step of either model:
 //! `timestamp,anomaly_score,anomaly_likelihood,anomaly` (the forest's s, the calibrated
-//! likelihood, and whether it reached the model's threshold), then, with a forecaster, its `{target}_1..{target}_{horizon}` columns (the forecast
-//! made at that step); a model that does not step there, or has no model yet, leaves its cells
-//! empty. With several entities at a step (features written `by (label)`), the row carries the
-//! highest score and likelihood, flagged when any entity is, and the forecast of the first entity in label order.
+//! likelihood, and whether it reached the model's threshold), then, with a forecaster, its
+//! `{target}_1..{target}_{horizon}` columns (the forecast made at that step); a model that does
+//! not step there, or has no model yet, leaves its cells empty. With several entities at a step
+//! (features written `by (label)`), the row carries the highest score and likelihood, flagged
+//! when any entity is, and the forecast of the first entity in label order.
 
 use std::io::Write;
 use std::path::Path;
