@@ -435,19 +435,27 @@ fn invalid_series_answer_400_and_the_valid_rest_is_accepted() {
 #[test]
 fn overload_answers_503_with_retry_after() {
     let agent = Agent::start(&format!("{CONFIG}\n[limits]\nmax_inflight_requests = 1\n"));
-    // Hold the only permit: headers sent, body not yet.
-    let mut slow = TcpStream::connect(agent.addr).expect("connect");
-    write!(
-        slow,
-        "POST /api/v1/write HTTP/1.1\r\nHost: x\r\nContent-Type: {V1}\r\nContent-Length: 100\r\n\r\n"
-    )
-    .expect("send headers");
-    slow.flush().expect("flush");
+    // Hold the only permit: headers sent, body not yet. A request whose headers the server has
+    // not dispatched yet holds nothing, so another slow request joins each try until one does.
+    let hold = || {
+        let mut slow = TcpStream::connect(agent.addr).expect("connect");
+        write!(
+            slow,
+            "POST /api/v1/write HTTP/1.1\r\nHost: x\r\nContent-Type: {V1}\r\nContent-Length: 100\r\n\r\n"
+        )
+        .expect("send headers");
+        slow.flush().expect("flush");
+        slow
+    };
+    let mut slow = vec![hold()];
     let r = wait_for(
         Duration::from_secs(10),
         "a 503 while the permit is held",
         || {
             let r = write_v1(&agent, vec![ts(&[("__name__", "mem_bytes")], &[(1, 1.0)])]);
+            if r.status() != 503 {
+                slow.push(hold());
+            }
             (r.status() == 503).then_some(r)
         },
     );
