@@ -156,7 +156,7 @@ fn scored_rows(out: &Output) -> Vec<ScoredRow> {
 }
 
 #[test]
-fn one_row_per_step_empty_until_trained_and_spikes_score_in_the_upper_tail() {
+fn one_row_per_step_scored_from_the_warm_up_on_and_spikes_score_in_the_upper_tail() {
     let dir = TempDir::new("replay-spikes");
     let input = dir.write("series.csv", &csv(&series()));
     let out = rows(&replay(&dir, &input, None));
@@ -165,13 +165,16 @@ fn one_row_per_step_empty_until_trained_and_spikes_score_in_the_upper_tail() {
         assert_eq!(t, &format_timestamp(row_time(k)));
     }
     let empty = out.iter().take_while(|(_, s)| s.is_none()).count();
-    assert_eq!(
-        empty, MAX_SAMPLES,
-        "no model before the stream has given max_samples vectors"
-    );
+    assert_eq!(empty, 8, "the warm-up's first forest is fit on 8 vectors");
     assert!(
         out[empty..].iter().all(|(_, s)| s.is_some()),
         "scored ever after"
+    );
+    assert!(
+        out[..MAX_SAMPLES]
+            .iter()
+            .all(|(_, s)| s.is_none_or(|(_, f)| !f)),
+        "nothing is flagged before the first fit on max_samples vectors"
     );
 
     // Rows well clear of a spike (its hour in the rolling mean included) are normal rows. An
@@ -351,8 +354,10 @@ fn a_reservoir_smaller_than_max_samples_trains_on_what_it_holds() {
     let output = replay_with(&dir, &config, &input, None);
     let out = rows(&output);
     let empty = out.iter().take_while(|(_, s)| s.is_none()).count();
-    assert_eq!(empty, 24, "the first model once the reservoir is full");
+    assert_eq!(empty, 8, "the warm-up's first forest, fit on 8 vectors");
     assert!(out[empty..].iter().all(|(_, s)| s.is_some()));
+    // The warm-up ends with the fit on the full reservoir: nothing is flagged before it.
+    assert!(out[..24].iter().all(|(_, s)| s.is_none_or(|(_, f)| !f)));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("fewer than max_samples"), "{stderr}");
 

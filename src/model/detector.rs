@@ -190,7 +190,7 @@ struct EntityState {
 /// memory: long enough to ride out a scrape gap, short enough to drop a gone pod the same hour.
 const ENTITY_IDLE_MS: i64 = 3_600_000;
 
-/// The warm-up's progress: live vectors replace the prior's rows, and forests are refit on them
+/// The warm-up's progress: live vectors replace any prior's rows, and forests are fit on them
 /// from scratch at 8, 16, 32, … live vectors until the first regular fit's count.
 #[derive(Debug, Clone, Copy)]
 struct WarmUp {
@@ -237,8 +237,9 @@ pub struct Detector {
     /// forest it belongs to, so a step that sees a new forest finds its reference already there.
     reference: Arc<ArcSwap<ScoreReference>>,
     entities: HashMap<Labels, EntityState>,
-    /// The published forest was trained on a prior (synthetic rows, a backfill, or a checkpoint
-    /// of either), not yet on this stream: see [`Detector::on_step`]'s warm-up.
+    /// The detector has not yet fit a forest on `first_fit_rows` vectors of this stream: it starts
+    /// new, or its forest came from a prior (synthetic rows, a backfill, or a checkpoint of
+    /// either). See [`Detector::warm_up_step`].
     warm_up: Option<WarmUp>,
     /// Per feature, the model steps in a row at which it has been missing.
     missing_streak: Vec<u32>,
@@ -298,7 +299,11 @@ impl Detector {
             published,
             reference,
             entities: HashMap::new(),
-            warm_up: None,
+            // A new detector warms up on the stream from its first vector.
+            warm_up: Some(WarmUp {
+                holds_prior: false,
+                next_fit: WARM_UP_FIRST_FIT,
+            }),
             reported_missing: BTreeSet::new(),
             info,
             reservoir,
@@ -331,10 +336,20 @@ impl Detector {
         }
         self.reference
             .store(Arc::new(ScoreReference::of(&forest, self.reservoir.rows())));
-        self.warm_up = (info.source != "live").then_some(WarmUp {
-            holds_prior: true,
-            next_fit: WARM_UP_FIRST_FIT,
-        });
+        self.warm_up = if info.source != "live" {
+            Some(WarmUp {
+                holds_prior: true,
+                next_fit: WARM_UP_FIRST_FIT,
+            })
+        } else if kept < self.spec.first_fit_rows() {
+            // A checkpoint written during the warm-up: carry it on from the rows it kept.
+            Some(WarmUp {
+                holds_prior: false,
+                next_fit: (kept + 1).next_power_of_two().max(WARM_UP_FIRST_FIT),
+            })
+        } else {
+            None
+        };
         self.published.store(Some(forest));
         self.info.store(Arc::new(info));
         self.last_train_ms = None;
@@ -444,14 +459,15 @@ impl Detector {
         Some(scored)
     }
 
-    /// The warm-up after a prior: the first forest came from synthetic rows, a backfill or a
-    /// checkpoint of either, whose ranges need not be this stream's (a synthetic CPU of 0.4 on an
-    /// idle node's 0.01 would put every live vector outside the forest's ranges: a constant
-    /// score, every step flagged). So the prior only serves until live vectors arrive: its rows
-    /// leave the reservoir at the first live step, forests are refit from scratch on the live
-    /// vectors at 8, 16, 32, … of them (so the score follows the live data within minutes), and
-    /// `canopy_anomaly` is held at 0 until the live reservoir reaches the regular first fit's
-    /// count, `min(max_samples, capacity)`, whose fit ends the warm-up.
+    /// The warm-up, for a new detector and after a prior. Forests are fit from scratch on the
+    /// stream's vectors at 8, 16, 32, … of them, so every step scores within minutes of the
+    /// first vector, and `canopy_anomaly` is held at 0 until the reservoir reaches the regular
+    /// first fit's count, `min(max_samples, capacity)`, whose fit ends the warm-up: a forest of
+    /// a few dozen vectors, and a likelihood reference as small, cannot yet tell rare from new.
+    /// A prior (synthetic rows, a backfill or a checkpoint of either) has ranges that need not
+    /// be this stream's (a synthetic CPU of 0.4 on an idle node's 0.01 would put every live
+    /// vector outside the forest's ranges: a constant score, every step flagged), so it only
+    /// serves until live vectors arrive: its rows leave the reservoir at the first live step.
     fn warm_up_step(&mut self, t: i64, w: WarmUp) {
         if w.holds_prior {
             return; // no live vector yet
@@ -756,21 +772,32 @@ mod tests {
         max_samples = 16\nn_estimators = 20\nretrain_interval = \"10m\"\n";
 
     #[test]
-    fn trains_after_max_samples_then_scores_and_retrains_on_event_time() {
+    fn warms_up_then_trains_at_max_samples_and_retrains_on_event_time() {
         let (mut d, _) = detector(TOML);
         assert_eq!(d.on_step(&step(30_000, 1.0, 1.0)), None, "not a model step");
+        let mut warm_up_forest = None;
         for k in 0..15 {
             let out = d
                 .on_step(&step(k * 60_000, (k % 5) as f64, (k % 3) as f64))
                 .expect("model step");
-            assert!(out.is_empty(), "no model before max_samples vectors");
+            // No forest before 8 vectors; from then on the warm-up's forest scores every
+            // vector, and nothing is flagged.
+            assert_eq!(out.len(), usize::from(k >= 8), "step {k}");
+            assert!(out.iter().all(|s| !s.anomaly), "step {k}");
+            assert_eq!(d.published().load().is_some(), k >= 7, "step {k}");
+            assert!(d.warm_up.is_some(), "step {k}");
+            warm_up_forest = d.published().load_full();
         }
-        assert!(d.published().load().is_none());
         d.on_step(&step(15 * 60_000, 0.0, 0.0));
+        assert!(d.warm_up.is_none(), "warmed up at max_samples vectors");
         let first = d
             .published()
             .load_full()
             .expect("trained at the 16th vector");
+        assert!(!Arc::ptr_eq(
+            &first,
+            &warm_up_forest.expect("warm-up forest")
+        ));
         // the published model scores each complete vector; an outlier scores above a typical row
         let out = d.on_step(&step(16 * 60_000, 100.0, -100.0)).expect("step");
         assert_eq!(out.len(), 1);
@@ -833,6 +860,49 @@ mod tests {
             assert_eq!(generation(&live), generation(&replay), "after step {k}");
         }
         assert!(flagged > 0, "the outliers were flagged on both paths");
+    }
+
+    #[test]
+    fn a_checkpoint_taken_during_the_warm_up_carries_it_on() {
+        let (mut d, _) = detector(TOML);
+        for k in 0..10 {
+            d.on_step(&step(k * 60_000, (k % 5) as f64, (k % 3) as f64));
+        }
+        let forest = d.published().load_full().expect("the warm-up's forest");
+        let rows: Vec<f64> = d.reservoir().values().collect();
+        let times: Vec<i64> = (0..10).map(|k| k * 60_000).collect();
+        let info = TrainingInfo {
+            source: "live".into(),
+            trained_at_ms: Some(7 * 60_000),
+            generation: 1,
+        };
+        let (mut restored, _) = detector(TOML);
+        let vectors = times
+            .iter()
+            .zip(rows.chunks_exact(2))
+            .map(|(t, r)| (*t, r, true));
+        assert_eq!(restored.restore(forest, vectors, info.clone()), 10);
+        let w = restored
+            .warm_up
+            .expect("still warming up: 10 of 16 vectors");
+        assert_eq!((w.holds_prior, w.next_fit), (false, 16));
+        for k in 10..16 {
+            let out = restored.on_step(&step(k * 60_000, 1.0, 1.0)).expect("step");
+            assert!(out.iter().all(|s| !s.anomaly), "step {k}");
+        }
+        assert!(restored.warm_up.is_none(), "the fit at 16 vectors ends it");
+
+        // A checkpoint of a full reservoir needs no warm-up.
+        let (mut full, _) = detector(TOML);
+        let forest = restored.published().load_full().expect("forest");
+        let rows: Vec<f64> = restored.reservoir().values().collect();
+        let times: Vec<i64> = (0..16).map(|k| k * 60_000).collect();
+        let vectors = times
+            .iter()
+            .zip(rows.chunks_exact(2))
+            .map(|(t, r)| (*t, r, true));
+        full.restore(forest, vectors, info);
+        assert!(full.warm_up.is_none());
     }
 
     #[test]

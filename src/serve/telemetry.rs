@@ -205,7 +205,7 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
     (
         "canopy_model_warming_up",
         Gauge,
-        "1 while a model trained on a prior (synthetic rows, a backfill) has not yet learned the stream: no alerts, no forecasts.",
+        "1 while a model warms up on the stream, new or trained on a prior (synthetic rows, a backfill): a detector does not alert, a forecaster on synthetic rows does not forecast.",
     ),
     (
         "canopy_model_age_seconds",
