@@ -96,10 +96,12 @@ impl Pipeline {
                     max_name_bytes: l.max_label_name_bytes,
                     max_value_bytes: l.max_label_value_bytes,
                 },
+                max_future_ms: i64::try_from(l.max_future.as_millis()).unwrap_or(i64::MAX),
             },
         ));
         let history = Arc::new(FeatureHistory::new(
-            config.evaluation.history.as_millis() as i64
+            config.evaluation.history.as_millis() as i64,
+            config.evaluation.step.as_millis() as i64 * i64::from(config.evaluation.stale_steps),
         ));
         Ok(Pipeline {
             store,
@@ -116,9 +118,10 @@ impl Pipeline {
         training: fn() -> Training,
     ) -> Result<Vec<Detector>, AgentError> {
         let mut out = Vec::new();
+        let stale_steps = config.evaluation.stale_steps;
         for (name, model) in &config.models {
             if let ModelKind::IsolationForest(forest) = &model.kind {
-                let spec = DetectorSpec::new(name, model, forest, &self.features)?;
+                let spec = DetectorSpec::new(name, model, forest, &self.features, stale_steps)?;
                 if let Some(warning) = spec.small_reservoir_warning() {
                     tracing::warn!("{warning}");
                 }
@@ -131,9 +134,10 @@ impl Pipeline {
     /// What `check-config` warns of: configurations that work, but not as their keys suggest.
     pub fn config_warnings(&self, config: &Config) -> Result<Vec<String>, AgentError> {
         let mut out = Vec::new();
+        let stale_steps = config.evaluation.stale_steps;
         for (name, model) in &config.models {
             if let ModelKind::IsolationForest(forest) = &model.kind {
-                let spec = DetectorSpec::new(name, model, forest, &self.features)?;
+                let spec = DetectorSpec::new(name, model, forest, &self.features, stale_steps)?;
                 out.extend(spec.small_reservoir_warning());
             }
         }
@@ -147,9 +151,10 @@ impl Pipeline {
         training: fn() -> Training,
     ) -> Result<Vec<Forecaster>, AgentError> {
         let mut out = Vec::new();
+        let stale_steps = config.evaluation.stale_steps;
         for (name, model) in &config.models {
             if let ModelKind::RandomForest(forest) = &model.kind {
-                let spec = ForecasterSpec::new(name, model, forest, &self.features)?;
+                let spec = ForecasterSpec::new(name, model, forest, &self.features, stale_steps)?;
                 out.push(Forecaster::new(spec, training())?);
             }
         }
@@ -231,6 +236,7 @@ pub async fn run(config: Config, listen: SocketAddr) -> Result<(), AgentError> {
         remote_write: RemoteWrite::new(
             pipeline.ingestor.clone(),
             config.limits.max_inflight_requests,
+            config.limits.max_inflight_bytes,
         ),
         store: pipeline.store.clone(),
         history: pipeline.history.clone(),

@@ -65,12 +65,18 @@ pub struct Limits {
     pub max_request_bytes: usize,
     pub max_decoded_bytes: usize,
     pub max_inflight_requests: usize,
+    /// Bytes all in-flight remote-write requests may hold at once: each compressed body, and
+    /// twice its decoded size (the body and what is decoded from it).
+    pub max_inflight_bytes: usize,
     pub max_series: usize,
     pub max_labels_per_series: usize,
     pub max_label_name_bytes: usize,
     pub max_label_value_bytes: usize,
     #[serde(deserialize_with = "duration")]
     pub retention: Duration,
+    /// How far ahead of the wall clock a received sample may be; later ones are dropped.
+    #[serde(deserialize_with = "duration")]
+    pub max_future: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -82,6 +88,9 @@ pub struct Evaluation {
     pub lateness: Duration,
     #[serde(deserialize_with = "duration")]
     pub history: Duration,
+    /// Steps of a model (or of the evaluation, for feature values) after which an entity that
+    /// gave no result leaves `/metrics`.
+    pub stale_steps: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -520,14 +529,31 @@ impl RawConfig {
             ("limits.max_request_bytes", l.max_request_bytes),
             ("limits.max_decoded_bytes", l.max_decoded_bytes),
             ("limits.max_inflight_requests", l.max_inflight_requests),
+            ("limits.max_inflight_bytes", l.max_inflight_bytes),
             ("limits.max_series", l.max_series),
             ("limits.max_labels_per_series", l.max_labels_per_series),
             ("limits.max_label_name_bytes", l.max_label_name_bytes),
             ("limits.max_label_value_bytes", l.max_label_value_bytes),
+            (
+                "evaluation.stale_steps",
+                self.evaluation.stale_steps as usize,
+            ),
         ] {
             if v == 0 {
                 return Err(invalid(key, "must be greater than 0"));
             }
+        }
+        let largest = l
+            .max_request_bytes
+            .saturating_add(l.max_decoded_bytes.saturating_mul(2));
+        if l.max_inflight_bytes < largest {
+            return Err(invalid(
+                "limits.max_inflight_bytes",
+                format!(
+                    "must hold at least one largest request, max_request_bytes + 2 x max_decoded_bytes = {largest} (it is {}): a larger request would be refused with 503 forever",
+                    l.max_inflight_bytes
+                ),
+            ));
         }
         let listen = parse_listen(&self.listen).map_err(|e| invalid("listen", e))?;
         for (key, d) in [

@@ -10,6 +10,7 @@ pub mod agent;
 pub mod batch;
 pub mod checkpoint;
 pub mod config;
+pub mod entity_metrics;
 pub mod features;
 pub mod ingest;
 pub mod model;

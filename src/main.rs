@@ -137,12 +137,27 @@ fn listen_addr(flag: Option<SocketAddr>, config: &Config) -> Result<SocketAddr> 
 /// Runs the command; an error is printed once as `error: …` (no backtrace: it is for the person
 /// at the terminal) and exits 1.
 fn main() -> ExitCode {
+    return_large_buffers_to_the_system();
     match command(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", report(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Makes glibc's malloc serve every buffer of 1 MiB or more (remote-write bodies, their decoded
+/// form, training sets) with its own mapping, returned to the system when freed. By default the
+/// threshold rises to 32 MiB after the first large free, so later bodies come from per-thread
+/// arenas that keep their pages: with a few worker threads each keeping a freed 27 MiB body and
+/// its decoding, resident memory grew past the in-flight budget it was meant to stay within.
+fn return_large_buffers_to_the_system() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `mallopt` only sets a tuning parameter of the allocator; it is called before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
 

@@ -28,8 +28,12 @@ use canopy::series::Labels;
 use common::{Agent, http, metric_value, wait_for};
 use prost::Message;
 
-/// Both models, small enough to train within seconds of event-time remote-write.
+/// Both models, small enough to train within seconds of event-time remote-write. The feed runs
+/// event time from the present into the next hours, faster than the wall clock: samples that far
+/// ahead are allowed.
 const CONFIG: &str = r#"
+[limits]
+max_future = "1d"
 [evaluation]
 step = "10s"
 lateness = "0s"
@@ -107,7 +111,8 @@ fn cycle(k: i64) -> (f64, f64) {
 /// Sends steps `ks` (10 s apart from `t0()`), waiting for each chunk to be evaluated as a live
 /// stream would be (the first step alone, so the evaluation starts from it).
 fn feed(agent: &Agent, ks: std::ops::Range<i64>) {
-    let before = agent.metric("canopy_evaluation_steps_total");
+    // A fresh agent exports the counter from its first step on.
+    let before = agent.metric("canopy_evaluation_steps_total").unwrap_or(0.0);
     let url = agent.url("/api/v1/write");
     for (i, k) in ks.clone().enumerate() {
         let (load, queue) = cycle(k);
@@ -118,7 +123,10 @@ fn feed(agent: &Agent, ks: std::ops::Range<i64>) {
         if i == 0 || i % 20 == 19 || k == ks.end - 1 {
             let want = before + (i + 1) as f64;
             wait_for(Duration::from_secs(20), "the chunk to be evaluated", || {
-                (agent.metric("canopy_evaluation_steps_total") >= want).then_some(())
+                (agent
+                    .metric("canopy_evaluation_steps_total")
+                    .is_some_and(|v| v >= want))
+                .then_some(())
             });
         }
     }
@@ -361,7 +369,7 @@ fn refused_then_trained_anew(bytes: &[u8], aside: &str, result: &str, reason: &s
     assert!(!folder.join(CHECKPOINT_FILE).exists());
     let series =
         format!(r#"canopy_checkpoint_restores_total{{model="detector",result="{result}"}}"#);
-    assert_eq!(agent.metric(&series), 1.0, "{series}");
+    assert_eq!(agent.metric(&series), Some(1.0), "{series}");
     // the agent is up and trains anew from the stream, then checkpoints the new model
     feed(&agent, 0..40);
     let fresh = wait_for(Duration::from_secs(30), "a new checkpoint", || {
@@ -493,13 +501,13 @@ fn equal_expressions_restore_whatever_their_spelling_or_feature_name() {
     let mut agent = Agent::start_with_models(CONFIG, &models);
     assert_eq!(
         agent.metric(r#"canopy_checkpoint_restores_total{model="detector",result="ok"}"#),
-        1.0,
+        Some(1.0),
         "restored; logs:\n{}",
         agent.logs()
     );
     assert_eq!(
         agent.metric(r#"canopy_model_info{model="detector",source="checkpoint"}"#),
-        1.0
+        Some(1.0)
     );
     assert_eq!(
         file_names(&folder),
@@ -609,12 +617,12 @@ fn sigterm_checkpoints_and_a_restart_restores_the_same_models_then_retrains_on_s
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
         third.metric(retrains),
-        0.0,
-        "no retrain before the interval"
+        None,
+        "no retrain before the interval (the counter starts at the first; its name is checked below)"
     );
     feed(&third, 140..160);
     wait_for(Duration::from_secs(30), "the first retrain", || {
-        (third.metric(retrains) >= 1.0).then_some(())
+        (third.metric(retrains).is_some_and(|v| v >= 1.0)).then_some(())
     });
     assert!(third.terminate());
     let d3 = read(&d_path);
@@ -632,6 +640,8 @@ fn sigterm_checkpoints_and_a_restart_restores_the_same_models_then_retrains_on_s
 /// Crash safety configuration: steps of 1 s, so steady remote-write at 200 steps a second
 /// retrains the detector several times a second, and the checkpoint interval is short.
 const CRASH_CONFIG: &str = r#"
+[limits]
+max_future = "1d"
 [evaluation]
 step = "1s"
 lateness = "0s"
@@ -648,6 +658,15 @@ max_samples = 64
 n_estimators = 100
 retrain_interval = "30s"
 reservoir_size = 10080
+[models.forecaster]
+kind = "random_forest"
+features = ["load", "queue"]
+target = ["load", "queue"]
+step = "1s"
+lookback = 8
+horizon = 2
+n_estimators = 30
+retrain_interval = "20s"
 "#;
 
 #[test]
@@ -657,6 +676,7 @@ fn sigkill_at_random_instants_always_leaves_a_checkpoint_that_restores() {
     let models = dir.path().join("models");
     let folder = models.join("detector");
     let path = folder.join(CHECKPOINT_FILE);
+    let forecaster_path = models.join("forecaster").join(CHECKPOINT_FILE);
     let mut agent = Agent::start_with_models(CRASH_CONFIG, &models);
 
     // Steady load in event time, following the agent across restarts; paused while checking.
@@ -684,12 +704,31 @@ fn sigkill_at_random_instants_always_leaves_a_checkpoint_that_restores() {
             }
         })
     };
-    wait_for(Duration::from_secs(60), "a first checkpoint", || {
-        path.exists().then_some(())
-    });
+    wait_for(
+        Duration::from_secs(60),
+        "a first checkpoint of each model",
+        || (path.exists() && forecaster_path.exists()).then_some(()),
+    );
 
     let mut rng = Rng::new(7);
     let (mut during_write, mut verified) = (0usize, 0usize);
+    // Each model's checkpoint, by its training time and its newest data: neither goes back
+    // across kills, and the data moves on.
+    let progress = |m: &SavedModel| {
+        let newest = match &m.data {
+            SavedData::Detector { reservoir, .. } => reservoir.timestamps_ms.last().copied(),
+            SavedData::Forecaster { history, .. } => history
+                .iter()
+                .filter_map(|e| e.timestamps_ms.last().copied())
+                .max(),
+        };
+        (
+            m.training.trained_at_ms.expect("trained"),
+            newest.expect("data"),
+        )
+    };
+    let first = [progress(&read(&path)), progress(&read(&forecaster_path))];
+    let (mut last, mut advanced) = (first, [0usize; 2]);
     for kill in 0..KILLS {
         // Half the kills at a random instant, half the moment a write is seen in progress.
         if kill % 2 == 0 {
@@ -706,26 +745,44 @@ fn sigkill_at_random_instants_always_leaves_a_checkpoint_that_restores() {
             during_write += 1;
         }
         let saved = read(&path);
-        let names: Vec<String> = std::fs::read_dir(&folder)
-            .expect("folder")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(
-            names.iter().filter(|n| n.ends_with(".ckpt")).count(),
-            1,
-            "exactly one model file: {names:?}"
-        );
+        let forecaster = read(&forecaster_path);
+        for dir in [&folder, &models.join("forecaster")] {
+            let names: Vec<String> = std::fs::read_dir(dir)
+                .expect("folder")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect();
+            assert_eq!(
+                names.iter().filter(|n| n.ends_with(".ckpt")).count(),
+                1,
+                "exactly one model file: {names:?}"
+            );
+        }
+        for (i, m) in [&saved, &forecaster].into_iter().enumerate() {
+            let now = progress(m);
+            assert!(
+                now.0 >= last[i].0 && now.1 >= last[i].1,
+                "kill {kill}: {} went back to {now:?} from {:?}",
+                m.name,
+                last[i]
+            );
+            advanced[i] += usize::from(now.1 > last[i].1);
+            last[i] = now;
+        }
 
         // Restart: the file is restored (an unfinished temp file is never taken for it), and the
         // restored forest scores the next vector exactly as the file's forest does.
         agent = Agent::start_with_models(CRASH_CONFIG, &models);
         *url.lock().expect("url") = agent.url("/api/v1/write");
-        assert_eq!(
-            agent.metric(r#"canopy_checkpoint_restores_total{model="detector",result="ok"}"#),
-            1.0,
-            "kill {kill}: restored; logs:\n{}",
-            agent.logs()
-        );
+        for model in ["detector", "forecaster"] {
+            assert_eq!(
+                agent.metric(&format!(
+                    r#"canopy_checkpoint_restores_total{{model="{model}",result="ok"}}"#
+                )),
+                Some(1.0),
+                "kill {kill}: {model} restored; logs:\n{}",
+                agent.logs()
+            );
+        }
         assert!(!folder.join(TEMP_FILE).exists(), "unfinished write removed");
         let (a, b) = (0.37 + kill as f64 / 100.0, 11.3);
         let t = next_t.fetch_add(1000, Ordering::SeqCst);
@@ -748,8 +805,18 @@ fn sigkill_at_random_instants_always_leaves_a_checkpoint_that_restores() {
     }
     done.store(true, Ordering::SeqCst);
     load.join().expect("load thread");
-    eprintln!("{KILLS} kills, {during_write} during a write, {verified} restores verified");
+    eprintln!(
+        "{KILLS} kills, {during_write} during a write, {verified} restores verified, \
+         checkpoints moved on at {advanced:?} kills (detector, forecaster)"
+    );
     assert_eq!(verified, KILLS);
+    for (i, model) in ["detector", "forecaster"].into_iter().enumerate() {
+        assert!(
+            advanced[i] >= KILLS / 2 && last[i].1 > first[i].1,
+            "the {model}'s checkpoint moved on at only {} of {KILLS} kills",
+            advanced[i]
+        );
+    }
     assert!(
         during_write >= KILLS / 10,
         "only {during_write} of {KILLS} kills landed during a write"
@@ -757,9 +824,10 @@ fn sigkill_at_random_instants_always_leaves_a_checkpoint_that_restores() {
     // the last agent still writes checkpoints and serves a registry from them
     assert!(agent.terminate());
     let (registry, loaded) = load_registry(&models).expect("registry");
-    assert_eq!(registry.names(), ["detector"]);
+    assert_eq!(registry.names(), ["detector", "forecaster"]);
     assert!(registry.all_ready());
     assert_eq!(loaded[0].kind, "isolation_forest");
+    assert_eq!(loaded[1].kind, "random_forest");
 }
 
 #[test]

@@ -139,7 +139,10 @@ fn deployed_config_and_remote_write_snippet_run_against_real_prometheus() {
     let prom = Peer::prometheus_with_config(free_port(), &yml, &[("rules.yaml", &rules)]);
 
     wait_for(Duration::from_secs(60), "samples to arrive", || {
-        (agent.metric("canopy_samples_appended_total") > 0.0).then_some(())
+        (agent
+            .metric("canopy_samples_appended_total")
+            .is_some_and(|v| v > 0.0))
+        .then_some(())
     });
     for feature in ["cpu", "memory", "disk", "net_rx", "net_tx", "restarts"] {
         wait_for(

@@ -139,10 +139,10 @@ fn remote_written_samples_evaluate_in_event_time_each_step_once() {
         (at70.1.parse::<f64>().expect("float") - 20.0 / 30.0).abs() < 1e-12,
         "{at70:?}"
     );
-    assert_eq!(agent.metric("canopy_evaluation_steps_total"), 10.0);
+    assert_eq!(agent.metric("canopy_evaluation_steps_total"), Some(10.0));
     assert_eq!(
         agent.metric(r#"canopy_feature_value{feature="last"}"#),
-        30.0
+        Some(30.0)
     );
 }
 

@@ -155,18 +155,27 @@ fn metadata_and_json_inference_follow_the_open_inference_protocol() {
     assert_eq!(out[0]["data"][1], -1, "the outlier is an anomaly");
     let normal = out[0]["data"][0].clone();
 
-    // Every numeric datatype, flat data; the answer is the same as for FP64.
-    for datatype in [
-        "FP32", "FP16", "INT64", "INT32", "INT16", "UINT64", "UINT32",
-    ] {
-        let data = json!([1, 1, 0, 100, 80]);
-        let (status, body) = infer(
+    // Every numeric datatype, flat data; the answer is the same as for FP64, for a normal row
+    // and for an outlier.
+    for data in [json!([1, 1, 0, 100, 80]), json!([100, 90, 50, 1, 20_000])] {
+        let (status, fp64) = infer(
             &agent,
             "anomaly-detector",
-            &detector_request(datatype, json!([1, 5]), data),
+            &detector_request("FP64", json!([1, 5]), data.clone()),
         );
-        assert_eq!(status, 200, "{datatype}: {body}");
-        assert_eq!(body["outputs"][0]["shape"], json!([1]));
+        assert_eq!(status, 200, "FP64: {fp64}");
+        assert_eq!(fp64["outputs"][0]["shape"], json!([1]));
+        for datatype in [
+            "FP32", "FP16", "INT64", "INT32", "INT16", "UINT64", "UINT32",
+        ] {
+            let (status, body) = infer(
+                &agent,
+                "anomaly-detector",
+                &detector_request(datatype, json!([1, 5]), data.clone()),
+            );
+            assert_eq!(status, 200, "{datatype}: {body}");
+            assert_eq!(body["outputs"], fp64["outputs"], "{datatype} {data}");
+        }
     }
     let (status, body) = infer(
         &agent,

@@ -64,7 +64,10 @@ fn detector_and_forecaster_train_from_the_stream_and_export_results() {
         );
         if k % 30 == 0 || k == 149 {
             wait_for(Duration::from_secs(10), "the chunk to be evaluated", || {
-                (agent.metric("canopy_evaluation_steps_total") >= (k + 1) as f64).then_some(())
+                agent
+                    .metric("canopy_evaluation_steps_total")
+                    .is_some_and(|v| v >= (k + 1) as f64)
+                    .then_some(())
             });
         }
     }

@@ -257,6 +257,9 @@ fn every_feature_equals_prometheus_query_range() {
             .join("\n")
     );
     wait_for(Duration::from_secs(1), "lag metric", || {
-        (agent.metric("canopy_evaluation_lag_seconds") > 0.0).then_some(())
+        (agent
+            .metric("canopy_evaluation_lag_seconds")
+            .is_some_and(|v| v > 0.0))
+        .then_some(())
     });
 }

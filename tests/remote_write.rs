@@ -140,12 +140,12 @@ fn v1_round_trip_keeps_only_what_features_select() {
         ["__name__=cpu_seconds,mode=user"]
     );
     assert!(held(&agent, "go_goroutines").is_empty());
-    assert_eq!(agent.metric("canopy_samples_appended_total"), 2.0);
+    assert_eq!(agent.metric("canopy_samples_appended_total"), Some(2.0));
     assert_eq!(
         agent.metric(r#"canopy_samples_dropped_total{reason="unmatched"}"#),
-        2.0
+        Some(2.0)
     );
-    assert_eq!(agent.metric("canopy_active_series"), 1.0);
+    assert_eq!(agent.metric("canopy_active_series"), Some(1.0));
 }
 
 #[test]
@@ -239,7 +239,7 @@ fn unsupported_media_types_and_encodings_answer_415_without_written_headers() {
     }
     assert_eq!(
         agent.metric(r#"canopy_remote_write_rejected_total{reason="unsupported_media_type"}"#),
-        4.0
+        Some(4.0)
     );
 }
 
@@ -262,15 +262,107 @@ fn corrupt_bodies_answer_400_with_a_reason() {
         snappy(&[0x2a, 0xff, 0xff, 0xff, 0x0f, 0x01]),
     );
     assert_eq!(r.status(), 400);
-    assert_eq!(
-        header(&r, "X-Prometheus-Remote-Write-Samples-Written"),
-        None,
-        "undecodable: no Written headers"
-    );
+    for name in ["Samples", "Histograms", "Exemplars"] {
+        assert_eq!(
+            header(&r, &format!("X-Prometheus-Remote-Write-{name}-Written")).as_deref(),
+            Some("0"),
+            "a 2.0 answer after negotiation says nothing was written"
+        );
+    }
     assert!(r.text().expect("body").contains("protobuf"));
+
+    // A 2.0 request whose symbols[0] is not the empty string is refused whole.
+    let req = v2::Request {
+        symbols: ["x", "__name__", "mem_bytes"].map(String::from).to_vec(),
+        timeseries: vec![v2::TimeSeries {
+            labels_refs: vec![1, 2],
+            samples: vec![v2::Sample {
+                value: 1.0,
+                timestamp: 1_000,
+                start_timestamp: 0,
+            }],
+            ..Default::default()
+        }],
+    };
+    let r = post(&agent, Some(V2), None, snappy(&req.encode_to_vec()));
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        header(&r, "X-Prometheus-Remote-Write-Samples-Written").as_deref(),
+        Some("0")
+    );
+    assert!(r.text().expect("body").contains("symbols[0]"));
     assert_eq!(
         agent.metric(r#"canopy_remote_write_rejected_total{reason="undecodable"}"#),
-        2.0
+        Some(3.0)
+    );
+    assert!(held(&agent, "mem_bytes").is_empty());
+}
+
+#[test]
+fn v2_series_with_a_bad_histogram_or_reference_are_refused_and_the_rest_accepted() {
+    let agent = Agent::start(CONFIG);
+    let sample = || {
+        vec![v2::Sample {
+            value: 1.0,
+            timestamp: 1_000,
+            start_timestamp: 0,
+        }]
+    };
+    let req = v2::Request {
+        symbols: ["", "__name__", "mem_bytes", "node", "a", "b", "c"]
+            .map(String::from)
+            .to_vec(),
+        timeseries: vec![
+            v2::TimeSeries {
+                labels_refs: vec![1, 2, 3, 4],
+                samples: sample(),
+                ..Default::default()
+            },
+            // count 5, buckets sum to 2
+            v2::TimeSeries {
+                labels_refs: vec![1, 2, 3, 5],
+                samples: sample(),
+                histograms: vec![v2::Histogram {
+                    count: Some(v2::histogram::Count::CountInt(5)),
+                    sum: 1.0,
+                    positive_spans: vec![v2::BucketSpan {
+                        offset: 0,
+                        length: 1,
+                    }],
+                    positive_deltas: vec![2],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            v2::TimeSeries {
+                labels_refs: vec![1, 2, 3, 6],
+                samples: sample(),
+                metadata: Some(v2::Metadata {
+                    r#type: 2,
+                    help_ref: 99,
+                    unit_ref: 0,
+                }),
+                ..Default::default()
+            },
+        ],
+    };
+    let r = post(&agent, Some(V2), None, snappy(&req.encode_to_vec()));
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        header(&r, "X-Prometheus-Remote-Write-Samples-Written").as_deref(),
+        Some("1")
+    );
+    let text = r.text().expect("body");
+    assert!(text.contains("2 of the request's series"), "{text}");
+    assert!(text.contains("histogram"), "{text}");
+    assert_eq!(held(&agent, "mem_bytes"), ["__name__=mem_bytes,node=a"]);
+    assert_eq!(
+        agent.metric(r#"canopy_series_rejected_total{reason="invalid_histogram"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        agent.metric(r#"canopy_series_rejected_total{reason="bad_symbol_reference"}"#),
+        Some(1.0)
     );
 }
 
@@ -347,16 +439,16 @@ fn special_values_unusual_labels_metadata_repeats_and_duplicates() {
     );
     assert_eq!(
         agent.metric("canopy_samples_appended_total"),
-        4.0,
+        Some(4.0),
         "one sample per TimeSeries, series repeated"
     );
 
     // the same request again: an idempotent retry
     assert_eq!(write_v1(&agent, series).status(), 204);
-    assert_eq!(agent.metric("canopy_samples_appended_total"), 4.0);
+    assert_eq!(agent.metric("canopy_samples_appended_total"), Some(4.0));
     assert_eq!(
         agent.metric(r#"canopy_samples_dropped_total{reason="duplicate"}"#),
-        4.0
+        Some(4.0)
     );
 
     // a metadata-only request
@@ -378,7 +470,7 @@ fn special_values_unusual_labels_metadata_repeats_and_duplicates() {
     assert_eq!(r.status(), 204);
     assert_eq!(
         agent.metric(r#"canopy_metadata_received_total{protocol="1.0"}"#),
-        1.0
+        Some(1.0)
     );
 }
 
@@ -428,7 +520,7 @@ fn invalid_series_answer_400_and_the_valid_rest_is_accepted() {
     assert_eq!(held(&agent, "mem_bytes"), ["__name__=mem_bytes"]);
     assert_eq!(
         agent.metric(r#"canopy_series_rejected_total{reason="missing_metric_name"}"#),
-        1.0
+        Some(1.0)
     );
 }
 
@@ -537,7 +629,11 @@ features = ["up", "requests"]
     assert!(sent > 0.0, "Prometheus sent no samples");
     assert_eq!(failed, 0.0, "Prometheus counted failed samples");
     assert_eq!(dropped, 0.0, "Prometheus counted dropped samples");
-    assert!(agent.metric(r#"canopy_remote_write_requests_total{protocol="1.0",code="204"}"#) > 0.0);
+    assert!(
+        agent
+            .metric(r#"canopy_remote_write_requests_total{protocol="1.0",code="204"}"#)
+            .is_some_and(|v| v > 0.0)
+    );
 }
 
 fn prom_series(prom: &Peer, selector: &str) -> Vec<String> {

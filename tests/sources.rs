@@ -319,7 +319,7 @@ fn backfill_equals_prometheus_query_range_answers() {
             || {
                 let series =
                     format!("canopy_model_info{{model=\"{model}\",source=\"prometheus\"}}");
-                (agent.metric(&series) == 1.0).then_some(())
+                (agent.metric(&series).is_some_and(|v| v == 1.0)).then_some(())
             },
         );
     }
@@ -332,7 +332,7 @@ fn backfill_equals_prometheus_query_range_answers() {
     assert!(!logs.contains("falling back to synthetic"), "{logs}");
     assert_eq!(
         agent.metric("canopy_model_info{model=\"anomaly-detector\",source=\"synthetic\"}"),
-        0.0
+        Some(0.0)
     );
     assert!(agent.terminate());
 }
@@ -350,7 +350,7 @@ fn assert_falls_back(url: &str) -> Agent {
     );
     wait_for(Duration::from_secs(60), "synthetic fallback", || {
         let v = agent.metric("canopy_model_info{model=\"anomaly-detector\",source=\"synthetic\"}");
-        (v == 1.0).then_some(())
+        (v == Some(1.0)).then_some(())
     });
     let logs = agent.logs();
     let warning = logs
@@ -364,7 +364,7 @@ fn assert_falls_back(url: &str) -> Agent {
     assert!(warning.contains("WARN"), "{warning}");
     assert_eq!(
         agent.metric("canopy_model_info{model=\"anomaly-detector\",source=\"hybrid\"}"),
-        0.0
+        Some(0.0)
     );
     agent
 }
@@ -433,7 +433,7 @@ fn default_start_serves_both_models_from_synthetic_data() {
             "models trained from synthetic data",
             || {
                 let series = format!("canopy_model_info{{model=\"{model}\",source=\"synthetic\"}}");
-                (agent.metric(&series) == 1.0).then_some(())
+                (agent.metric(&series).is_some_and(|v| v == 1.0)).then_some(())
             },
         );
         eprintln!(
@@ -443,7 +443,7 @@ fn default_start_serves_both_models_from_synthetic_data() {
     }
     assert_eq!(
         agent.metric("canopy_model_retrains_total{model=\"anomaly-detector\",result=\"ok\"}"),
-        1.0
+        Some(1.0)
     );
 }
 
@@ -471,7 +471,7 @@ fn synthetic_anomalies_match_the_rate_and_a_detector_flags_them() {
     assert!((fraction - 0.03).abs() <= 0.5 / rows as f64, "{fraction}");
 
     let mut d = Detector::new(
-        DetectorSpec::new("anomaly-detector", model, forest, &set).expect("spec"),
+        DetectorSpec::new("anomaly-detector", model, forest, &set, 5).expect("spec"),
         Training::Inline,
     )
     .expect("detector");

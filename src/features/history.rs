@@ -9,6 +9,8 @@ use std::sync::RwLock;
 
 use serde_json::{Value as Json, json};
 
+use crate::entity_metrics::entity_gauge;
+
 use super::{FeatureSet, FeatureValues};
 use crate::series::Labels;
 use crate::series::labels::METRIC_NAME;
@@ -19,6 +21,8 @@ type SeriesPoints = BTreeMap<Labels, VecDeque<(i64, f64)>>;
 /// Per feature: each result series' recent points, over `retention_ms`.
 pub struct FeatureHistory {
     retention_ms: i64,
+    /// Event time after its last step at which a feature's entity leaves `/metrics`.
+    stale_ms: i64,
     inner: RwLock<BTreeMap<String, SeriesPoints>>,
 }
 
@@ -46,9 +50,10 @@ pub fn format_time(t_ms: i64) -> Json {
 }
 
 impl FeatureHistory {
-    pub fn new(retention_ms: i64) -> FeatureHistory {
+    pub fn new(retention_ms: i64, stale_ms: i64) -> FeatureHistory {
         FeatureHistory {
             retention_ms,
+            stale_ms,
             inner: RwLock::new(BTreeMap::new()),
         }
     }
@@ -64,11 +69,13 @@ impl FeatureHistory {
                     .entry(labels.clone())
                     .or_default()
                     .push_back((t_ms, *v));
-                metrics::gauge!(
+                entity_gauge(
                     "canopy_feature_value",
-                    metric_labels("feature", &feature.name, labels)
-                )
-                .set(*v);
+                    metric_labels("feature", &feature.name, labels),
+                    *v,
+                    t_ms,
+                    self.stale_ms,
+                );
             }
             series.retain(|_, points| {
                 while points.front().is_some_and(|(t, _)| *t < cutoff) {

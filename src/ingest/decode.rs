@@ -30,6 +30,8 @@ pub enum WireError {
     },
     #[error("protobuf field number 0 in {0}")]
     FieldZero(&'static str),
+    #[error("symbols[0] must be the empty string")]
+    FirstSymbolNotEmpty,
 }
 
 /// Why one series was refused; the first one found names the 400 answer.
@@ -49,10 +51,16 @@ pub enum SeriesProblem {
     NameTooLong { len: usize, limit: usize },
     #[error("series has a label value of {len} bytes, over the limit of {limit}")]
     ValueTooLong { len: usize, limit: usize },
-    #[error("series refers to symbol {index}, but the symbols table has {len}")]
-    SymbolOutOfRange { index: u32, len: usize },
-    #[error("series has an odd number of label references ({0})")]
-    OddLabelRefs(usize),
+    #[error("{what} refers to symbol {index}, but the symbols table has {len}")]
+    SymbolOutOfRange {
+        what: &'static str,
+        index: u64,
+        len: usize,
+    },
+    #[error("{what} has an odd number of label references ({len})")]
+    OddLabelRefs { what: &'static str, len: usize },
+    #[error("series has an invalid native histogram: {0}")]
+    InvalidHistogram(&'static str),
 }
 
 impl SeriesProblem {
@@ -67,7 +75,8 @@ impl SeriesProblem {
             SeriesProblem::NameTooLong { .. } => "label_name_too_long",
             SeriesProblem::ValueTooLong { .. } => "label_value_too_long",
             SeriesProblem::SymbolOutOfRange { .. } => "bad_symbol_reference",
-            SeriesProblem::OddLabelRefs(_) => "bad_symbol_reference",
+            SeriesProblem::OddLabelRefs { .. } => "bad_symbol_reference",
+            SeriesProblem::InvalidHistogram(_) => "invalid_histogram",
         }
     }
 }
@@ -409,77 +418,297 @@ pub fn decode_v2<'a>(body: &'a [u8], limits: &LabelLimits) -> Result<Batch<'a>, 
             (f, w) => r.skip(f, w)?,
         }
     }
+    // The spec reserves symbol 0 for the empty string; a request that does otherwise was
+    // written by a sender whose references cannot be trusted.
+    if symbols.first().is_some_and(|s| !s.is_empty()) {
+        return Err(WireError::FirstSymbolNotEmpty);
+    }
     let mut batch = Batch::default();
-    let mut refs: Vec<u32> = Vec::new();
+    let mut refs: Vec<u64> = Vec::new();
     for buf in series_bufs {
         decode_series_v2(buf, &symbols, &mut refs, &mut batch, limits)?;
     }
     Ok(batch)
 }
 
-fn push_varints(buf: &[u8], out: &mut Vec<u32>) -> Result<(), WireError> {
+/// Appends a packed or single varint field's values, as 64-bit values: a reference is checked
+/// against the symbols table at its full width, never truncated into range.
+fn push_varints(buf: &[u8], out: &mut Vec<u64>) -> Result<(), WireError> {
     let mut r = Reader::new(buf, "labels_refs");
     while !r.done() {
-        out.push(r.varint()? as u32);
+        out.push(r.varint()?);
     }
     Ok(())
+}
+
+/// The symbol a reference names, as UTF-8.
+fn symbol<'a>(
+    symbols: &[&'a [u8]],
+    what: &'static str,
+    index: u64,
+) -> Result<&'a str, SeriesProblem> {
+    usize::try_from(index)
+        .ok()
+        .and_then(|i| symbols.get(i))
+        .ok_or(SeriesProblem::SymbolOutOfRange {
+            what,
+            index,
+            len: symbols.len(),
+        })
+        .and_then(|b| std::str::from_utf8(b).map_err(|_| SeriesProblem::InvalidUtf8))
+}
+
+/// Checks a label-reference list: pairs of references, each in the symbols table.
+fn check_label_refs(
+    symbols: &[&[u8]],
+    what: &'static str,
+    refs: &[u64],
+) -> Result<(), SeriesProblem> {
+    if refs.len() % 2 != 0 {
+        return Err(SeriesProblem::OddLabelRefs {
+            what,
+            len: refs.len(),
+        });
+    }
+    refs.iter()
+        .try_for_each(|&r| symbol(symbols, what, r).map(drop))
+}
+
+/// One side (negative or positive) of a native histogram, as sent.
+#[derive(Default)]
+struct HistogramSide {
+    span_lengths: u64,
+    /// A span after the first with a negative offset.
+    bad_offset: bool,
+    spans: usize,
+    deltas: Vec<i64>,
+    counts: Vec<f64>,
+}
+
+impl HistogramSide {
+    fn span(&mut self, buf: &[u8]) -> Result<(), WireError> {
+        let mut r = Reader::new(buf, "BucketSpan");
+        while !r.done() {
+            match r.key()? {
+                (1, VARINT) => {
+                    let offset = zigzag(r.varint()?);
+                    self.bad_offset |= self.spans > 0 && offset < 0;
+                }
+                (2, VARINT) => self.span_lengths += r.varint()? & u64::from(u32::MAX),
+                (f, w) => r.skip(f, w)?,
+            }
+        }
+        self.spans += 1;
+        Ok(())
+    }
+
+    /// The bucket counts' total, or what is wrong with them, as Prometheus validates them: spans
+    /// covering exactly the buckets sent, and no bucket count below zero.
+    fn total(&self) -> Result<f64, &'static str> {
+        let buckets = self.deltas.len() + self.counts.len();
+        if self.span_lengths != buckets as u64 {
+            return Err("its spans do not cover exactly its buckets");
+        }
+        if self.bad_offset {
+            return Err("a span after the first has a negative offset");
+        }
+        let mut total = 0.0;
+        let mut count: i64 = 0;
+        for d in &self.deltas {
+            count = count.saturating_add(*d);
+            if count < 0 {
+                return Err("a bucket count is negative");
+            }
+            total += count as f64;
+        }
+        for c in &self.counts {
+            if *c < 0.0 {
+                return Err("a bucket count is negative");
+            }
+            total += c;
+        }
+        Ok(total)
+    }
+}
+
+fn zigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// Appends a packed or single double field's values.
+fn push_doubles(r: &mut Reader<'_>, wire: u64, out: &mut Vec<f64>) -> Result<(), WireError> {
+    if wire == LEN {
+        let mut p = Reader::new(r.bytes()?, "packed double");
+        while !p.done() {
+            out.push(f64::from_bits(p.fixed64()?));
+        }
+    } else {
+        out.push(f64::from_bits(r.fixed64()?));
+    }
+    Ok(())
+}
+
+/// Checks a native histogram as Prometheus validates one before appending it: each side's spans
+/// match its buckets, no bucket count is negative, and an integer histogram's count equals the
+/// sum of its buckets and zero bucket (or is at least that sum when its sum is NaN). A float
+/// histogram's count is not compared, as Prometheus does not (float error would refuse good
+/// ones).
+fn check_histogram(buf: &[u8]) -> Result<Result<(), SeriesProblem>, WireError> {
+    let mut r = Reader::new(buf, "Histogram");
+    let (mut count, mut zero_count) = (None::<u64>, 0u64);
+    let mut sum = 0.0;
+    let mut sides = [HistogramSide::default(), HistogramSide::default()];
+    while !r.done() {
+        match r.key()? {
+            (1, VARINT) => count = Some(r.varint()?),
+            (2, FIXED64) => {
+                count = None;
+                r.fixed64()?;
+            }
+            (3, FIXED64) => sum = f64::from_bits(r.fixed64()?),
+            (6, VARINT) => zero_count = r.varint()?,
+            (f @ (8 | 11), w) => {
+                r.expect(f, w, LEN)?;
+                sides[usize::from(f == 11)].span(r.bytes()?)?;
+            }
+            (f @ (9 | 12), LEN) => {
+                let mut p = Reader::new(r.bytes()?, "packed sint64");
+                while !p.done() {
+                    sides[usize::from(f == 12)].deltas.push(zigzag(p.varint()?));
+                }
+            }
+            (f @ (9 | 12), VARINT) => {
+                let d = zigzag(r.varint()?);
+                sides[usize::from(f == 12)].deltas.push(d);
+            }
+            (f @ (10 | 13), w @ (LEN | FIXED64)) => {
+                push_doubles(&mut r, w, &mut sides[usize::from(f == 13)].counts)?;
+            }
+            (f, w) => r.skip(f, w)?,
+        }
+    }
+    let mut buckets = 0.0;
+    for side in &sides {
+        match side.total() {
+            Ok(t) => buckets += t,
+            Err(why) => return Ok(Err(SeriesProblem::InvalidHistogram(why))),
+        }
+    }
+    let Some(count) = count else {
+        return Ok(Ok(()));
+    };
+    let buckets = buckets + zero_count as f64;
+    let count = count as f64;
+    Ok(if sum.is_nan() && buckets > count {
+        Err(SeriesProblem::InvalidHistogram(
+            "its count is smaller than the sum of its buckets",
+        ))
+    } else if !sum.is_nan() && buckets != count {
+        Err(SeriesProblem::InvalidHistogram(
+            "its count differs from the sum of its buckets",
+        ))
+    } else {
+        Ok(())
+    })
+}
+
+/// Checks an exemplar's label references (`labels_refs`, field 1).
+fn check_exemplar(buf: &[u8], symbols: &[&[u8]]) -> Result<Result<(), SeriesProblem>, WireError> {
+    let mut refs = Vec::new();
+    let mut r = Reader::new(buf, "Exemplar");
+    while !r.done() {
+        match r.key()? {
+            (1, LEN) => push_varints(r.bytes()?, &mut refs)?,
+            (1, VARINT) => refs.push(r.varint()?),
+            (f, w) => r.skip(f, w)?,
+        }
+    }
+    Ok(check_label_refs(symbols, "an exemplar", &refs))
+}
+
+/// Checks a metadata's `help_ref` (field 3) and `unit_ref` (field 4).
+fn check_metadata(buf: &[u8], symbols: &[&[u8]]) -> Result<Result<(), SeriesProblem>, WireError> {
+    let mut r = Reader::new(buf, "Metadata");
+    let mut refs = Vec::new();
+    while !r.done() {
+        match r.key()? {
+            (3 | 4, VARINT) => refs.push(r.varint()?),
+            (f, w) => r.skip(f, w)?,
+        }
+    }
+    Ok(refs
+        .into_iter()
+        .try_for_each(|i| symbol(symbols, "metadata", i).map(drop)))
 }
 
 fn decode_series_v2<'a>(
     buf: &'a [u8],
     symbols: &[&'a [u8]],
-    refs: &mut Vec<u32>,
+    refs: &mut Vec<u64>,
     batch: &mut Batch<'a>,
     limits: &LabelLimits,
 ) -> Result<(), WireError> {
     let (label_start, sample_start) = (batch.labels.len(), batch.samples.len());
     let (mut histograms, mut exemplars) = (0, 0);
+    // The first problem of the series' histograms, exemplars or metadata.
+    let mut problem: Option<SeriesProblem> = None;
     refs.clear();
     let mut r = Reader::new(buf, "TimeSeries");
     while !r.done() {
-        match r.key()? {
-            (1, LEN) => push_varints(r.bytes()?, refs)?,
-            (1, VARINT) => refs.push(r.varint()? as u32),
-            (1, w) => r.expect(1, w, LEN)?,
+        let found = match r.key()? {
+            (1, LEN) => {
+                push_varints(r.bytes()?, refs)?;
+                Ok(())
+            }
+            (1, VARINT) => {
+                refs.push(r.varint()?);
+                Ok(())
+            }
+            (1, w) => {
+                r.expect(1, w, LEN)?;
+                Ok(())
+            }
             (2, w) => {
                 r.expect(2, w, LEN)?;
                 batch.samples.push(decode_sample(r.bytes()?)?);
+                Ok(())
             }
             (3, w) => {
                 r.expect(3, w, LEN)?;
-                r.bytes()?;
                 histograms += 1;
+                check_histogram(r.bytes()?)?
             }
             (4, w) => {
                 r.expect(4, w, LEN)?;
-                r.bytes()?;
                 exemplars += 1;
+                check_exemplar(r.bytes()?, symbols)?
             }
-            (f, w) => r.skip(f, w)?,
+            (5, w) => {
+                r.expect(5, w, LEN)?;
+                check_metadata(r.bytes()?, symbols)?
+            }
+            (f, w) => {
+                r.skip(f, w)?;
+                Ok(())
+            }
+        };
+        if let Err(p) = found {
+            problem.get_or_insert(p);
         }
     }
-    let mut problem = None;
-    if refs.len() % 2 != 0 {
-        problem = Some(SeriesProblem::OddLabelRefs(refs.len()));
-    } else {
-        for pair in refs.chunks_exact(2) {
-            let sym = |i: u32| {
-                symbols
-                    .get(i as usize)
-                    .ok_or(SeriesProblem::SymbolOutOfRange {
-                        index: i,
-                        len: symbols.len(),
-                    })
-                    .and_then(|b| std::str::from_utf8(b).map_err(|_| SeriesProblem::InvalidUtf8))
-            };
-            match (sym(pair[0]), sym(pair[1])) {
-                (Ok(n), Ok(v)) => batch.labels.push((n, v)),
-                (Err(e), _) | (_, Err(e)) => {
-                    problem = Some(e);
-                    break;
+    // The labels' problem comes first: it names the series.
+    match check_label_refs(symbols, "series", refs) {
+        Ok(()) => {
+            for pair in refs.chunks_exact(2) {
+                if let (Ok(n), Ok(v)) = (
+                    symbol(symbols, "series", pair[0]),
+                    symbol(symbols, "series", pair[1]),
+                ) {
+                    batch.labels.push((n, v));
                 }
             }
         }
+        Err(p) => problem = Some(p),
     }
     finish_series(
         batch,
@@ -671,8 +900,213 @@ mod tests {
         assert_eq!(b.samples_of(e)[0], Sample { t: 7, v: 2.5 });
         assert_eq!(
             b.series[1].problem,
-            Some(SeriesProblem::SymbolOutOfRange { index: 9, len: 5 })
+            Some(SeriesProblem::SymbolOutOfRange {
+                what: "series",
+                index: 9,
+                len: 5
+            })
         );
-        assert_eq!(b.series[2].problem, Some(SeriesProblem::OddLabelRefs(1)));
+        assert_eq!(
+            b.series[2].problem,
+            Some(SeriesProblem::OddLabelRefs {
+                what: "series",
+                len: 1
+            })
+        );
+    }
+
+    fn varint(mut v: u64, out: &mut Vec<u8>) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    /// A 2.0 request of one series, `symbols` and the series' fields as given.
+    fn v2_request(symbols: &[&str], series: v2::TimeSeries) -> Vec<u8> {
+        v2::Request {
+            symbols: symbols.iter().map(|s| (*s).to_owned()).collect(),
+            timeseries: vec![series],
+        }
+        .encode_to_vec()
+    }
+
+    const SYMBOLS: &[&str] = &["", "__name__", "m", "help"];
+
+    fn problem_of(body: &[u8]) -> Option<SeriesProblem> {
+        decode_v2(body, &LIMITS).expect("decodes").series[0]
+            .problem
+            .clone()
+    }
+
+    #[test]
+    fn v2_symbol_zero_must_be_the_empty_string() {
+        let series = v2::TimeSeries {
+            labels_refs: vec![1, 2],
+            ..Default::default()
+        };
+        let body = v2_request(&["x", "__name__", "m"], series);
+        assert!(matches!(
+            decode_v2(&body, &LIMITS),
+            Err(WireError::FirstSymbolNotEmpty)
+        ));
+    }
+
+    #[test]
+    fn v2_references_are_checked_at_64_bits_in_labels_exemplars_and_metadata() {
+        // labels_refs [1, 2^32 + 2]: truncated to 32 bits it would be symbol 2, "m".
+        let mut packed = Vec::new();
+        varint(1, &mut packed);
+        varint((1 << 32) + 2, &mut packed);
+        let mut series = vec![(1 << 3) | 2];
+        varint(packed.len() as u64, &mut series);
+        series.extend(&packed);
+        let mut body = Vec::new();
+        for s in SYMBOLS {
+            body.push((4 << 3) | 2);
+            varint(s.len() as u64, &mut body);
+            body.extend(s.as_bytes());
+        }
+        body.push((5 << 3) | 2);
+        varint(series.len() as u64, &mut body);
+        body.extend(&series);
+        assert_eq!(
+            problem_of(&body),
+            Some(SeriesProblem::SymbolOutOfRange {
+                what: "series",
+                index: (1 << 32) + 2,
+                len: 4
+            })
+        );
+
+        let named = || v2::TimeSeries {
+            labels_refs: vec![1, 2],
+            ..Default::default()
+        };
+        let exemplar = v2::TimeSeries {
+            exemplars: vec![v2::Exemplar {
+                labels_refs: vec![1, 7],
+                ..Default::default()
+            }],
+            ..named()
+        };
+        assert_eq!(
+            problem_of(&v2_request(SYMBOLS, exemplar)),
+            Some(SeriesProblem::SymbolOutOfRange {
+                what: "an exemplar",
+                index: 7,
+                len: 4
+            })
+        );
+        let odd = v2::TimeSeries {
+            exemplars: vec![v2::Exemplar {
+                labels_refs: vec![1],
+                ..Default::default()
+            }],
+            ..named()
+        };
+        assert!(matches!(
+            problem_of(&v2_request(SYMBOLS, odd)),
+            Some(SeriesProblem::OddLabelRefs { .. })
+        ));
+        let metadata = |help_ref, unit_ref| v2::TimeSeries {
+            metadata: Some(v2::Metadata {
+                r#type: 1,
+                help_ref,
+                unit_ref,
+            }),
+            ..named()
+        };
+        assert_eq!(problem_of(&v2_request(SYMBOLS, metadata(3, 0))), None);
+        assert_eq!(
+            problem_of(&v2_request(SYMBOLS, metadata(12, 0))),
+            Some(SeriesProblem::SymbolOutOfRange {
+                what: "metadata",
+                index: 12,
+                len: 4
+            })
+        );
+        assert!(problem_of(&v2_request(SYMBOLS, metadata(0, 4))).is_some());
+    }
+
+    #[test]
+    fn v2_native_histograms_are_validated_as_prometheus_does() {
+        let span = |offset, length| v2::BucketSpan { offset, length };
+        // Buckets 2, 3 (deltas 2, +1) and a zero bucket of 1: count 6.
+        let good = || v2::Histogram {
+            count: Some(v2::histogram::Count::CountInt(6)),
+            sum: 10.0,
+            zero_count: Some(v2::histogram::ZeroCount::ZeroCountInt(1)),
+            positive_spans: vec![span(0, 2)],
+            positive_deltas: vec![2, 1],
+            ..Default::default()
+        };
+        let with = |h: v2::Histogram| {
+            problem_of(&v2_request(
+                SYMBOLS,
+                v2::TimeSeries {
+                    labels_refs: vec![1, 2],
+                    histograms: vec![h],
+                    ..Default::default()
+                },
+            ))
+        };
+        assert_eq!(with(good()), None);
+        let reason = |h| with(h).map(|p| p.to_string()).unwrap_or_default();
+        assert!(
+            reason(v2::Histogram {
+                count: Some(v2::histogram::Count::CountInt(7)),
+                ..good()
+            })
+            .contains("differs from the sum of its buckets")
+        );
+        // With a NaN sum, the count may exceed the buckets, never fall short of them.
+        let nan = |count| v2::Histogram {
+            count: Some(v2::histogram::Count::CountInt(count)),
+            sum: f64::NAN,
+            ..good()
+        };
+        assert_eq!(with(nan(7)), None);
+        assert!(reason(nan(5)).contains("smaller than the sum"));
+        assert!(
+            reason(v2::Histogram {
+                positive_spans: vec![span(0, 3)],
+                ..good()
+            })
+            .contains("spans do not cover")
+        );
+        assert!(
+            reason(v2::Histogram {
+                positive_deltas: vec![2, -3],
+                count: Some(v2::histogram::Count::CountInt(0)),
+                ..good()
+            })
+            .contains("negative")
+        );
+        assert!(
+            reason(v2::Histogram {
+                positive_spans: vec![span(0, 1), span(-2, 1)],
+                ..good()
+            })
+            .contains("negative offset")
+        );
+        // A float histogram's count is not compared with its buckets.
+        let float = v2::Histogram {
+            count: Some(v2::histogram::Count::CountFloat(100.0)),
+            zero_count: Some(v2::histogram::ZeroCount::ZeroCountFloat(1.0)),
+            positive_spans: vec![span(0, 2)],
+            positive_deltas: vec![],
+            positive_counts: vec![2.0, 3.0],
+            ..good()
+        };
+        assert_eq!(with(float.clone()), None);
+        assert!(
+            reason(v2::Histogram {
+                positive_counts: vec![2.0, -3.0],
+                ..float
+            })
+            .contains("negative")
+        );
     }
 }

@@ -7,19 +7,21 @@
 //! | 400 | undecodable body (bad snappy or protobuf), or some series invalid (the rest accepted) |
 //! | 413 | compressed body or its decoded size over the limit |
 //! | 415 | a Content-Type other than remote-write 1.0/2.0 protobuf, or a Content-Encoding other than snappy |
-//! | 503 + Retry-After | overload: all `max_inflight_requests` permits taken |
+//! | 503 + Retry-After | overload: `max_inflight_requests` requests, or `max_inflight_bytes` bytes, in flight |
 //!
 //! Never 5xx for bad data: Prometheus retries 5xx forever and drops the batch on any other
-//! non-2xx. 2.0 answers carry the `X-Prometheus-Remote-Write-*-Written` headers, except 415 and
-//! undecodable bodies, where nothing was read; 1.0 answers never do.
+//! non-2xx. Every 2.0 answer after content negotiation carries the
+//! `X-Prometheus-Remote-Write-*-Written` headers (0s when nothing was written: an undecodable
+//! body, 413, 503); a 415 does not, as the request was not understood as 2.0. 1.0 answers never
+//! carry them.
 
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use metrics::counter;
 use tokio::sync::Semaphore;
 
@@ -32,20 +34,33 @@ const EXEMPLARS_WRITTEN: &str = "x-prometheus-remote-write-exemplars-written";
 /// Seconds a client is asked to wait after a 503.
 const RETRY_AFTER_SECONDS: &str = "5";
 
-/// The remote-write route's shared state: the ingestor and the permits that bound how many
-/// bodies are held in memory at once (each up to the decoded-size limit).
+/// The remote-write route's shared state: the ingestor, and the permits that bound how many
+/// requests and how many bytes are held in memory at once.
 pub struct RemoteWrite {
     pub ingestor: Arc<Ingestor>,
     pub permits: Semaphore,
+    /// In-flight bytes, one permit per KiB: a request holds its compressed body's, then twice
+    /// its decoded size (the decoded body and the samples and labels decoded from it).
+    bytes: Semaphore,
 }
 
 impl RemoteWrite {
-    pub fn new(ingestor: Arc<Ingestor>, max_inflight: usize) -> Arc<RemoteWrite> {
+    pub fn new(
+        ingestor: Arc<Ingestor>,
+        max_inflight: usize,
+        max_inflight_bytes: usize,
+    ) -> Arc<RemoteWrite> {
         Arc::new(RemoteWrite {
             ingestor,
             permits: Semaphore::new(max_inflight),
+            bytes: Semaphore::new((max_inflight_bytes / 1024).min(Semaphore::MAX_PERMITS)),
         })
     }
+}
+
+/// The byte permits (KiB, rounded up) for `bytes`.
+fn kib(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
 }
 
 /// Reads the protocol from the Content-Type, parsed as HTTP says: the media type and parameter
@@ -150,6 +165,31 @@ pub async fn remote_write(
     response
 }
 
+enum BodyError {
+    TooLarge,
+    Unreadable(axum::Error),
+}
+
+/// Reads a body of at most `limit` bytes into one buffer, sized up front when its length is
+/// declared, so the body is held once (not as chunks and then a copy).
+async fn read_body(
+    mut body: Body,
+    limit: usize,
+    declared: Option<usize>,
+) -> Result<Vec<u8>, BodyError> {
+    let mut out = Vec::with_capacity(declared.unwrap_or(0).min(limit));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(BodyError::Unreadable)?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > limit {
+                return Err(BodyError::TooLarge);
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out)
+}
+
 /// Decides the answer; the second value is the request-level rejection reason for the metric.
 async fn decide(
     rw: &RemoteWrite,
@@ -183,29 +223,43 @@ async fn decide(
     if let Some(len) = declared.filter(|&len| len > limit) {
         return too_large(len.to_string());
     }
-    let Ok(_permit) = rw.permits.try_acquire() else {
+    let overloaded = |what: &str| {
         let mut a = Answer::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded: too many remote-write requests in flight, retry later".to_owned(),
+            format!("overloaded: too many remote-write {what} in flight, retry later"),
         );
         a.retry_after = true;
         a.written = nothing_written();
-        return (a, Some("overloaded"));
+        (a, Some("overloaded"))
     };
-    let compressed: Bytes = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return too_large(format!("more than {limit}"));
-        }
-        Err(e) => {
-            return (
-                Answer::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("could not read the request body: {e}"),
-                ),
-                Some("unreadable_body"),
+    let Ok(_permit) = rw.permits.try_acquire() else {
+        return overloaded("requests");
+    };
+    // The body's bytes are reserved before it is read: its declared length, or the limit when
+    // it declares none (chunked).
+    let Ok(_body_bytes) = rw.bytes.try_acquire_many(kib(declared.unwrap_or(limit))) else {
+        return overloaded("bytes");
+    };
+    let compressed = match read_body(body, limit, declared).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => return too_large(format!("more than {limit}")),
+        Err(BodyError::Unreadable(e)) => {
+            let mut a = Answer::new(
+                StatusCode::BAD_REQUEST,
+                format!("could not read the request body: {e}"),
             );
+            a.written = nothing_written();
+            return (a, Some("unreadable_body"));
         }
+    };
+    // Then what decoding it holds, known from snappy's header before anything is decoded; an
+    // undecodable header or a size over the limit is the ingestor's to refuse.
+    let decoded = snap::raw::decompress_len(&compressed)
+        .ok()
+        .filter(|&n| n <= rw.ingestor.limits().max_decoded_bytes)
+        .unwrap_or(0);
+    let Ok(_decoded_bytes) = rw.bytes.try_acquire_many(kib(decoded.saturating_mul(2))) else {
+        return overloaded("bytes");
     };
     match rw.ingestor.write(protocol, &compressed) {
         Ok(outcome) => {
@@ -228,10 +282,11 @@ async fn decide(
             a.written = nothing_written();
             (a, Some("too_large"))
         }
-        Err(e @ (IngestError::Snappy(_) | IngestError::Wire { .. })) => (
-            Answer::new(StatusCode::BAD_REQUEST, e.to_string()),
-            Some("undecodable"),
-        ),
+        Err(e @ (IngestError::Snappy(_) | IngestError::Wire { .. })) => {
+            let mut a = Answer::new(StatusCode::BAD_REQUEST, e.to_string());
+            a.written = nothing_written();
+            (a, Some("undecodable"))
+        }
     }
 }
 

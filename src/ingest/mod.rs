@@ -9,6 +9,7 @@ pub mod decode;
 pub mod handler;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use metrics::counter;
 
@@ -47,6 +48,10 @@ pub struct IngestLimits {
     pub max_request_bytes: usize,
     pub max_decoded_bytes: usize,
     pub labels: LabelLimits,
+    /// Samples stamped more than this far ahead of the wall clock are dropped (`too_far_ahead`):
+    /// one host with a wrong clock would otherwise move the event time of every series, and
+    /// every live sample after it would be too old.
+    pub max_future_ms: i64,
 }
 
 /// Why a whole request was refused.
@@ -89,6 +94,7 @@ struct Tally {
     duplicate: u64,
     conflicting: u64,
     too_old: u64,
+    too_far_ahead: u64,
     over_series_limit: u64,
     new_series: u64,
 }
@@ -143,6 +149,8 @@ impl Ingestor {
     pub fn append(&self, protocol: Protocol, batch: &Batch<'_>) -> WriteOutcome {
         let mut out = WriteOutcome::default();
         let mut t = Tally::default();
+        let horizon = wall_clock_ms().saturating_add(self.limits.max_future_ms);
+        let mut in_time = Vec::new();
         for e in &batch.series {
             let samples = batch.samples_of(e);
             if let Some(problem) = &e.problem {
@@ -160,6 +168,14 @@ impl Ingestor {
             if !self.prefilter.accepts(pairs) {
                 t.unmatched += samples.len() as u64;
                 continue;
+            }
+            let mut samples = samples;
+            if samples.iter().any(|s| s.t > horizon) {
+                in_time.clear();
+                in_time.extend(samples.iter().filter(|s| s.t <= horizon).copied());
+                t.too_far_ahead += (samples.len() - in_time.len()) as u64;
+                log_too_far_ahead(pairs, horizon);
+                samples = &in_time;
             }
             let o = self.store.append(pairs, samples);
             t.appended += o.appended;
@@ -186,6 +202,7 @@ impl Ingestor {
             ("duplicate", t.duplicate),
             ("conflicting_value", t.conflicting),
             ("too_old", t.too_old),
+            ("too_far_ahead", t.too_far_ahead),
             ("series_limit", t.over_series_limit),
         ] {
             if n > 0 {
@@ -194,5 +211,32 @@ impl Ingestor {
         }
         metrics::gauge!("canopy_active_series").set(self.store.active_series() as f64);
         out
+    }
+}
+
+/// Milliseconds since the Unix epoch by the wall clock.
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Logs a series with samples from the future, at most once a minute: a wrong clock on a host
+/// keeps sending them, and the counter says how many.
+fn log_too_far_ahead(pairs: &[(&str, &str)], horizon_ms: i64) {
+    static LAST_LOG_MS: AtomicI64 = AtomicI64::new(i64::MIN);
+    let now = wall_clock_ms();
+    let last = LAST_LOG_MS.load(Ordering::Relaxed);
+    if now.saturating_sub(last) >= 60_000
+        && LAST_LOG_MS
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        let series = pairs
+            .iter()
+            .map(|(n, v)| format!("{n}={v:?}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        tracing::warn!(series = %format!("{{{series}}}"), horizon_ms, "samples stamped past limits.max_future dropped (a sender's clock is ahead?); counted in canopy_samples_dropped_total{{reason=\"too_far_ahead\"}}, logged once a minute");
     }
 }

@@ -26,6 +26,7 @@ use super::iforest::{Contamination, IsolationForest, IsolationForestError, Isola
 use super::likelihood::{EntityLikelihood, LikelihoodParams, ScoreReference};
 use super::reservoir::{AnomalyGate, Reservoir, ReservoirError};
 use crate::config::{self, IsolationForestConfig, ModelConfig};
+use crate::entity_metrics::{entity_counter, entity_gauge};
 use crate::features::entities::entity_vectors;
 use crate::features::history::metric_labels;
 use crate::features::{FeatureSet, StepResult};
@@ -64,6 +65,8 @@ pub struct DetectorSpec {
     pub reservoir_size: usize,
     pub gate_anomalies: bool,
     pub likelihood: LikelihoodParams,
+    /// Event time after its last step at which an entity's series leave `/metrics`.
+    pub stale_ms: i64,
 }
 
 impl DetectorSpec {
@@ -72,6 +75,7 @@ impl DetectorSpec {
         model: &ModelConfig,
         forest: &IsolationForestConfig,
         set: &FeatureSet,
+        stale_steps: u32,
     ) -> Result<DetectorSpec, DetectorError> {
         let indices = model
             .features
@@ -90,6 +94,7 @@ impl DetectorSpec {
             expressions: set.expressions(&indices),
             indices,
             step_ms: model.step.as_millis() as i64,
+            stale_ms: model.step.as_millis() as i64 * i64::from(stale_steps),
             retrain_interval_ms: model.retrain_interval.as_millis() as i64,
             max_age_ms: u64::from(model.training_days) * 86_400_000,
             params: forest_params(model, forest),
@@ -637,26 +642,26 @@ impl Detector {
 
     fn export(&self, t: i64, scored: &[Scored], model: Option<&IsolationForest>) {
         let name = &self.spec.name;
+        let stale = self.spec.stale_ms;
         for s in scored {
-            gauge!(
+            let labels = metric_labels("model", name, &s.entity);
+            entity_gauge(
                 "canopy_anomaly_score",
-                metric_labels("model", name, &s.entity)
-            )
-            .set(s.anomaly_score);
-            gauge!(
+                labels.clone(),
+                s.anomaly_score,
+                t,
+                stale,
+            );
+            entity_gauge(
                 "canopy_anomaly_likelihood",
-                metric_labels("model", name, &s.entity)
-            )
-            .set(s.likelihood);
-            gauge!("canopy_anomaly", metric_labels("model", name, &s.entity))
-                .set(f64::from(u8::from(s.anomaly)));
-            if s.anomaly {
-                counter!(
-                    "canopy_anomalies_total",
-                    metric_labels("model", name, &s.entity)
-                )
-                .increment(1);
-            }
+                labels.clone(),
+                s.likelihood,
+                t,
+                stale,
+            );
+            let flag = f64::from(u8::from(s.anomaly));
+            entity_gauge("canopy_anomaly", labels.clone(), flag, t, stale);
+            entity_counter("canopy_anomalies_total", labels, flag, t, stale);
         }
         gauge!("canopy_model_reservoir_size", "model" => name.clone())
             .set(self.reservoir.len() as f64);
@@ -750,7 +755,7 @@ mod tests {
         let crate::config::ModelKind::IsolationForest(f) = &m.kind else {
             panic!("kind")
         };
-        let spec = DetectorSpec::new("d", m, f, &set).expect("spec");
+        let spec = DetectorSpec::new("d", m, f, &set, 5).expect("spec");
         (
             Detector::new(spec, Training::Inline).expect("detector"),
             set,
@@ -837,7 +842,7 @@ mod tests {
         let crate::config::ModelKind::IsolationForest(f) = &m.kind else {
             panic!("kind")
         };
-        let spec = || DetectorSpec::new("d", m, f, &set).expect("spec");
+        let spec = || DetectorSpec::new("d", m, f, &set, 5).expect("spec");
         let mut replay = Detector::new(spec(), Training::Inline).expect("detector");
         let mut live = Detector::new(spec(), Training::Background).expect("detector");
         let generation = |d: &Detector| d.published().load().as_ref().map(|f| f.generation());
@@ -974,7 +979,7 @@ mod tests {
             panic!("kind")
         };
         let mut d = Detector::new(
-            DetectorSpec::new("d", m, f, &set).expect("spec"),
+            DetectorSpec::new("d", m, f, &set, 5).expect("spec"),
             Training::Background,
         )
         .expect("detector");

@@ -18,6 +18,7 @@ use super::detector::{Training, TrainingInfo};
 use super::rforest::{RandomForestParams, RandomForestRegressor};
 use super::windows::{WindowSpec, training_windows};
 use crate::config::{ModelConfig, RandomForestConfig};
+use crate::entity_metrics::entity_gauge;
 use crate::features::entities::{EntityHistory, entity_vectors, is_prior};
 use crate::features::history::metric_labels;
 use crate::features::{FeatureSet, StepResult};
@@ -55,6 +56,8 @@ pub struct ForecasterSpec {
     pub retrain_interval_ms: i64,
     /// Rows of history kept per entity: the training days at the model's step.
     pub max_rows: usize,
+    /// Event time after its last step at which an entity's forecasts leave `/metrics`.
+    pub stale_ms: i64,
     pub params: RandomForestParams,
 }
 
@@ -64,6 +67,7 @@ impl ForecasterSpec {
         model: &ModelConfig,
         forest: &RandomForestConfig,
         set: &FeatureSet,
+        stale_steps: u32,
     ) -> Result<ForecasterSpec, ForecasterError> {
         let unknown = |feature: &String| ForecasterError::UnknownFeature {
             model: name.to_owned(),
@@ -77,6 +81,7 @@ impl ForecasterSpec {
         let window = window_spec(model, forest).map_err(|t| unknown(&t))?;
         let step_ms = model.step.as_millis() as i64;
         Ok(ForecasterSpec {
+            stale_ms: step_ms * i64::from(stale_steps),
             name: name.to_owned(),
             features: model.features.clone(),
             expressions: set.expressions(&indices),
@@ -255,7 +260,7 @@ impl Forecaster {
             Some(model) if !warming_up => self.forecast_all(&model),
             _ => Vec::new(),
         };
-        self.export(&forecasts);
+        self.export(step.t_ms, &forecasts);
         if std::mem::take(&mut self.restored) {
             self.last_train_ms = Some(step.t_ms);
         }
@@ -306,7 +311,7 @@ impl Forecaster {
         out
     }
 
-    fn export(&self, forecasts: &[Forecast]) {
+    fn export(&self, t: i64, forecasts: &[Forecast]) {
         let n_targets = self.spec.targets.len();
         for fc in forecasts {
             for (i, v) in fc.values.iter().enumerate() {
@@ -319,7 +324,7 @@ impl Forecaster {
                     "steps_ahead",
                     (i / n_targets + 1).to_string(),
                 ));
-                gauge!("canopy_forecast", labels).set(*v);
+                entity_gauge("canopy_forecast", labels, *v, t, self.spec.stale_ms);
             }
         }
     }
@@ -471,7 +476,7 @@ mod tests {
             panic!("kind")
         };
         Forecaster::new(
-            ForecasterSpec::new("f", m, f, &set).expect("spec"),
+            ForecasterSpec::new("f", m, f, &set, 5).expect("spec"),
             Training::Inline,
         )
         .expect("forecaster")

@@ -83,13 +83,17 @@ fn process_routes(metrics: PrometheusHandle) -> Router {
         .with_state(metrics)
 }
 
+/// The recorder's metrics, then the per-entity series (which leave when their entity goes
+/// stale, see [`crate::entity_metrics`]).
 async fn render_metrics(State(metrics): State<PrometheusHandle>) -> Response {
+    let mut body = metrics.render();
+    crate::entity_metrics::global().render(&mut body, telemetry::help_of);
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        metrics.render(),
+        body,
     )
         .into_response()
 }

@@ -46,6 +46,14 @@ pub enum MetricKind {
 use MetricKind::{Counter, Gauge, Histogram};
 
 /// Every metric canopy records: name, kind, and the `# HELP` text `/metrics` shows for it.
+/// The HELP text of a metric in [`METRICS`].
+pub fn help_of(name: &str) -> Option<&'static str> {
+    METRICS
+        .iter()
+        .find(|(n, ..)| *n == name)
+        .map(|(_, _, help)| *help)
+}
+
 pub const METRICS: &[(&str, MetricKind, &str)] = &[
     // ingest
     (
@@ -286,8 +294,8 @@ fn describe_metrics() {
 mod tests {
     use super::*;
 
-    /// Every `counter!`, `gauge!` and `histogram!` in the crate's source, by the metric name
-    /// literal that follows it.
+    /// Every `counter!`, `gauge!` and `histogram!` (and per-entity `entity_gauge` and
+    /// `entity_counter` calls) in the crate's source, by the metric name literal that follows it.
     fn recorded_in_source() -> Vec<(String, MetricKind, String)> {
         fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
             for entry in std::fs::read_dir(dir).expect("src folder") {
@@ -311,10 +319,17 @@ mod tests {
                 ("counter!(", Counter),
                 ("gauge!(", Gauge),
                 ("histogram!(", Histogram),
+                ("entity_gauge(", Gauge),
+                ("entity_counter(", Counter),
             ] {
                 for (at, _) in text.match_indices(macro_name) {
-                    // `describe_counter!(`, and this scan's own string literals
-                    if text[..at].ends_with("describe_") || text[..at].ends_with('"') {
+                    // `describe_counter!(`, the functions' definitions, and this scan's own
+                    // string literals
+                    let before = &text[..at];
+                    if before.ends_with("describe_")
+                        || before.ends_with("fn ")
+                        || before.ends_with('"')
+                    {
                         continue;
                     }
                     let rest = &text[at + macro_name.len()..];

@@ -132,15 +132,16 @@ impl Agent {
         self.logs.lock().expect("log lock").clone()
     }
 
-    /// The value of one sample line of `/metrics` (name with its exact label text), or 0.
-    pub fn metric(&self, series: &str) -> f64 {
+    /// The value of one sample line of `/metrics` (name with its exact label text); `None` when
+    /// the series is not exported, so a misspelt name fails the test rather than reading 0.
+    pub fn metric(&self, series: &str) -> Option<f64> {
         let body = http()
             .get(self.url("/metrics"))
             .send()
             .expect("GET /metrics")
             .text()
             .expect("text");
-        metric_value(&body, series).unwrap_or(0.0)
+        metric_value(&body, series)
     }
 
     /// SIGKILL: the process dies at once, wherever it is.

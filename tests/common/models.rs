@@ -47,7 +47,7 @@ retrain_interval = "1h"
 pub const MAX_BODY_BYTES: usize = 65536;
 
 const STEP_MS: i64 = 10_000;
-const T0: i64 = 2_000_000_000_000;
+const T0: i64 = 1_700_000_000_000;
 
 /// One step's samples: a daily-like cycle compressed into 30 steps.
 fn write_step(agent: &Agent, k: i64) {
@@ -73,7 +73,10 @@ pub fn train(agent: &Agent) {
         write_step(agent, k);
         if k % 30 == 0 || k == STEPS - 1 {
             wait_for(Duration::from_secs(20), "the chunk to be evaluated", || {
-                (agent.metric("canopy_evaluation_steps_total") >= (k + 1) as f64).then_some(())
+                agent
+                    .metric("canopy_evaluation_steps_total")
+                    .is_some_and(|v| v >= (k + 1) as f64)
+                    .then_some(())
             });
         }
     }

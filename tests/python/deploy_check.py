@@ -73,6 +73,13 @@ def manifests(path):
             claims = [v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v]
             if claims != ["model-storage-pvc"]:
                 problems.append(f"{where}: the model volume must be model-storage-pvc")
+        if kind == "ServiceMonitor":
+            selector = d["spec"].get("selector", {}).get("matchLabels")
+            services = [s for s in docs if s["kind"] == "Service"]
+            if not selector:
+                problems.append(f"{where}: spec.selector.matchLabels is required")
+            elif not any(selector.items() <= s["metadata"].get("labels", {}).items() for s in services):
+                problems.append(f"{where}: spec.selector {selector} matches no Service")
         if kind == "InferenceService":
             uri = d["spec"]["predictor"]["model"]["storageUri"]
             if not uri.startswith("pvc://model-storage-pvc/"):
