@@ -40,7 +40,7 @@ use crate::model::detector::{Detector, DetectorError, DetectorSpec, Training};
 use crate::model::forecaster::{Forecaster, ForecasterError, ForecasterSpec};
 use crate::series::{Prefilter, SeriesStore, StoreLimits};
 use crate::serve::registry::Registry;
-use crate::serve::{self, Routes};
+use crate::serve::{self, Routes, Security};
 
 const SWEEP_EVERY: Duration = Duration::from_secs(15);
 
@@ -53,6 +53,8 @@ pub enum AgentError {
     },
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Security(#[from] crate::serve::SecurityError),
     #[error(transparent)]
     Feature(#[from] FeatureError),
     #[error(transparent)]
@@ -178,6 +180,7 @@ impl Pipeline {
 
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(config: Config, listen: SocketAddr) -> Result<(), AgentError> {
+    let security = Security::load(&config.server)?;
     let metrics = serve::telemetry::install();
     let pipeline = Pipeline::new(&config)?;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -251,9 +254,8 @@ pub async fn run(config: Config, listen: SocketAddr) -> Result<(), AgentError> {
             source,
         })?;
     let bound = listener.local_addr().unwrap_or(listen);
-    tracing::info!(addr = %bound, features = config.features.len(), models = config.models.len(), "canopy listening");
-    axum::serve(listener, serve::router(routes))
-        .with_graceful_shutdown(shutdown_signal())
+    tracing::info!(addr = %bound, server = %security.describe(), features = config.features.len(), models = config.models.len(), "canopy listening");
+    serve::serve(listener, serve::router(routes), security, shutdown_signal())
         .await
         .map_err(AgentError::Serve)?;
 
@@ -270,11 +272,13 @@ pub async fn run(config: Config, listen: SocketAddr) -> Result<(), AgentError> {
 /// Serves checkpoints read-only, as a KServe custom runtime does (`canopy serve`): the models in
 /// `model_dir` (a model file directly in it, or one subfolder per model), named `model_name` when
 /// given (a single model file takes that name, as KServe's `--model_name` names it), on the KServe
-/// routes, until SIGTERM or SIGINT. Needs no config: each checkpoint carries what shaped its model.
+/// routes, until SIGTERM or SIGINT. Needs no config: each checkpoint carries what shaped its model;
+/// `security` is the `[server]` section (from the environment, `CANOPY_SERVER__…`).
 pub async fn serve_checkpoints(
     model_dir: &std::path::Path,
     model_name: Option<&str>,
     listen: SocketAddr,
+    security: Security,
 ) -> Result<(), AgentError> {
     let metrics = serve::telemetry::install();
     let (mut registry, _) = crate::checkpoint::load_registry(model_dir)?;
@@ -311,11 +315,15 @@ pub async fn serve_checkpoints(
             source,
         })?;
     let bound = listener.local_addr().unwrap_or(listen);
-    tracing::info!(addr = %bound, models = ?registry.names(), dir = %model_dir.display(), "canopy listening");
-    axum::serve(listener, serve::serve_only_router(registry, metrics))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(AgentError::Serve)?;
+    tracing::info!(addr = %bound, server = %security.describe(), models = ?registry.names(), dir = %model_dir.display(), "canopy listening");
+    serve::serve(
+        listener,
+        serve::serve_only_router(registry, metrics),
+        security,
+        shutdown_signal(),
+    )
+    .await
+    .map_err(AgentError::Serve)?;
     tracing::info!("canopy stopped");
     Ok(())
 }

@@ -57,6 +57,27 @@ pub struct Config {
     pub evaluation: Evaluation,
     pub checkpoint: CheckpointConfig,
     pub source: SourceConfig,
+    pub server: ServerConfig,
+}
+
+/// Who may use the HTTP server, and over what: all off by default. Only the paths and their
+/// shape are checked here; the files are read by [`crate::serve::Security::load`], at start and
+/// by `check-config`, and re-read when they change.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// A file holding the token every request but the probes must send as
+    /// `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// `/metrics` answers without the token.
+    #[serde(default)]
+    pub metrics_open: bool,
+    /// PEM certificate chain (leaf first) and private key: HTTPS instead of HTTP.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -237,6 +258,8 @@ struct RawConfig {
     evaluation: Evaluation,
     checkpoint: CheckpointConfig,
     source: SourceConfig,
+    #[serde(default)]
+    server: ServerConfig,
 }
 
 /// A listening address: `HOST:PORT` with an IP host (`0.0.0.0:8080`, `127.0.0.1:9000`,
@@ -602,6 +625,7 @@ impl RawConfig {
         if src.query_timeout.is_zero() {
             return Err(invalid("source.query_timeout", "must be longer than 0s"));
         }
+        self.server.validate()?;
         for (name, expr) in &self.features {
             if let Err(e) = promql_parser::parser::parse(expr) {
                 return Err(invalid(
@@ -632,7 +656,63 @@ impl RawConfig {
             evaluation: self.evaluation,
             checkpoint: self.checkpoint,
             source: self.source,
+            server: self.server,
         })
+    }
+}
+
+impl ServerConfig {
+    /// The `[server]` section from the environment alone (`CANOPY_SERVER__KEY`), for
+    /// `canopy serve`, which reads no config file.
+    pub fn from_env(env: &[(String, String)]) -> Result<ServerConfig, ConfigError> {
+        let ours: Vec<(String, String)> = env
+            .iter()
+            .filter(|(var, _)| var.starts_with("CANOPY_SERVER__"))
+            .cloned()
+            .collect();
+        let mut table = toml::Table::new();
+        apply_env(&mut table, &ours)?;
+        let server: ServerConfig = match table.remove("server") {
+            Some(section) => serde_path_to_error::deserialize(section).map_err(|e| {
+                let key = match e.path().to_string().as_str() {
+                    "." => "server".to_owned(),
+                    path => format!("server.{path}"),
+                };
+                invalid(key, e.into_inner().message().trim_end().to_owned())
+            })?,
+            None => ServerConfig::default(),
+        };
+        server.validate()?;
+        Ok(server)
+    }
+
+    /// Both TLS files or neither; no empty path.
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, path) in [
+            ("server.bearer_token_file", &self.bearer_token_file),
+            ("server.tls_cert_file", &self.tls_cert_file),
+            ("server.tls_key_file", &self.tls_key_file),
+        ] {
+            if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                return Err(invalid(key, "is empty: name a file, or leave the key out"));
+            }
+        }
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(_), None) => {
+                return Err(invalid(
+                    "server.tls_key_file",
+                    "is missing: tls_cert_file is set, and HTTPS needs both the certificate and its key",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "server.tls_cert_file",
+                    "is missing: tls_key_file is set, and HTTPS needs both the certificate and its key",
+                ));
+            }
+            _ => {}
+        }
+        Ok(())
     }
 }
 
@@ -972,6 +1052,73 @@ mod tests {
             .expect_err("refused")
             .to_string();
         assert!(e.contains("source.anomaly_rate"), "{e}");
+    }
+
+    #[test]
+    fn server_keys_from_file_and_environment() {
+        let c = Config::default_config().expect("default");
+        assert!(c.server.bearer_token_file.is_none() && c.server.tls_cert_file.is_none());
+        assert!(!c.server.metrics_open);
+        let c = Config::from_parts(
+            Some((
+                "[server]\nbearer_token_file = \"/etc/canopy/token\"\n",
+                "t.toml",
+            )),
+            &env(&[
+                ("CANOPY_SERVER__METRICS_OPEN", "true"),
+                ("CANOPY_SERVER__TLS_CERT_FILE", "/etc/tls/tls.crt"),
+                ("CANOPY_SERVER__TLS_KEY_FILE", "/etc/tls/tls.key"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(
+            c.server.bearer_token_file,
+            Some(PathBuf::from("/etc/canopy/token"))
+        );
+        assert!(c.server.metrics_open);
+        assert_eq!(
+            c.server.tls_cert_file,
+            Some(PathBuf::from("/etc/tls/tls.crt"))
+        );
+        assert_eq!(
+            c.server.tls_key_file,
+            Some(PathBuf::from("/etc/tls/tls.key"))
+        );
+        let e = err("[server]\ntls_cert_file = \"/c\"\n");
+        assert!(
+            e.starts_with("config key `server.tls_key_file`: is missing") && e.contains("both"),
+            "{e}"
+        );
+        let e = err("[server]\ntls_key_file = \"/k\"\n");
+        assert!(e.starts_with("config key `server.tls_cert_file`"), "{e}");
+        let e = err("[server]\nbearer_token_file = \"\"\n");
+        assert!(
+            e.starts_with("config key `server.bearer_token_file`: is empty"),
+            "{e}"
+        );
+        let e = err("[server]\ntoken_file = \"/t\"\n");
+        assert!(e.contains("token_file"), "{e}");
+        // `canopy serve` reads the section from the environment alone
+        let s = ServerConfig::from_env(&env(&[
+            ("CANOPY_SERVER__BEARER_TOKEN_FILE", "/t"),
+            ("CANOPY_LIMITS__MAX_SERIES", "not read"),
+        ]))
+        .expect("valid");
+        assert_eq!(s.bearer_token_file, Some(PathBuf::from("/t")));
+        assert!(
+            ServerConfig::from_env(&[])
+                .expect("none")
+                .tls_cert_file
+                .is_none()
+        );
+        let e = ServerConfig::from_env(&env(&[("CANOPY_SERVER__TLS_KEY_FILE", "/k")]))
+            .expect_err("refused")
+            .to_string();
+        assert!(e.contains("server.tls_cert_file"), "{e}");
+        let e = ServerConfig::from_env(&env(&[("CANOPY_SERVER__TOKEN", "/k")]))
+            .expect_err("refused")
+            .to_string();
+        assert!(e.contains("`server.token`"), "{e}");
     }
 
     #[test]

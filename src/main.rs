@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use canopy::config::Config;
+use canopy::config::{Config, ServerConfig};
 
 #[derive(Parser)]
 #[command(
@@ -181,6 +181,7 @@ fn command(cli: Cli) -> Result<()> {
         Some(Command::CheckConfig { config }) => {
             let c = Config::load(config.as_deref())?;
             let pipeline = canopy::agent::Pipeline::new(&c)?;
+            let security = canopy::serve::Security::load(&c.server)?;
             for warning in pipeline.config_warnings(&c)? {
                 println!("warning: {warning}");
             }
@@ -189,6 +190,7 @@ fn command(cli: Cli) -> Result<()> {
                 c.features.len(),
                 c.models.keys().cloned().collect::<Vec<_>>().join(", ")
             );
+            println!("server: {}", security.describe());
             Ok(())
         }
         Some(Command::Score {
@@ -235,6 +237,8 @@ fn command(cli: Cli) -> Result<()> {
             http_port,
         }) => {
             init_logging("info");
+            let env: Vec<(String, String)> = std::env::vars().collect();
+            let security = canopy::serve::Security::load(&ServerConfig::from_env(&env)?)?;
             let port = match http_port {
                 Some(p) => p,
                 None => match std::env::var("PORT") {
@@ -253,6 +257,7 @@ fn command(cli: Cli) -> Result<()> {
                     &model_dir,
                     model_name.as_deref(),
                     SocketAddr::from(([0, 0, 0, 0], port)),
+                    security,
                 ))?;
             Ok(())
         }

@@ -85,6 +85,7 @@ fn every_kustomization_builds_validates_and_is_secure() {
         "deploy",
         "deploy/overlays/sidecar",
         "deploy/overlays/kserve",
+        "deploy/overlays/secure",
     ] {
         let built = run(Command::new("kubectl")
             .arg("kustomize")

@@ -1,17 +1,21 @@
 //! The HTTP surface: one axum router for remote-write, the read API, KServe serving, health and
-//! `/metrics`.
+//! `/metrics`, and how it is served ([`serve`]: HTTP or HTTPS, with or without a bearer token).
 //!
 //! Each route's handler lives with the capability it exposes (remote-write in
 //! [`crate::ingest::handler`], KServe V1/V2 in [`kserve`]); this module only assembles routes,
 //! and owns the process-level endpoints. Unknown paths answer 404 with a JSON error (from
-//! [`kserve::router`]), like every other canopy error body.
+//! [`kserve::router`]), like every other canopy error body. Who may call which route is decided
+//! in [`auth`], the TLS side in [`tls`]; both are off unless `[server]` configures them.
 
 pub mod api;
+pub mod auth;
 pub mod kserve;
 pub mod registry;
 pub mod telemetry;
+pub mod tls;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -19,7 +23,9 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
 
+use crate::config::ServerConfig;
 use crate::features::FeatureSet;
 use crate::features::history::FeatureHistory;
 use crate::ingest::handler::{RemoteWrite, remote_write};
@@ -81,6 +87,116 @@ fn process_routes(metrics: PrometheusHandle) -> Router {
         // Service that would bring that remote-write.
         .route("/-/ready", get(|| async { "canopy is ready\n" }))
         .with_state(metrics)
+}
+
+/// Who may use the server, and over what (`[server]`). `canopy run`, `canopy serve` and
+/// `check-config` all load it, so that a file that cannot be used is found before the server
+/// starts rather than at the first request.
+#[derive(Clone, Debug, Default)]
+pub struct Security {
+    access: Option<auth::Access>,
+    tls: Option<(Arc<tls::Certificates>, Arc<rustls::ServerConfig>)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecurityError {
+    #[error(transparent)]
+    Token(#[from] auth::TokenError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
+/// How often the token and certificate files are re-read.
+const REREAD_EVERY: Duration = Duration::from_secs(1);
+
+impl Security {
+    /// Reads the token and certificate files `server` names.
+    pub fn load(server: &ServerConfig) -> Result<Security, SecurityError> {
+        let access = match &server.bearer_token_file {
+            Some(path) => Some(auth::Access {
+                token: Arc::new(auth::TokenFile::load(path)?),
+                metrics_open: server.metrics_open,
+            }),
+            None => None,
+        };
+        let tls = match (&server.tls_cert_file, &server.tls_key_file) {
+            (Some(cert), Some(key)) => {
+                let certificates = Arc::new(tls::Certificates::load(cert, key)?);
+                let config = certificates.server_config()?;
+                Some((certificates, config))
+            }
+            _ => None,
+        };
+        Ok(Security { access, tls })
+    }
+
+    /// One line for logs and `check-config`: `http` or `https`, and who may call.
+    pub fn describe(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        match &self.access {
+            None => format!("{scheme}, no authentication"),
+            Some(a) if a.metrics_open => {
+                format!("{scheme}, bearer token required (not for the probes and /metrics)")
+            }
+            Some(_) => format!("{scheme}, bearer token required (not for the probes)"),
+        }
+    }
+
+    /// Re-reads the files (blocking file reads: run off the async workers).
+    fn reread(&self) {
+        if let Some(access) = &self.access {
+            access.token.refresh();
+        }
+        if let Some((certificates, _)) = &self.tls {
+            certificates.refresh();
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then drains: over HTTPS when
+/// certificates are configured, behind the bearer token when one is, re-reading their files
+/// every second meanwhile (on a blocking thread, so a slow volume never stalls a worker).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    security: Security,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = match &security.access {
+        Some(access) => router.layer(axum::middleware::from_fn_with_state(
+            access.clone(),
+            auth::require_token,
+        )),
+        None => router,
+    };
+    let watcher = (security.access.is_some() || security.tls.is_some()).then(|| {
+        let security = security.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REREAD_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let security = security.clone();
+                let _ = tokio::task::spawn_blocking(move || security.reread()).await;
+            }
+        })
+    });
+    let served = match &security.tls {
+        Some((_, config)) => {
+            axum::serve(tls::TlsListener::new(listener, config.clone())?, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
+    served
 }
 
 /// The recorder's metrics, then the per-entity series (which leave when their entity goes

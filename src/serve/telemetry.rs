@@ -266,6 +266,12 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
         Counter,
         "Checkpoint restores at start, by model and result (ok, mismatch, or why the file was refused).",
     ),
+    // HTTP
+    (
+        "canopy_http_unauthorized_total",
+        Counter,
+        "Requests refused with 401 for want of the bearer token, by reason (missing, invalid).",
+    ),
     // KServe, named as KServe's model server names them
     (
         "request_predict_seconds",

@@ -55,6 +55,13 @@ def manifests(path):
             non_root = sc.get("runAsNonRoot") or (pod or {}).get("securityContext", {}).get("runAsNonRoot")
             if not non_root:
                 problems.append(f"{where}/{c['name']}: must run as non-root")
+            # a [server] file given in the environment must be on a volume mounted read-only
+            for env in c.get("env", []):
+                if env["name"].startswith("CANOPY_SERVER__") and env["name"].endswith("_FILE"):
+                    mounted = [m for m in c.get("volumeMounts", [])
+                               if env.get("value", "").startswith(m["mountPath"].rstrip("/") + "/")]
+                    if not mounted or not mounted[-1].get("readOnly"):
+                        problems.append(f"{where}/{c['name']}: {env['name']} is not on a read-only mounted volume")
             res = c.get("resources", {})
             if not res.get("requests") or not res.get("limits"):
                 problems.append(f"{where}/{c['name']}: resource requests and limits are required")
