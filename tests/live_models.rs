@@ -9,7 +9,11 @@ use std::time::Duration;
 
 use common::{Agent, metric_value, remote_write, wait_for};
 
+// The stream runs event time from now to 25 minutes ahead, faster than the wall clock: samples
+// that far ahead are allowed.
 const CONFIG: &str = r#"
+[limits]
+max_future = "1h"
 [evaluation]
 step = "10s"
 lateness = "0s"
