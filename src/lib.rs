@@ -11,6 +11,8 @@ pub mod batch;
 pub mod checkpoint;
 pub mod config;
 pub mod features;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ingest;
 pub mod model;
 pub mod promql;
