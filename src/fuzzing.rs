@@ -19,11 +19,11 @@ use crate::agent::Pipeline;
 use crate::checkpoint::format;
 use crate::checkpoint::saved::SavedData;
 use crate::config::Config;
-use crate::ingest::Protocol;
+use crate::ingest::{IngestLimits, Ingestor, Protocol};
 use crate::model::iforest::{IsolationForest, IsolationForestParams};
 use crate::model::rforest::{RandomForestParams, RandomForestRegressor};
 use crate::promql::{Evaluator, Plan, canonical};
-use crate::series::{Sample, SeriesStore, StoreLimits};
+use crate::series::{Prefilter, Sample, SeriesStore, StoreLimits};
 use crate::serve::kserve;
 use crate::serve::registry::{DetectorHandle, ForecasterHandle, Registry};
 use crate::source::csv::Table;
@@ -46,15 +46,25 @@ pub const TARGETS: [(&str, Target); 7] = [
 /// forecaster (lookback 2 × 2 features → horizon 2 × 1 target) and a detector still training.
 pub const KSERVE_MODELS: [&str; 3] = ["detector", "forecaster", "training"];
 
-/// The default config's pipeline, whose ingestor the remote-write target writes through.
-fn pipeline_config() -> &'static Config {
-    static CONFIG: OnceLock<Config> = OnceLock::new();
-    CONFIG.get_or_init(|| Config::default_config().expect("the embedded default config is valid"))
+/// What the default config's pipeline ingests with: its store's limits, its prefilter and its
+/// ingest limits. Every remote-write input meets them with a fresh store of its own.
+fn default_ingest() -> &'static (StoreLimits, Prefilter, IngestLimits) {
+    static INGEST: OnceLock<(StoreLimits, Prefilter, IngestLimits)> = OnceLock::new();
+    INGEST.get_or_init(|| {
+        let config = Config::default_config().expect("the embedded default config is valid");
+        let pipeline = Pipeline::new(&config).expect("the default pipeline builds");
+        let store = StoreLimits {
+            max_series: config.limits.max_series,
+            retention_ms: config.limits.retention.as_millis() as i64,
+        };
+        let prefilter = Prefilter::new(pipeline.features.selectors());
+        (store, prefilter, *pipeline.ingestor.limits())
+    })
 }
 
 /// Remote-write: the first byte's bit 0 chooses 1.0 or 2.0; with bit 1 set the rest is the
 /// protobuf, snappy-compressed here (so mutations reach the decoder), otherwise the rest is the
-/// compressed body as sent. The body goes to [`crate::ingest::Ingestor::write`], as the handler passes it, with
+/// compressed body as sent. The body goes to [`Ingestor::write`], as the handler passes it, with
 /// a fresh store so that every input is replayed alone.
 pub fn remote_write(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
@@ -74,9 +84,14 @@ pub fn remote_write(data: &[u8]) {
             .expect("snappy compresses any input under 4 GiB");
         &compressed
     };
-    let pipeline = Pipeline::new(pipeline_config()).expect("the default pipeline builds");
+    let (store, prefilter, limits) = default_ingest();
+    let ingestor = Ingestor::new(
+        Arc::new(SeriesStore::new(*store)),
+        prefilter.clone(),
+        *limits,
+    );
     // Any outcome is an answer (204, 400 or 413); only a panic is not.
-    let _ = pipeline.ingestor.write(protocol, body);
+    let _ = ingestor.write(protocol, body);
 }
 
 /// The KServe router over [`KSERVE_MODELS`], with the runtime that drives it.
