@@ -12,6 +12,8 @@ pub mod checkpoint;
 pub mod config;
 pub mod entity_metrics;
 pub mod features;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ingest;
 pub mod model;
 pub mod promql;
