@@ -87,13 +87,7 @@ fn post(url: &str, t_ms: i64, load: f64, queue: f64) -> Result<u16, reqwest::Err
         }],
         ..Default::default()
     };
-    let req = v1::WriteRequest {
-        timeseries: vec![series("load", load), series("queue", queue)],
-        metadata: vec![],
-    };
-    let body = snap::raw::Encoder::new()
-        .compress_vec(&req.encode_to_vec())
-        .expect("snappy");
+    let body = common::write_request_v1(vec![series("load", load), series("queue", queue)]);
     http()
         .post(url)
         .header("Content-Type", "application/x-protobuf")

@@ -7,8 +7,7 @@ mod common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use canopy::ingest::proto::v1;
-use common::{Agent, http, wait_for};
-use prost::Message;
+use common::{Agent, http, wait_for, write_request_v1};
 
 /// A series' labels, `(name, value)`.
 type Series<'a> = &'a [(&'a str, &'a str)];
@@ -29,14 +28,7 @@ fn write(agent: &Agent, samples: &[(Series<'_>, i64, f64)]) -> u16 {
             ..Default::default()
         })
         .collect();
-    let body = v1::WriteRequest {
-        timeseries,
-        metadata: vec![],
-    }
-    .encode_to_vec();
-    let body = snap::raw::Encoder::new()
-        .compress_vec(&body)
-        .expect("snappy");
+    let body = write_request_v1(timeseries);
     http()
         .post(agent.url("/api/v1/write"))
         .header("Content-Type", "application/x-protobuf")
@@ -198,14 +190,7 @@ fn incompressible_body(bytes: usize) -> Vec<u8> {
             ..Default::default()
         })
         .collect();
-    let raw = v1::WriteRequest {
-        timeseries,
-        metadata: vec![],
-    }
-    .encode_to_vec();
-    snap::raw::Encoder::new()
-        .compress_vec(&raw)
-        .expect("snappy")
+    write_request_v1(timeseries)
 }
 
 #[test]

@@ -17,8 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use canopy::ingest::proto::v1;
-use common::{Agent, metric_value};
-use prost::Message;
+use common::{Agent, metric_value, write_request_v1};
 use serde_json::json;
 
 /// Ten nodes, each with node-exporter's series the features read and twice as many they do not
@@ -158,14 +157,7 @@ fn next_body(all: &mut [Series], cursor: &mut usize, n: usize, k: &mut u64) -> V
             ..Default::default()
         });
     }
-    let raw = v1::WriteRequest {
-        timeseries,
-        metadata: vec![],
-    }
-    .encode_to_vec();
-    snap::raw::Encoder::new()
-        .compress_vec(&raw)
-        .expect("snappy")
+    write_request_v1(timeseries)
 }
 
 /// Latencies (µs) and failures of one kind of request, drained at each report.

@@ -204,11 +204,23 @@ pub fn python() -> PathBuf {
     path
 }
 
+/// A remote-write 1.0 body of `timeseries`, as senders send it: protobuf, then snappy.
+pub fn write_request_v1(timeseries: Vec<canopy::ingest::proto::v1::TimeSeries>) -> Vec<u8> {
+    use prost::Message;
+    let raw = canopy::ingest::proto::v1::WriteRequest {
+        timeseries,
+        metadata: vec![],
+    }
+    .encode_to_vec();
+    snap::raw::Encoder::new()
+        .compress_vec(&raw)
+        .expect("snappy")
+}
+
 /// Remote-writes `(metric name, timestamp ms, value)` samples as Prometheus sends them, one
 /// sample per TimeSeries, and checks the agent accepted them all (204).
 pub fn remote_write(agent: &Agent, samples: &[(&str, i64, f64)]) {
     use canopy::ingest::proto::v1;
-    use prost::Message;
     let timeseries = samples
         .iter()
         .map(|&(name, timestamp, value)| v1::TimeSeries {
@@ -220,13 +232,7 @@ pub fn remote_write(agent: &Agent, samples: &[(&str, i64, f64)]) {
             ..Default::default()
         })
         .collect();
-    let req = v1::WriteRequest {
-        timeseries,
-        metadata: vec![],
-    };
-    let body = snap::raw::Encoder::new()
-        .compress_vec(&req.encode_to_vec())
-        .expect("snappy");
+    let body = write_request_v1(timeseries);
     let r = http()
         .post(agent.url("/api/v1/write"))
         .header("Content-Type", "application/x-protobuf")
