@@ -7,6 +7,7 @@ use std::sync::Arc;
 use canopy::agent::Pipeline;
 use canopy::config::Config;
 use canopy::ingest::Protocol;
+use canopy::ingest::decode::Allowance;
 #[path = "payload/mod.rs"]
 mod payload;
 
@@ -28,7 +29,11 @@ fn ingest(c: &mut Criterion) {
                     t += 60_000;
                     payload::payload(samples, 1_000, 0, t)
                 },
-                |body| ingestor.write(Protocol::V1, &body).expect("valid payload"),
+                |body| {
+                    ingestor
+                        .write(Protocol::V1, &body, &mut Allowance::unlimited())
+                        .expect("valid payload")
+                },
                 BatchSize::SmallInput,
             )
         });

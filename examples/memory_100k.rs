@@ -7,6 +7,7 @@
 use canopy::agent::Pipeline;
 use canopy::config::Config;
 use canopy::ingest::Protocol;
+use canopy::ingest::decode::Allowance;
 use canopy::ingest::proto::v1;
 use prost::Message;
 
@@ -76,7 +77,7 @@ fn main() {
                 .expect("snappy");
             pipeline
                 .ingestor
-                .write(Protocol::V1, &body)
+                .write(Protocol::V1, &body, &mut Allowance::unlimited())
                 .expect("valid request");
         }
     }

@@ -86,8 +86,8 @@ pub struct Limits {
     pub max_request_bytes: usize,
     pub max_decoded_bytes: usize,
     pub max_inflight_requests: usize,
-    /// Bytes all in-flight remote-write requests may hold at once: each compressed body, and
-    /// twice its decoded size (the body and what is decoded from it).
+    /// Bytes all in-flight remote-write requests may hold at once: each compressed body, its
+    /// decoded body, and the labels, samples and series decoded from it, charged as they grow.
     pub max_inflight_bytes: usize,
     pub max_series: usize,
     pub max_labels_per_series: usize,

@@ -19,6 +19,7 @@ use crate::agent::Pipeline;
 use crate::checkpoint::format;
 use crate::checkpoint::saved::SavedData;
 use crate::config::Config;
+use crate::ingest::decode::Allowance;
 use crate::ingest::{IngestLimits, Ingestor, Protocol};
 use crate::model::iforest::{IsolationForest, IsolationForestParams};
 use crate::model::rforest::{RandomForestParams, RandomForestRegressor};
@@ -91,7 +92,7 @@ pub fn remote_write(data: &[u8]) {
         *limits,
     );
     // Any outcome is an answer (204, 400 or 413); only a panic is not.
-    let _ = ingestor.write(protocol, body);
+    let _ = ingestor.write(protocol, body, &mut Allowance::unlimited());
 }
 
 /// The KServe router over [`KSERVE_MODELS`], with the runtime that drives it.

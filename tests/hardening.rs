@@ -193,20 +193,17 @@ fn incompressible_body(bytes: usize) -> Vec<u8> {
     write_request_v1(timeseries)
 }
 
-#[test]
-fn concurrent_maximal_bodies_stay_within_the_in_flight_byte_budget_and_all_land() {
-    // The shipped limits: 32 MiB bodies, 128 MiB in flight. 16 senders each post a 27 MiB body
-    // at once and retry on 503 as Prometheus does.
-    let agent = Agent::start("");
-    let size = 27 << 20;
-    let body = bytes::Bytes::from(incompressible_body(size));
-    assert!(body.len() > 26 << 20, "{} bytes after snappy", body.len());
-    let baseline = peak_rss(agent.pid());
-    let url = agent.url("/api/v1/write");
-    let outcomes: Vec<(u32, u32)> = std::thread::scope(|s| {
-        let senders: Vec<_> = (0..16)
+/// `senders` threads post `body` at once, each retrying on 503 as Prometheus does until it is
+/// accepted (204); each returns how many tries it took and how many were refused.
+fn post_concurrently_until_accepted(
+    url: &str,
+    body: &bytes::Bytes,
+    senders: usize,
+) -> Vec<(u32, u32)> {
+    std::thread::scope(|s| {
+        let senders: Vec<_> = (0..senders)
             .map(|_| {
-                let (body, url) = (body.clone(), url.clone());
+                let (body, url) = (body.clone(), url.to_owned());
                 s.spawn(move || {
                     let client = reqwest::blocking::Client::builder()
                         .timeout(Duration::from_secs(120))
@@ -246,7 +243,86 @@ fn concurrent_maximal_bodies_stay_within_the_in_flight_byte_budget_and_all_land(
             .into_iter()
             .map(|h| h.join().expect("sender"))
             .collect()
-    });
+    })
+}
+
+/// A valid remote-write 1.0 body with one series of `samples` empty samples (value 0 at time 0,
+/// 2 bytes each on the wire, 16 held once decoded): the densest way to make decoding hold more
+/// memory than the body, which a byte budget counting only the body would not see.
+fn empty_samples_body(samples: usize) -> Vec<u8> {
+    write_request_v1(vec![v1::TimeSeries {
+        labels: vec![v1::Label {
+            name: "__name__".into(),
+            value: "padding".into(),
+        }],
+        samples: vec![v1::Sample::default(); samples],
+        ..Default::default()
+    }])
+}
+
+#[test]
+fn decoding_that_outgrows_its_body_is_charged_to_the_byte_budget() {
+    // The shipped limits: 128 MiB in flight. 3 M empty samples are 6 MiB decoded and 48 MiB
+    // (64 MiB of vector capacity) once decoded: one fits, two do not.
+    let agent = Agent::start("");
+    let baseline = peak_rss(agent.pid());
+    let url = agent.url("/api/v1/write");
+    let body = bytes::Bytes::from(empty_samples_body(3_000_000));
+    let outcomes = post_concurrently_until_accepted(&url, &body, 8);
+    let refused: u32 = outcomes.iter().map(|o| o.1).sum();
+    assert!(
+        refused > 0,
+        "8 such bodies cannot be decoded at once within 128 MiB"
+    );
+    let received = agent
+        .metric(r#"canopy_samples_received_total{protocol="1.0"}"#)
+        .expect("samples received");
+    assert_eq!(received, 8.0 * 3_000_000.0, "{outcomes:?}");
+    let peak = peak_rss(agent.pid());
+    assert!(
+        peak < 256 << 20,
+        "peak RSS {} MiB (baseline {} MiB)",
+        peak >> 20,
+        baseline >> 20
+    );
+    // A body that alone decodes to more than the whole budget can never be taken: 413, which a
+    // sender drops rather than retrying forever, and nothing of it is kept.
+    let r = http()
+        .post(&url)
+        .header("Content-Type", "application/x-protobuf")
+        .body(empty_samples_body(9_000_000))
+        .send()
+        .expect("post");
+    let status = r.status().as_u16();
+    let text = r.text().unwrap_or_default();
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("max_inflight_bytes"), "{text}");
+    assert_eq!(
+        agent.metric(r#"canopy_samples_received_total{protocol="1.0"}"#),
+        Some(received)
+    );
+    assert_eq!(
+        agent.metric(r#"canopy_remote_write_rejected_total{reason="too_large"}"#),
+        Some(1.0)
+    );
+    eprintln!(
+        "peak RSS {} MiB, baseline {} MiB, {refused} answers 503",
+        peak >> 20,
+        baseline >> 20
+    );
+}
+
+#[test]
+fn concurrent_maximal_bodies_stay_within_the_in_flight_byte_budget_and_all_land() {
+    // The shipped limits: 32 MiB bodies, 128 MiB in flight. 16 senders each post a 27 MiB body
+    // at once and retry on 503 as Prometheus does.
+    let agent = Agent::start("");
+    let size = 27 << 20;
+    let body = bytes::Bytes::from(incompressible_body(size));
+    assert!(body.len() > 26 << 20, "{} bytes after snappy", body.len());
+    let baseline = peak_rss(agent.pid());
+    let url = agent.url("/api/v1/write");
+    let outcomes = post_concurrently_until_accepted(&url, &body, 16);
     let peak = peak_rss(agent.pid());
     let refused: u32 = outcomes.iter().map(|o| o.1).sum();
     assert!(

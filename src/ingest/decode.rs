@@ -32,6 +32,70 @@ pub enum WireError {
     FieldZero(&'static str),
     #[error("symbols[0] must be the empty string")]
     FirstSymbolNotEmpty,
+    /// Decoding needed more memory than the in-flight byte budget granted (see [`Allowance`]):
+    /// not malformed, but refused before it is held.
+    #[error(
+        "decoding it needs more than the {granted} bytes of in-flight memory granted so far for its labels, samples and series"
+    )]
+    OverBudget { granted: usize },
+}
+
+/// What decoding may allocate beside the body. Labels, samples and series take more memory
+/// decoded than on the wire (an empty `Sample` is 2 bytes sent and 16 held; an empty
+/// `TimeSeries` 2 and about 80), so the decoder's vectors grow only by what `grow` grants, asked
+/// for before each allocation; the receiver charges it to its in-flight byte budget. Growth
+/// doubles a vector's capacity, so a request asks a few dozen times, not once per element.
+pub struct Allowance<'g> {
+    grow: Option<&'g mut dyn FnMut(usize) -> bool>,
+    granted: usize,
+}
+
+impl<'g> Allowance<'g> {
+    /// Grants what `grow` returns true for, and nothing more.
+    pub fn new(grow: &'g mut dyn FnMut(usize) -> bool) -> Self {
+        Allowance {
+            grow: Some(grow),
+            granted: 0,
+        }
+    }
+
+    /// Grants everything: for callers that bound memory otherwise (replay, tests, fuzzing).
+    pub fn unlimited() -> Allowance<'static> {
+        Allowance {
+            grow: None,
+            granted: 0,
+        }
+    }
+
+    /// The bytes granted so far.
+    pub fn granted(&self) -> usize {
+        self.granted
+    }
+
+    #[inline]
+    fn push<T>(&mut self, v: &mut Vec<T>, item: T) -> Result<(), WireError> {
+        if v.len() == v.capacity() {
+            self.double(v)?;
+        }
+        v.push(item);
+        Ok(())
+    }
+
+    #[cold]
+    fn double<T>(&mut self, v: &mut Vec<T>) -> Result<(), WireError> {
+        let more = v.capacity().max(64);
+        let bytes = more.saturating_mul(size_of::<T>());
+        if let Some(grow) = self.grow.as_mut()
+            && !grow(bytes)
+        {
+            return Err(WireError::OverBudget {
+                granted: self.granted,
+            });
+        }
+        self.granted = self.granted.saturating_add(bytes);
+        v.reserve_exact(more);
+        Ok(())
+    }
 }
 
 /// Why one series was refused; the first one found names the 400 answer.
@@ -295,7 +359,8 @@ fn finish_series<'a>(
     histograms: u64,
     exemplars: u64,
     limits: &LabelLimits,
-) {
+    allowance: &mut Allowance<'_>,
+) -> Result<(), WireError> {
     let mut keep = label_start;
     for i in label_start..batch.labels.len() {
         if !batch.labels[i].1.is_empty() || batch.labels[i].0 == METRIC_NAME {
@@ -307,24 +372,29 @@ fn finish_series<'a>(
     if problem.is_none() {
         problem = validate(&mut batch.labels[label_start..], limits);
     }
-    batch.series.push(SeriesEntry {
+    let entry = SeriesEntry {
         labels: label_start..batch.labels.len(),
         samples: sample_start..batch.samples.len(),
         histograms,
         exemplars,
         problem,
-    });
+    };
+    allowance.push(&mut batch.series, entry)
 }
 
 /// Decodes a remote-write 1.0 `prometheus.WriteRequest`.
-pub fn decode_v1<'a>(body: &'a [u8], limits: &LabelLimits) -> Result<Batch<'a>, WireError> {
+pub fn decode_v1<'a>(
+    body: &'a [u8],
+    limits: &LabelLimits,
+    allowance: &mut Allowance<'_>,
+) -> Result<Batch<'a>, WireError> {
     let mut batch = Batch::default();
     let mut r = Reader::new(body, "WriteRequest");
     while !r.done() {
         match r.key()? {
             (1, w) => {
                 r.expect(1, w, LEN)?;
-                decode_series_v1(r.bytes()?, &mut batch, limits)?;
+                decode_series_v1(r.bytes()?, &mut batch, limits, allowance)?;
             }
             (3, w) => {
                 r.expect(3, w, LEN)?;
@@ -341,6 +411,7 @@ fn decode_series_v1<'a>(
     buf: &'a [u8],
     batch: &mut Batch<'a>,
     limits: &LabelLimits,
+    allowance: &mut Allowance<'_>,
 ) -> Result<(), WireError> {
     let (label_start, sample_start) = (batch.labels.len(), batch.samples.len());
     let (mut histograms, mut exemplars) = (0, 0);
@@ -366,13 +437,13 @@ fn decode_series_v1<'a>(
                     }
                 }
                 match (std::str::from_utf8(name), std::str::from_utf8(value)) {
-                    (Ok(n), Ok(v)) => batch.labels.push((n, v)),
+                    (Ok(n), Ok(v)) => allowance.push(&mut batch.labels, (n, v))?,
                     _ => problem = problem.or(Some(SeriesProblem::InvalidUtf8)),
                 }
             }
             (2, w) => {
                 r.expect(2, w, LEN)?;
-                batch.samples.push(decode_sample(r.bytes()?)?);
+                allowance.push(&mut batch.samples, decode_sample(r.bytes()?)?)?;
             }
             (3, w) => {
                 r.expect(3, w, LEN)?;
@@ -395,12 +466,16 @@ fn decode_series_v1<'a>(
         histograms,
         exemplars,
         limits,
-    );
-    Ok(())
+        allowance,
+    )
 }
 
 /// Decodes a remote-write 2.0 `io.prometheus.write.v2.Request`.
-pub fn decode_v2<'a>(body: &'a [u8], limits: &LabelLimits) -> Result<Batch<'a>, WireError> {
+pub fn decode_v2<'a>(
+    body: &'a [u8],
+    limits: &LabelLimits,
+    allowance: &mut Allowance<'_>,
+) -> Result<Batch<'a>, WireError> {
     // Symbols may come after the series on the wire: collect them first.
     let mut symbols: Vec<&'a [u8]> = Vec::new();
     let mut series_bufs: Vec<&'a [u8]> = Vec::new();
@@ -409,11 +484,11 @@ pub fn decode_v2<'a>(body: &'a [u8], limits: &LabelLimits) -> Result<Batch<'a>, 
         match r.key()? {
             (4, w) => {
                 r.expect(4, w, LEN)?;
-                symbols.push(r.bytes()?);
+                allowance.push(&mut symbols, r.bytes()?)?;
             }
             (5, w) => {
                 r.expect(5, w, LEN)?;
-                series_bufs.push(r.bytes()?);
+                allowance.push(&mut series_bufs, r.bytes()?)?;
             }
             (f, w) => r.skip(f, w)?,
         }
@@ -426,17 +501,21 @@ pub fn decode_v2<'a>(body: &'a [u8], limits: &LabelLimits) -> Result<Batch<'a>, 
     let mut batch = Batch::default();
     let mut refs: Vec<u64> = Vec::new();
     for buf in series_bufs {
-        decode_series_v2(buf, &symbols, &mut refs, &mut batch, limits)?;
+        decode_series_v2(buf, &symbols, &mut refs, &mut batch, limits, allowance)?;
     }
     Ok(batch)
 }
 
 /// Appends a packed or single varint field's values, as 64-bit values: a reference is checked
 /// against the symbols table at its full width, never truncated into range.
-fn push_varints(buf: &[u8], out: &mut Vec<u64>) -> Result<(), WireError> {
+fn push_varints(
+    buf: &[u8],
+    out: &mut Vec<u64>,
+    allowance: &mut Allowance<'_>,
+) -> Result<(), WireError> {
     let mut r = Reader::new(buf, "labels_refs");
     while !r.done() {
-        out.push(r.varint()?);
+        allowance.push(out, r.varint()?)?;
     }
     Ok(())
 }
@@ -474,15 +553,19 @@ fn check_label_refs(
         .try_for_each(|&r| symbol(symbols, what, r).map(drop))
 }
 
-/// One side (negative or positive) of a native histogram, as sent.
+/// One side (negative or positive) of a native histogram, checked as it is read: nothing is held
+/// per bucket, so a histogram costs no memory beyond its bytes.
 #[derive(Default)]
 struct HistogramSide {
     span_lengths: u64,
     /// A span after the first with a negative offset.
     bad_offset: bool,
     spans: usize,
-    deltas: Vec<i64>,
-    counts: Vec<f64>,
+    buckets: u64,
+    /// The running absolute count of an integer histogram's delta-encoded buckets.
+    count: i64,
+    negative: bool,
+    total: f64,
 }
 
 impl HistogramSide {
@@ -502,50 +585,39 @@ impl HistogramSide {
         Ok(())
     }
 
+    /// An integer histogram's bucket, as the delta from the previous one.
+    fn delta(&mut self, d: i64) {
+        self.buckets += 1;
+        self.count = self.count.saturating_add(d);
+        self.negative |= self.count < 0;
+        self.total += self.count as f64;
+    }
+
+    /// A float histogram's bucket count.
+    fn absolute(&mut self, c: f64) {
+        self.buckets += 1;
+        self.negative |= c < 0.0;
+        self.total += c;
+    }
+
     /// The bucket counts' total, or what is wrong with them, as Prometheus validates them: spans
     /// covering exactly the buckets sent, and no bucket count below zero.
     fn total(&self) -> Result<f64, &'static str> {
-        let buckets = self.deltas.len() + self.counts.len();
-        if self.span_lengths != buckets as u64 {
+        if self.span_lengths != self.buckets {
             return Err("its spans do not cover exactly its buckets");
         }
         if self.bad_offset {
             return Err("a span after the first has a negative offset");
         }
-        let mut total = 0.0;
-        let mut count: i64 = 0;
-        for d in &self.deltas {
-            count = count.saturating_add(*d);
-            if count < 0 {
-                return Err("a bucket count is negative");
-            }
-            total += count as f64;
+        if self.negative {
+            return Err("a bucket count is negative");
         }
-        for c in &self.counts {
-            if *c < 0.0 {
-                return Err("a bucket count is negative");
-            }
-            total += c;
-        }
-        Ok(total)
+        Ok(self.total)
     }
 }
 
 fn zigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
-}
-
-/// Appends a packed or single double field's values.
-fn push_doubles(r: &mut Reader<'_>, wire: u64, out: &mut Vec<f64>) -> Result<(), WireError> {
-    if wire == LEN {
-        let mut p = Reader::new(r.bytes()?, "packed double");
-        while !p.done() {
-            out.push(f64::from_bits(p.fixed64()?));
-        }
-    } else {
-        out.push(f64::from_bits(r.fixed64()?));
-    }
-    Ok(())
 }
 
 /// Checks a native histogram as Prometheus validates one before appending it: each side's spans
@@ -574,15 +646,22 @@ fn check_histogram(buf: &[u8]) -> Result<Result<(), SeriesProblem>, WireError> {
             (f @ (9 | 12), LEN) => {
                 let mut p = Reader::new(r.bytes()?, "packed sint64");
                 while !p.done() {
-                    sides[usize::from(f == 12)].deltas.push(zigzag(p.varint()?));
+                    sides[usize::from(f == 12)].delta(zigzag(p.varint()?));
                 }
             }
             (f @ (9 | 12), VARINT) => {
                 let d = zigzag(r.varint()?);
-                sides[usize::from(f == 12)].deltas.push(d);
+                sides[usize::from(f == 12)].delta(d);
             }
-            (f @ (10 | 13), w @ (LEN | FIXED64)) => {
-                push_doubles(&mut r, w, &mut sides[usize::from(f == 13)].counts)?;
+            (f @ (10 | 13), LEN) => {
+                let mut p = Reader::new(r.bytes()?, "packed double");
+                while !p.done() {
+                    sides[usize::from(f == 13)].absolute(f64::from_bits(p.fixed64()?));
+                }
+            }
+            (f @ (10 | 13), FIXED64) => {
+                let c = f64::from_bits(r.fixed64()?);
+                sides[usize::from(f == 13)].absolute(c);
             }
             (f, w) => r.skip(f, w)?,
         }
@@ -612,33 +691,76 @@ fn check_histogram(buf: &[u8]) -> Result<Result<(), SeriesProblem>, WireError> {
     })
 }
 
+/// A label-reference list checked as it is read: its length, and the first reference that is
+/// out of range or not UTF-8.
+struct RefCheck<'s, 'a> {
+    symbols: &'s [&'a [u8]],
+    what: &'static str,
+    len: usize,
+    first_bad: Option<SeriesProblem>,
+}
+
+impl<'s, 'a> RefCheck<'s, 'a> {
+    fn new(symbols: &'s [&'a [u8]], what: &'static str) -> Self {
+        RefCheck {
+            symbols,
+            what,
+            len: 0,
+            first_bad: None,
+        }
+    }
+
+    fn add(&mut self, index: u64) {
+        self.len += 1;
+        if self.first_bad.is_none()
+            && let Err(p) = symbol(self.symbols, self.what, index)
+        {
+            self.first_bad = Some(p);
+        }
+    }
+
+    /// As [`check_label_refs`] answers for the same references.
+    fn finish(self, pairs: bool) -> Result<(), SeriesProblem> {
+        if pairs && self.len % 2 != 0 {
+            return Err(SeriesProblem::OddLabelRefs {
+                what: self.what,
+                len: self.len,
+            });
+        }
+        self.first_bad.map_or(Ok(()), Err)
+    }
+}
+
 /// Checks an exemplar's label references (`labels_refs`, field 1).
 fn check_exemplar(buf: &[u8], symbols: &[&[u8]]) -> Result<Result<(), SeriesProblem>, WireError> {
-    let mut refs = Vec::new();
+    let mut refs = RefCheck::new(symbols, "an exemplar");
     let mut r = Reader::new(buf, "Exemplar");
     while !r.done() {
         match r.key()? {
-            (1, LEN) => push_varints(r.bytes()?, &mut refs)?,
-            (1, VARINT) => refs.push(r.varint()?),
+            (1, LEN) => {
+                let mut p = Reader::new(r.bytes()?, "labels_refs");
+                while !p.done() {
+                    refs.add(p.varint()?);
+                }
+            }
+            (1, VARINT) => refs.add(r.varint()?),
             (f, w) => r.skip(f, w)?,
         }
     }
-    Ok(check_label_refs(symbols, "an exemplar", &refs))
+    Ok(refs.finish(true))
 }
 
 /// Checks a metadata's `help_ref` (field 3) and `unit_ref` (field 4).
 fn check_metadata(buf: &[u8], symbols: &[&[u8]]) -> Result<Result<(), SeriesProblem>, WireError> {
+    let mut refs = RefCheck::new(symbols, "metadata");
     let mut r = Reader::new(buf, "Metadata");
-    let mut refs = Vec::new();
     while !r.done() {
         match r.key()? {
-            (3 | 4, VARINT) => refs.push(r.varint()?),
+            (3 | 4, VARINT) => refs.add(r.varint()?),
             (f, w) => r.skip(f, w)?,
         }
     }
-    Ok(refs
-        .into_iter()
-        .try_for_each(|i| symbol(symbols, "metadata", i).map(drop)))
+    Ok(refs.finish(false))
 }
 
 fn decode_series_v2<'a>(
@@ -647,6 +769,7 @@ fn decode_series_v2<'a>(
     refs: &mut Vec<u64>,
     batch: &mut Batch<'a>,
     limits: &LabelLimits,
+    allowance: &mut Allowance<'_>,
 ) -> Result<(), WireError> {
     let (label_start, sample_start) = (batch.labels.len(), batch.samples.len());
     let (mut histograms, mut exemplars) = (0, 0);
@@ -657,11 +780,11 @@ fn decode_series_v2<'a>(
     while !r.done() {
         let found = match r.key()? {
             (1, LEN) => {
-                push_varints(r.bytes()?, refs)?;
+                push_varints(r.bytes()?, refs, allowance)?;
                 Ok(())
             }
             (1, VARINT) => {
-                refs.push(r.varint()?);
+                allowance.push(refs, r.varint()?)?;
                 Ok(())
             }
             (1, w) => {
@@ -670,7 +793,7 @@ fn decode_series_v2<'a>(
             }
             (2, w) => {
                 r.expect(2, w, LEN)?;
-                batch.samples.push(decode_sample(r.bytes()?)?);
+                allowance.push(&mut batch.samples, decode_sample(r.bytes()?)?)?;
                 Ok(())
             }
             (3, w) => {
@@ -704,7 +827,7 @@ fn decode_series_v2<'a>(
                     symbol(symbols, "series", pair[0]),
                     symbol(symbols, "series", pair[1]),
                 ) {
-                    batch.labels.push((n, v));
+                    allowance.push(&mut batch.labels, (n, v))?;
                 }
             }
         }
@@ -718,8 +841,8 @@ fn decode_series_v2<'a>(
         histograms,
         exemplars,
         limits,
-    );
-    Ok(())
+        allowance,
+    )
 }
 
 #[cfg(test)]
@@ -763,7 +886,7 @@ mod tests {
             metadata: vec![v1::MetricMetadata::default()],
         };
         let body = req.encode_to_vec();
-        let b = decode_v1(&body, &LIMITS).expect("decodes");
+        let b = decode_v1(&body, &LIMITS, &mut Allowance::unlimited()).expect("decodes");
         assert_eq!(b.series.len(), 1);
         assert_eq!(b.metadata, 1);
         let e = &b.series[0];
@@ -801,7 +924,7 @@ mod tests {
             metadata: vec![],
         };
         let body = req.encode_to_vec();
-        let b = decode_v1(&body, &LIMITS).expect("decodes");
+        let b = decode_v1(&body, &LIMITS, &mut Allowance::unlimited()).expect("decodes");
         let problems: Vec<_> = b
             .series
             .iter()
@@ -835,7 +958,7 @@ mod tests {
         ts.extend_from_slice(&lbl);
         let mut body = vec![0x0a, ts.len() as u8];
         body.extend_from_slice(&ts);
-        let b = decode_v1(&body, &LIMITS).expect("wire is fine");
+        let b = decode_v1(&body, &LIMITS, &mut Allowance::unlimited()).expect("wire is fine");
         assert_eq!(b.series[0].problem, Some(SeriesProblem::InvalidUtf8));
     }
 
@@ -847,12 +970,16 @@ mod tests {
         };
         let body = req.encode_to_vec();
         assert!(matches!(
-            decode_v1(&body[..body.len() - 3], &LIMITS),
+            decode_v1(
+                &body[..body.len() - 3],
+                &LIMITS,
+                &mut Allowance::unlimited()
+            ),
             Err(WireError::Truncated(_))
         ));
-        assert!(decode_v1(&[0xff; 12], &LIMITS).is_err());
+        assert!(decode_v1(&[0xff; 12], &LIMITS, &mut Allowance::unlimited()).is_err());
         assert!(
-            decode_v1(&[0x0f], &LIMITS).is_err(),
+            decode_v1(&[0x0f], &LIMITS, &mut Allowance::unlimited()).is_err(),
             "wire type 7 is not protobuf"
         );
     }
@@ -892,7 +1019,7 @@ mod tests {
             ],
         };
         let body = req.encode_to_vec();
-        let b = decode_v2(&body, &LIMITS).expect("decodes");
+        let b = decode_v2(&body, &LIMITS, &mut Allowance::unlimited()).expect("decodes");
         let e = &b.series[0];
         assert_eq!(e.problem, None);
         assert_eq!(b.pairs(e), &[("__name__", "m"), ("job", "x")]);
@@ -935,7 +1062,9 @@ mod tests {
     const SYMBOLS: &[&str] = &["", "__name__", "m", "help"];
 
     fn problem_of(body: &[u8]) -> Option<SeriesProblem> {
-        decode_v2(body, &LIMITS).expect("decodes").series[0]
+        decode_v2(body, &LIMITS, &mut Allowance::unlimited())
+            .expect("decodes")
+            .series[0]
             .problem
             .clone()
     }
@@ -948,7 +1077,7 @@ mod tests {
         };
         let body = v2_request(&["x", "__name__", "m"], series);
         assert!(matches!(
-            decode_v2(&body, &LIMITS),
+            decode_v2(&body, &LIMITS, &mut Allowance::unlimited()),
             Err(WireError::FirstSymbolNotEmpty)
         ));
     }
@@ -1108,5 +1237,79 @@ mod tests {
             })
             .contains("negative")
         );
+    }
+
+    /// What decoding holds beside the body: the capacity of every vector it grew.
+    fn held(b: &Batch<'_>) -> usize {
+        b.labels.capacity() * size_of::<(&str, &str)>()
+            + b.samples.capacity() * size_of::<Sample>()
+            + b.series.capacity() * size_of::<SeriesEntry>()
+    }
+
+    #[test]
+    fn decoding_grows_only_by_what_its_allowance_grants() {
+        // Empty series, labels and samples: 2 bytes each on the wire, far more decoded.
+        let empty = v1::WriteRequest {
+            timeseries: (0..5_000)
+                .map(|_| v1::TimeSeries {
+                    labels: vec![v1::Label::default(); 3],
+                    samples: vec![v1::Sample::default(); 3],
+                    ..Default::default()
+                })
+                .collect(),
+            metadata: vec![],
+        }
+        .encode_to_vec();
+        let mut unlimited = Allowance::unlimited();
+        let b = decode_v1(&empty, &LIMITS, &mut unlimited).expect("decodes");
+        assert_eq!((b.series.len(), b.samples.len()), (5_000, 15_000));
+        // Every byte held was granted first, and the grant is not far above what is held.
+        assert!(
+            held(&b) <= unlimited.granted(),
+            "{} > {}",
+            held(&b),
+            unlimited.granted()
+        );
+        assert!(
+            unlimited.granted() > 10 * empty.len(),
+            "the amplification the budget must see"
+        );
+        let need = unlimited.granted();
+        drop(b);
+
+        // A budget of half that refuses the request partway, having granted no more than it.
+        let mut left = need / 2;
+        let mut asked = 0;
+        let mut grow = |bytes: usize| {
+            asked += 1;
+            left.checked_sub(bytes).map(|l| left = l).is_some()
+        };
+        let mut half = Allowance::new(&mut grow);
+        assert!(matches!(
+            decode_v1(&empty, &LIMITS, &mut half),
+            Err(WireError::OverBudget { granted }) if granted <= need / 2
+        ));
+        assert!(asked < 64, "asked {asked} times: growth doubles");
+
+        // 2.0: the symbols table and the series' references are charged too.
+        let mut symbols = vec![String::new(); 20_000];
+        symbols[1] = "__name__".into();
+        let body = v2::Request {
+            symbols,
+            timeseries: vec![v2::TimeSeries {
+                labels_refs: vec![1, 0].repeat(10_000),
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec();
+        let mut none = |_| false;
+        assert!(matches!(
+            decode_v2(&body, &LIMITS, &mut Allowance::new(&mut none)),
+            Err(WireError::OverBudget { granted: 0 })
+        ));
+        let mut unlimited = Allowance::unlimited();
+        let b = decode_v2(&body, &LIMITS, &mut unlimited).expect("decodes");
+        let refs_and_symbols = (20_000 + 20_000) * 8 + 20_000 * 16;
+        assert!(unlimited.granted() >= held(&b) + refs_and_symbols);
     }
 }

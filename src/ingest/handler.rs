@@ -5,7 +5,7 @@
 //! |---|---|
 //! | 204 | accepted (all of it) |
 //! | 400 | undecodable body (bad snappy or protobuf), or some series invalid (the rest accepted) |
-//! | 413 | compressed body or its decoded size over the limit |
+//! | 413 | compressed body or its decoded size over the limit, or decoding it alone needs more than `max_inflight_bytes` |
 //! | 415 | a Content-Type other than remote-write 1.0/2.0 protobuf, or a Content-Encoding other than snappy |
 //! | 503 + Retry-After | overload: `max_inflight_requests` requests, or `max_inflight_bytes` bytes, in flight |
 //!
@@ -25,6 +25,7 @@ use http_body_util::BodyExt;
 use metrics::counter;
 use tokio::sync::Semaphore;
 
+use super::decode::Allowance;
 use super::{IngestError, Ingestor, Protocol, WriteOutcome};
 
 const SAMPLES_WRITTEN: &str = "x-prometheus-remote-write-samples-written";
@@ -39,9 +40,12 @@ const RETRY_AFTER_SECONDS: &str = "5";
 pub struct RemoteWrite {
     pub ingestor: Arc<Ingestor>,
     pub permits: Semaphore,
-    /// In-flight bytes, one permit per KiB: a request holds its compressed body's, then twice
-    /// its decoded size (the decoded body and the samples and labels decoded from it).
+    /// In-flight bytes, one permit per KiB: a request holds its compressed body's, then its
+    /// decoded size, then what its decoded labels, samples and series grow to, asked for as they
+    /// grow.
     bytes: Semaphore,
+    /// The byte permits in all: a request that needs more alone can never be taken (413).
+    bytes_total: u32,
 }
 
 impl RemoteWrite {
@@ -50,10 +54,12 @@ impl RemoteWrite {
         max_inflight: usize,
         max_inflight_bytes: usize,
     ) -> Arc<RemoteWrite> {
+        let bytes_total = (max_inflight_bytes / 1024).min(Semaphore::MAX_PERMITS);
         Arc::new(RemoteWrite {
             ingestor,
             permits: Semaphore::new(max_inflight),
-            bytes: Semaphore::new((max_inflight_bytes / 1024).min(Semaphore::MAX_PERMITS)),
+            bytes: Semaphore::new(bytes_total),
+            bytes_total: u32::try_from(bytes_total).unwrap_or(u32::MAX),
         })
     }
 }
@@ -237,7 +243,7 @@ async fn decide(
     };
     // The body's bytes are reserved before it is read: its declared length, or the limit when
     // it declares none (chunked).
-    let Ok(_body_bytes) = rw.bytes.try_acquire_many(kib(declared.unwrap_or(limit))) else {
+    let Ok(body_bytes) = rw.bytes.try_acquire_many(kib(declared.unwrap_or(limit))) else {
         return overloaded("bytes");
     };
     let compressed = match read_body(body, limit, declared).await {
@@ -258,10 +264,32 @@ async fn decide(
         .ok()
         .filter(|&n| n <= rw.ingestor.limits().max_decoded_bytes)
         .unwrap_or(0);
-    let Ok(_decoded_bytes) = rw.bytes.try_acquire_many(kib(decoded.saturating_mul(2))) else {
+    let Ok(decoded_bytes) = rw.bytes.try_acquire_many(kib(decoded)) else {
         return overloaded("bytes");
     };
-    match rw.ingestor.write(protocol, &compressed) {
+    // The decoded structures are charged as they grow; `held` counts this request's permits.
+    let mut held = body_bytes.num_permits() + decoded_bytes.num_permits();
+    let mut over_total = false;
+    let mut grants = Vec::new();
+    let mut grow = |bytes: usize| {
+        let want = kib(bytes);
+        if held.saturating_add(want as usize) > rw.bytes_total as usize {
+            over_total = true;
+            return false;
+        }
+        match rw.bytes.try_acquire_many(want) {
+            Ok(p) => {
+                held += p.num_permits();
+                grants.push(p);
+                true
+            }
+            Err(_) => false,
+        }
+    };
+    let written = rw
+        .ingestor
+        .write(protocol, &compressed, &mut Allowance::new(&mut grow));
+    match written {
         Ok(outcome) => {
             let mut a = match &outcome.first_problem {
                 None => Answer::new(StatusCode::NO_CONTENT, None),
@@ -282,6 +310,17 @@ async fn decide(
             a.written = nothing_written();
             (a, Some("too_large"))
         }
+        // Alone over the whole budget: retrying cannot help, so 413 (a sender drops it); over
+        // what the other requests in flight leave: 503, retry later.
+        Err(e @ IngestError::OverBudget { .. }) if over_total => {
+            let mut a = Answer::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("{e}: the request alone needs more than limits.max_inflight_bytes"),
+            );
+            a.written = nothing_written();
+            (a, Some("too_large"))
+        }
+        Err(IngestError::OverBudget { .. }) => overloaded("bytes"),
         Err(e @ (IngestError::Snappy(_) | IngestError::Wire { .. })) => {
             let mut a = Answer::new(StatusCode::BAD_REQUEST, e.to_string());
             a.written = nothing_written();

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use metrics::counter;
 
 use crate::series::{Prefilter, SeriesStore};
-use decode::{Batch, LabelLimits, SeriesProblem, WireError};
+use decode::{Allowance, Batch, LabelLimits, SeriesProblem, WireError};
 
 /// The prost types generated from `proto/` at build time.
 pub mod proto {
@@ -61,6 +61,8 @@ pub enum IngestError {
     DecodedTooLarge { claimed: usize, limit: usize },
     #[error("body is not snappy block format: {0}")]
     Snappy(String),
+    #[error("{source}")]
+    OverBudget { source: WireError },
     #[error("body is not a valid {protocol} request: {source}")]
     Wire {
         protocol: &'static str,
@@ -116,11 +118,13 @@ impl Ingestor {
         &self.store
     }
 
-    /// Decompresses, decodes, validates, filters and appends one request body.
+    /// Decompresses, decodes, validates, filters and appends one request body. The decoded
+    /// labels, samples and series grow only by what `allowance` grants.
     pub fn write(
         &self,
         protocol: Protocol,
         compressed: &[u8],
+        allowance: &mut Allowance<'_>,
     ) -> Result<WriteOutcome, IngestError> {
         let claimed = snap::raw::decompress_len(compressed)
             .map_err(|e| IngestError::Snappy(e.to_string()))?;
@@ -134,12 +138,15 @@ impl Ingestor {
             .decompress_vec(compressed)
             .map_err(|e| IngestError::Snappy(e.to_string()))?;
         let batch = match protocol {
-            Protocol::V1 => decode::decode_v1(&body, &self.limits.labels),
-            Protocol::V2 => decode::decode_v2(&body, &self.limits.labels),
+            Protocol::V1 => decode::decode_v1(&body, &self.limits.labels, allowance),
+            Protocol::V2 => decode::decode_v2(&body, &self.limits.labels, allowance),
         }
-        .map_err(|source| IngestError::Wire {
-            protocol: protocol.label(),
-            source,
+        .map_err(|source| match source {
+            WireError::OverBudget { .. } => IngestError::OverBudget { source },
+            source => IngestError::Wire {
+                protocol: protocol.label(),
+                source,
+            },
         })?;
         Ok(self.append(protocol, &batch))
     }
