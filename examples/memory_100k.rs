@@ -37,7 +37,12 @@ fn main() {
         "container_network_receive_bytes_total",
         "container_network_transmit_bytes_total",
     ];
-    let t0 = 1_800_000_000_000i64;
+    // Stamped in the last minutes by the wall clock: samples from the future are dropped.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64;
+    let t0 = now_ms - per_series as i64 * 30_000;
     for round in 0..per_series {
         for chunk in (0..series).collect::<Vec<_>>().chunks(2_000) {
             let timeseries = chunk
