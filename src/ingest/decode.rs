@@ -353,11 +353,9 @@ fn validate(pairs: &mut [(&str, &str)], limits: &LabelLimits) -> Option<SeriesPr
 /// Prometheus an empty value is the same as no label), validates, and records the entry.
 fn finish_series<'a>(
     batch: &mut Batch<'a>,
-    label_start: usize,
-    sample_start: usize,
+    (label_start, sample_start): (usize, usize),
     mut problem: Option<SeriesProblem>,
-    histograms: u64,
-    exemplars: u64,
+    (histograms, exemplars): (u64, u64),
     limits: &LabelLimits,
     allowance: &mut Allowance<'_>,
 ) -> Result<(), WireError> {
@@ -458,13 +456,12 @@ fn decode_series_v1<'a>(
             (f, w) => r.skip(f, w)?,
         }
     }
+    let counts = (histograms, exemplars);
     finish_series(
         batch,
-        label_start,
-        sample_start,
+        (label_start, sample_start),
         problem,
-        histograms,
-        exemplars,
+        counts,
         limits,
         allowance,
     )
@@ -833,13 +830,12 @@ fn decode_series_v2<'a>(
         }
         Err(p) => problem = Some(p),
     }
+    let counts = (histograms, exemplars);
     finish_series(
         batch,
-        label_start,
-        sample_start,
+        (label_start, sample_start),
         problem,
-        histograms,
-        exemplars,
+        counts,
         limits,
         allowance,
     )
@@ -1297,7 +1293,7 @@ mod tests {
         let body = v2::Request {
             symbols,
             timeseries: vec![v2::TimeSeries {
-                labels_refs: vec![1, 0].repeat(10_000),
+                labels_refs: [1, 0].repeat(10_000),
                 ..Default::default()
             }],
         }
