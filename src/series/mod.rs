@@ -4,6 +4,7 @@
 //! the ingest prefilter built from them ([`prefilter`]) and the rolling windows ([`store`]).
 //! Knows nothing of HTTP, protobuf or PromQL evaluation.
 
+pub mod chunk;
 pub mod labels;
 pub mod prefilter;
 pub mod selector;

@@ -9,12 +9,13 @@
 //! accepted, not from the wall clock, so replayed and backfilled history age the same way as live
 //! data.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::ops::Range;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::chunk::Chunk;
 use super::labels::{Labels, METRIC_NAME};
 use super::selector::Selector;
 
@@ -56,43 +57,129 @@ pub struct AppendOutcome {
     pub new_series: bool,
 }
 
+/// Samples per chunk before a new one is started, as Prometheus's head chunks hold: long enough
+/// that a chunk's 16-byte header is a small share of it, short enough that reading a window near
+/// the newest end decodes little more than the window.
+const CHUNK_SAMPLES: usize = 120;
+
 struct Series {
     labels: Arc<Labels>,
-    samples: VecDeque<Sample>,
+    /// The chunk appends go to, held inline so an append reaches its bits in one step.
+    head: Chunk,
+    /// Full chunks, older than the head, in time order, never overlapping.
+    closed: Vec<Chunk>,
+    /// Samples older than this have left the retention, though their chunk may still be held
+    /// for its newer ones: nothing reads or counts them.
+    start_t: i64,
 }
 
 impl Series {
+    fn new(labels: Arc<Labels>) -> Series {
+        Series {
+            labels,
+            head: Chunk::default(),
+            closed: Vec::new(),
+            start_t: i64::MIN,
+        }
+    }
+
     /// Inserts in timestamp order; out-of-order samples within retention go to their place.
     fn insert(&mut self, s: Sample, cutoff: i64, out: &mut AppendOutcome) {
         if s.t < cutoff {
             out.too_old += 1;
             return;
         }
-        match self.samples.back() {
-            None => self.samples.push_back(s),
-            Some(last) if s.t > last.t => self.samples.push_back(s),
-            _ => {
-                let pos = self.samples.partition_point(|x| x.t < s.t);
-                match self.samples.get(pos) {
-                    Some(held) if held.t == s.t => {
-                        if held.v.to_bits() == s.v.to_bits() {
-                            out.duplicate += 1;
-                        } else {
-                            out.conflicting += 1;
-                        }
-                        return;
-                    }
-                    _ => self.samples.insert(pos, s),
-                }
+        if self.head.is_empty() || s.t > self.head.last_t() {
+            if self.head.len() >= CHUNK_SAMPLES {
+                let mut full = std::mem::take(&mut self.head);
+                full.shrink_to_fit();
+                self.closed.reserve_exact(1);
+                self.closed.push(full);
             }
+            self.head.push(s);
+        } else if !self.insert_within(s, out) {
+            return;
         }
         out.appended += 1;
     }
 
-    fn trim(&mut self, cutoff: i64) {
-        while self.samples.front().is_some_and(|s| s.t < cutoff) {
-            self.samples.pop_front();
+    /// Inserts a sample no newer than the newest held, re-encoding the chunk it falls in (or
+    /// before); false when a sample with its timestamp is already held (a duplicate or a
+    /// conflicting value, counted).
+    #[cold]
+    fn insert_within(&mut self, s: Sample, out: &mut AppendOutcome) -> bool {
+        let k = self.closed.partition_point(|c| c.last_t() < s.t);
+        let chunk = self.closed.get_mut(k).unwrap_or(&mut self.head);
+        let mut samples: Vec<Sample> = chunk.iter().collect();
+        let pos = samples.partition_point(|x| x.t < s.t);
+        if let Some(held) = samples.get(pos).filter(|h| h.t == s.t) {
+            if held.v.to_bits() == s.v.to_bits() {
+                out.duplicate += 1;
+            } else {
+                out.conflicting += 1;
+            }
+            return false;
         }
+        samples.insert(pos, s);
+        if samples.len() <= 2 * CHUNK_SAMPLES {
+            *chunk = Chunk::from_samples(&samples);
+            return true;
+        }
+        let (older, newer) = samples.split_at(samples.len() / 2);
+        *chunk = Chunk::from_samples(newer);
+        self.closed.insert(k, Chunk::from_samples(older));
+        true
+    }
+
+    /// Forgets samples older than `cutoff`, dropping every chunk that holds only such samples.
+    fn trim(&mut self, cutoff: i64) {
+        self.start_t = self.start_t.max(cutoff);
+        let old = self
+            .closed
+            .iter()
+            .take_while(|c| c.last_t() < self.start_t)
+            .count();
+        if old > 0 {
+            self.closed.drain(..old);
+        }
+        if self.closed.is_empty() && !self.head.is_empty() && self.head.last_t() < self.start_t {
+            self.head = Chunk::default();
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.head.is_empty() && self.closed.is_empty()
+    }
+
+    /// The chunks in time order.
+    fn chunks(&self) -> impl Iterator<Item = &Chunk> {
+        self.closed.iter().chain(std::iter::once(&self.head))
+    }
+
+    /// Appends the samples with `from <= t <= to` (within the retention) to `out`.
+    fn copy_window(&self, from: i64, to: i64, out: &mut Vec<Sample>) {
+        let from = from.max(self.start_t);
+        let first = self.closed.partition_point(|c| c.last_t() < from);
+        for chunk in self.chunks().skip(first) {
+            if chunk.is_empty() || chunk.first_t() > to {
+                break;
+            }
+            out.extend(
+                chunk
+                    .iter()
+                    .skip_while(|x| x.t < from)
+                    .take_while(|x| x.t <= to),
+            );
+        }
+    }
+
+    /// Samples held within the retention.
+    fn len(&self) -> usize {
+        let mut chunks = self.chunks();
+        let first = chunks
+            .next()
+            .map_or(0, |c| c.iter().filter(|x| x.t >= self.start_t).count());
+        first + chunks.map(Chunk::len).sum::<usize>()
     }
 }
 
@@ -117,10 +204,7 @@ impl Shard {
 
     fn add(&mut self, hash: u64, labels: Labels) -> u32 {
         let name: Box<str> = labels.metric_name().into();
-        let series = Series {
-            labels: Arc::new(labels),
-            samples: VecDeque::new(),
-        };
+        let series = Series::new(Arc::new(labels));
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.slots[slot as usize] = Some(series);
@@ -308,14 +392,12 @@ impl SeriesStore {
                 if !selector.matches(|n| series.labels.get(n)) {
                     return;
                 }
-                let Range { start: lo, end: hi } = window(&series.samples, from, to);
-                if lo >= hi {
-                    return;
-                }
                 let start = out.samples.len();
-                out.samples.extend(series.samples.range(lo..hi).copied());
-                out.series
-                    .push((series.labels.clone(), start..out.samples.len()));
+                series.copy_window(from, to, &mut out.samples);
+                if out.samples.len() > start {
+                    out.series
+                        .push((series.labels.clone(), start..out.samples.len()));
+                }
             };
             match &selector.metric_name {
                 Some(name) => {
@@ -341,7 +423,7 @@ impl SeriesStore {
             for (slot, series) in shard.slots.iter_mut().enumerate() {
                 if let Some(series) = series {
                     series.trim(cutoff);
-                    if series.samples.is_empty() {
+                    if series.is_empty() {
                         let pairs: Vec<(&str, &str)> = series.labels.iter().collect();
                         dead.push((slot as u32, self.hash_pairs(&pairs)));
                     }
@@ -362,40 +444,10 @@ impl SeriesStore {
             .iter()
             .map(|s| {
                 let s = s.lock().unwrap_or_else(|e| e.into_inner());
-                s.slots
-                    .iter()
-                    .flatten()
-                    .map(|x| x.samples.len())
-                    .sum::<usize>()
+                s.slots.iter().flatten().map(Series::len).sum::<usize>()
             })
             .sum()
     }
-}
-
-/// The index range of the samples with `from <= t <= to`. Evaluation windows sit at the newest
-/// end of a series, so it is found by stepping back from that end: the steps touch only the
-/// samples about to be copied, where a binary search over the whole deque would miss the cache
-/// on every probe. Windows far in the past fall back to binary search.
-fn window(samples: &VecDeque<Sample>, from: i64, to: i64) -> Range<usize> {
-    const STEPS: usize = 32;
-    let newer = samples
-        .iter()
-        .rev()
-        .take(STEPS)
-        .take_while(|s| s.t > to)
-        .count();
-    let hi = if newer == STEPS {
-        samples.partition_point(|s| s.t <= to)
-    } else {
-        samples.len() - newer
-    };
-    let lo = hi
-        - samples
-            .range(..hi)
-            .rev()
-            .take_while(|s| s.t >= from)
-            .count();
-    lo..hi
 }
 
 /// The metric name of a validated label set given as sorted pairs.
@@ -481,15 +533,63 @@ mod tests {
     }
 
     #[test]
-    fn window_steps_back_or_searches_far_windows() {
-        let samples: VecDeque<Sample> = (0..100).map(|i| s(i * 10, i as f64)).collect();
-        // near the newest end: stepped
-        assert_eq!(window(&samples, 950, 10_000), 95..100);
-        assert_eq!(window(&samples, 900, 985), 90..99);
-        // more than 32 samples newer than `to`: binary search, same answer
-        assert_eq!(window(&samples, 100, 200), 10..21);
-        assert_eq!(window(&samples, 101, 109), 11..11);
-        assert_eq!(window(&VecDeque::new(), 0, 10), 0..0);
+    fn chunked_windows_read_exactly_what_a_sorted_list_holds() {
+        // 1,000 samples (several chunks), sent newest-first in part and with retries, against
+        // a plain sorted list of what should be held.
+        let st = SeriesStore::new(StoreLimits {
+            max_series: 10,
+            retention_ms: 1_000_000,
+        });
+        let pairs = [("__name__", "m")];
+        let mut want: Vec<Sample> = Vec::new();
+        let mut state = 7u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut order: Vec<i64> = (0..1_000).collect();
+        // Every tenth sample arrives late, after the rest.
+        order.sort_by_key(|i| (i % 10 == 3, *i));
+        for i in order {
+            let v = f64::from_bits(next() >> 2) * if i % 2 == 0 { 1.0 } else { -1.0 };
+            let sample = s(1_000 + i * 500, v);
+            assert_eq!(st.append(&pairs, &[sample]).appended, 1);
+            want.push(sample);
+        }
+        want.sort_by_key(|x| x.t);
+        // Retries of held samples are duplicates; a new value at a held time conflicts.
+        let o = st.append(&pairs, &[want[17], want[900], s(want[400].t, 0.5)]);
+        assert_eq!((o.appended, o.duplicate, o.conflicting), (0, 2, 1));
+        let mut out = Selection::default();
+        for (from, to) in [
+            (0, i64::MAX),
+            (1_000, 1_000),
+            (60_250, 61_000),
+            (499_000, 600_000),
+        ] {
+            st.select(&sel("m"), from, to, &mut out);
+            let expect: Vec<(i64, u64)> = want
+                .iter()
+                .filter(|x| x.t >= from && x.t <= to)
+                .map(|x| (x.t, x.v.to_bits()))
+                .collect();
+            let got: Vec<(i64, u64)> = out
+                .iter()
+                .flat_map(|(_, xs)| xs.iter().map(|x| (x.t, x.v.to_bits())))
+                .collect();
+            assert_eq!(got, expect, "[{from}, {to}]");
+        }
+        // Retention now cuts inside a chunk: what is older is neither read nor counted.
+        st.append(&pairs, &[s(1_300_000, 1.0)]);
+        let cutoff = 1_300_000 - 1_000_000;
+        st.evict();
+        let kept = want.iter().filter(|x| x.t >= cutoff).count() + 1;
+        assert_eq!(st.sample_count(), kept);
+        st.select(&sel("m"), 0, i64::MAX, &mut out);
+        assert_eq!(out.iter().next().expect("series").1.len(), kept);
+        assert!(out.iter().next().expect("series").1[0].t >= cutoff);
     }
 
     #[test]
