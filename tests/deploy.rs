@@ -45,7 +45,7 @@ fn alert_rules_pass_promtool_check_and_their_unit_tests() {
         .arg("check")
         .arg("rules")
         .arg(&rules));
-    assert!(out.contains("SUCCESS: 6 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 8 rules found"), "{out}");
     std::fs::copy(
         root().join("deploy/tests/alerts_test.yaml"),
         dir.path().join("alerts_test.yaml"),
@@ -392,7 +392,7 @@ fn deployed_config_and_remote_write_snippet_run_against_real_prometheus() {
                     healthy += usize::from(rule["health"] == "ok" && evaluated);
                 }
             }
-            (total == 6 && healthy == 6).then_some(())
+            (total == 8 && healthy == 8).then_some(())
         },
     );
     let metrics = http()
