@@ -61,6 +61,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             name,
             features,
             model: Arc::new(ArcSwapOption::from_pointee(forest)),
+            info: Default::default(),
         }],
         forecasters: vec![],
     };

@@ -27,6 +27,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::checkpoint::reload::{self, CheckpointFollower, RELOAD_EVERY};
 use crate::checkpoint::restore::restore_models;
 use crate::checkpoint::writer::{CheckpointSchedule, CheckpointWriter};
 use crate::config::{Config, ModelKind};
@@ -69,6 +70,8 @@ pub enum AgentError {
     NoModel { dir: String, name: String },
     #[error("cannot start the evaluation thread: {0}")]
     Thread(std::io::Error),
+    #[error("cannot start the checkpoint follower thread: {0}")]
+    FollowerThread(std::io::Error),
 }
 
 /// The pipeline from ingest to evaluated features, built from the config.
@@ -274,6 +277,11 @@ pub async fn run(config: Config, listen: SocketAddr) -> Result<(), AgentError> {
 /// given (a single model file takes that name, as KServe's `--model_name` names it), on the KServe
 /// routes, until SIGTERM or SIGINT. Needs no config: each checkpoint carries what shaped its model;
 /// `security` is the `[server]` section (from the environment, `CANOPY_SERVER__…`).
+///
+/// Each served file is followed while the server runs: the checkpoint follower thread polls the
+/// files every [`RELOAD_EVERY`] and swaps a valid replacement into the model's `arc-swap` cell
+/// (see [`crate::checkpoint::reload`]). It owns nothing the requests wait on; it stops when the
+/// server has drained and this function drops the channel it listens on.
 pub async fn serve_checkpoints(
     model_dir: &std::path::Path,
     model_name: Option<&str>,
@@ -281,33 +289,21 @@ pub async fn serve_checkpoints(
     security: Security,
 ) -> Result<(), AgentError> {
     let metrics = serve::telemetry::install();
-    let (mut registry, _) = crate::checkpoint::load_registry(model_dir)?;
+    let (_, mut loaded) = crate::checkpoint::load_registry(model_dir)?;
     if let Some(name) = model_name {
-        let loaded = registry.names().len();
-        if loaded == 1 {
-            for d in &mut registry.detectors {
-                d.name = name.to_owned();
-            }
-            for f in &mut registry.forecasters {
-                f.name = name.to_owned();
-            }
+        if loaded.len() == 1 {
+            loaded[0].handle.rename(name);
         } else {
-            registry.detectors.retain(|d| d.name == name);
-            registry.forecasters.retain(|f| f.name == name);
+            loaded.retain(|l| l.handle.name() == name);
         }
-        if registry.names().is_empty() {
+        if loaded.is_empty() {
             return Err(AgentError::NoModel {
                 dir: model_dir.display().to_string(),
                 name: name.to_owned(),
             });
         }
     }
-    if registry.names().is_empty() {
-        return Err(AgentError::NoModel {
-            dir: model_dir.display().to_string(),
-            name: "(any)".into(),
-        });
-    }
+    let registry = Registry::of(loaded.iter().map(|l| &l.handle));
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|source| AgentError::Listen {
@@ -316,14 +312,24 @@ pub async fn serve_checkpoints(
         })?;
     let bound = listener.local_addr().unwrap_or(listen);
     tracing::info!(addr = %bound, server = %security.describe(), models = ?registry.names(), dir = %model_dir.display(), "canopy listening");
-    serve::serve(
+    let follower = CheckpointFollower::new(loaded);
+    let (stop_follower, stop) = std::sync::mpsc::channel::<()>();
+    let following = std::thread::Builder::new()
+        .name("checkpoint-follower".into())
+        .spawn(move || reload::follow(follower, RELOAD_EVERY, stop))
+        .map_err(AgentError::FollowerThread)?;
+    let served = serve::serve(
         listener,
         serve::serve_only_router(registry, metrics),
         security,
         shutdown_signal(),
     )
-    .await
-    .map_err(AgentError::Serve)?;
+    .await;
+    drop(stop_follower);
+    if following.join().is_err() {
+        tracing::error!("the checkpoint follower thread panicked");
+    }
+    served.map_err(AgentError::Serve)?;
     tracing::info!("canopy stopped");
     Ok(())
 }

@@ -134,11 +134,13 @@ fn kserve_router() -> &'static (tokio::runtime::Runtime, Router) {
                     name: KSERVE_MODELS[0].into(),
                     features: features(&["a", "b", "c"]),
                     model: Arc::new(ArcSwapOption::new(Some(Arc::new(detector)))),
+                    info: Default::default(),
                 },
                 DetectorHandle {
                     name: KSERVE_MODELS[2].into(),
                     features: features(&["a", "b", "c"]),
                     model: Arc::new(ArcSwapOption::empty()),
+                    info: Default::default(),
                 },
             ],
             forecasters: vec![ForecasterHandle {
@@ -148,6 +150,7 @@ fn kserve_router() -> &'static (tokio::runtime::Runtime, Router) {
                 lookback: 2,
                 horizon: 2,
                 model: Arc::new(ArcSwapOption::new(Some(Arc::new(forecaster)))),
+                info: Default::default(),
             }],
         };
         (runtime, kserve::router(registry))

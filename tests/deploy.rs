@@ -1,15 +1,16 @@
 //! What `deploy/` ships, tested as shipped: the alert rules with promtool, every kustomization
-//! built and validated, and the deployed `canopy.toml` with the `remote_write` snippet running
-//! against the real Prometheus and node-exporter, with the alert rules evaluated on canopy's
-//! real `/metrics`.
+//! built and validated, the KServe overlay's retraining CronJob run with its own command lines
+//! and served by its ServingRuntime's, and the deployed `canopy.toml` with the `remote_write`
+//! snippet running against the real Prometheus and node-exporter, with the alert rules evaluated
+//! on canopy's real `/metrics`.
 
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Agent, Peer, free_port, http, python, wait_for};
+use common::{Agent, Peer, free_port, http, metric_value, python, wait_for};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -44,7 +45,7 @@ fn alert_rules_pass_promtool_check_and_their_unit_tests() {
         .arg("check")
         .arg("rules")
         .arg(&rules));
-    assert!(out.contains("SUCCESS: 6 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 8 rules found"), "{out}");
     std::fs::copy(
         root().join("deploy/tests/alerts_test.yaml"),
         dir.path().join("alerts_test.yaml"),
@@ -109,7 +110,212 @@ fn every_kustomization_builds_validates_and_is_secure() {
             "{overlay}: only {passed} resources validated:\n{out}"
         );
         assert!(!out.contains("ERROR"), "{overlay}:\n{out}");
+        if overlay.ends_with("kserve") {
+            assert!(
+                out.contains("cronjob/canopy-retrain against"),
+                "the retraining CronJob was not validated:\n{out}"
+            );
+        }
     }
+}
+
+/// A container of the built manifests, as `deploy_check.py commands` describes it.
+struct Container {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    /// mount path → volume name
+    mounts: Vec<(String, String)>,
+}
+
+impl Container {
+    fn of(v: &serde_json::Value) -> Container {
+        let strings = |v: &serde_json::Value| -> Vec<(String, String)> {
+            v.as_object()
+                .expect("object")
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().expect("string").to_owned()))
+                .collect()
+        };
+        Container {
+            args: v["args"]
+                .as_array()
+                .expect("args")
+                .iter()
+                .map(|a| a.as_str().expect("string").to_owned())
+                .collect(),
+            env: strings(&v["env"]),
+            mounts: strings(&v["mounts"]),
+        }
+    }
+
+    /// Runs the container's command line on this machine, each path below one of its mounts
+    /// rewritten to the local folder that volume stands for, with `env` over its environment.
+    fn spawn(&self, volumes: &[(&str, &Path)], env: &[(&str, &str)]) -> Child {
+        let local = |arg: &str| -> String {
+            // `--flag=PATH` or `PATH`
+            let (flag, value) = match arg.split_once('=') {
+                Some((flag, value)) if flag.starts_with("--") => (format!("{flag}="), value),
+                _ => (String::new(), arg),
+            };
+            for (mount, volume) in &self.mounts {
+                let Some(rest) = value.strip_prefix(mount.as_str()) else {
+                    continue;
+                };
+                let (_, folder) = volumes
+                    .iter()
+                    .find(|(name, _)| name == volume)
+                    .unwrap_or_else(|| panic!("no local folder for volume {volume}"));
+                return format!("{flag}{}{rest}", folder.display());
+            }
+            arg.to_owned()
+        };
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_canopy"));
+        cmd.args(self.args.iter().map(|a| local(a)))
+            .env_remove("PORT")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.spawn().expect("spawn canopy")
+    }
+}
+
+#[test]
+fn the_retraining_job_writes_what_the_kserve_runtime_serves_and_it_reloads_each_run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let built = run(Command::new("kubectl")
+        .arg("kustomize")
+        .arg(root().join("deploy/overlays/kserve")));
+    let file = dir.path().join("built.yaml");
+    std::fs::write(&file, &built).expect("write built manifests");
+    let commands: serde_json::Value = serde_json::from_str(&run(Command::new(python())
+        .arg(root().join("tests/python/deploy_check.py"))
+        .arg("commands")
+        .arg(&file)))
+    .expect("commands as JSON");
+    let job = &commands["cronjobs"][0];
+    assert_eq!(job["name"], "canopy-retrain");
+    assert_eq!(job["schedule"], "0 * * * *", "hourly by default");
+    let trainers: Vec<Container> = job["containers"]
+        .as_array()
+        .expect("containers")
+        .iter()
+        .map(Container::of)
+        .collect();
+    assert_eq!(trainers.len(), 2, "one container per model");
+
+    // The pod's volumes here: the ConfigMap is made from deploy/base/canopy.toml; the claim is a
+    // folder. Prometheus is a port nobody listens on, so the sources' fallback trains.
+    let claim = dir.path().join("model-storage-pvc");
+    let base = root().join("deploy/base");
+    let volumes = [("config", base.as_path()), ("models", claim.as_path())];
+    let nobody = format!("http://127.0.0.1:{}", free_port());
+    let unreachable = [("PROMETHEUS_URL", nobody.as_str())];
+    // Runs the containers as the pod does, side by side.
+    let train = |containers: &[&Container]| {
+        let running: Vec<Child> = containers
+            .iter()
+            .map(|c| c.spawn(&volumes, &unreachable))
+            .collect();
+        for (child, c) in running.into_iter().zip(containers) {
+            let out = child.wait_with_output().expect("wait for canopy train");
+            let log = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{:?} failed:\n{log}", c.args);
+            assert!(
+                c.env
+                    .iter()
+                    .any(|(k, v)| k == "DATA_SOURCE" && v == "prometheus"),
+                "{:?}",
+                c.env
+            );
+            assert!(log.contains("falling back to synthetic"), "{log}");
+        }
+    };
+    train(&trainers.iter().collect::<Vec<_>>());
+    for model in ["anomaly-detector", "predictive-analytics"] {
+        assert!(
+            claim
+                .join("trained")
+                .join(model)
+                .join("model.ckpt")
+                .is_file(),
+            "the job wrote no trained/{model}/model.ckpt"
+        );
+    }
+
+    // The ServingRuntime's command line, for the InferenceService `anomaly-detector`, whose
+    // storageUri (pvc://model-storage-pvc/trained/anomaly-detector) KServe mounts at /mnt/models.
+    let runtime = Container::of(&commands["runtimes"][0]["containers"][0]);
+    let port = free_port();
+    let serve = Container {
+        args: runtime
+            .args
+            .iter()
+            .map(|a| {
+                a.replace("{{.Name}}", "anomaly-detector")
+                    .replace("--http_port=8080", &format!("--http_port={port}"))
+            })
+            .collect(),
+        env: runtime.env.clone(),
+        mounts: vec![("/mnt/models".into(), "storage".into())],
+    };
+    assert!(
+        serve.args.contains(&format!("--http_port={port}")),
+        "{:?}",
+        serve.args
+    );
+    let served_folder = claim.join("trained").join("anomaly-detector");
+    let server = serve.spawn(&[("storage", served_folder.as_path())], &[]);
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Kill(server);
+    let metrics = || {
+        http()
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .ok()?
+            .text()
+            .ok()
+    };
+    let reloads = |body: &str| {
+        metric_value(
+            body,
+            r#"canopy_model_reloads_total{model="anomaly-detector",result="ok"}"#,
+        )
+    };
+    wait_for(Duration::from_secs(30), "canopy serve to answer", || {
+        reloads(&metrics()?).filter(|&n| n == 0.0)
+    });
+
+    // The next run replaces the files; the running server swaps the new detector in. (Only the
+    // detector's container: the forecaster's 30 days take a debug build most of a minute.)
+    let detector = trainers
+        .iter()
+        .find(|c| c.args.iter().any(|a| a == "anomaly-detector"))
+        .expect("a container trains the detector");
+    train(&[detector]);
+    wait_for(
+        Duration::from_secs(20),
+        "the retrained model to be reloaded",
+        || reloads(&metrics()?).filter(|&n| n == 1.0),
+    );
+    let r = http()
+        .post(format!(
+            "http://127.0.0.1:{port}/v1/models/anomaly-detector:predict"
+        ))
+        .json(&serde_json::json!({"instances": [[0.5, 0.6, 0.4, 100, 80]]}))
+        .send()
+        .expect("predict");
+    assert_eq!(r.status(), 200);
 }
 
 #[test]
@@ -186,7 +392,7 @@ fn deployed_config_and_remote_write_snippet_run_against_real_prometheus() {
                     healthy += usize::from(rule["health"] == "ok" && evaluated);
                 }
             }
-            (total == 6 && healthy == 6).then_some(())
+            (total == 8 && healthy == 8).then_some(())
         },
     );
     let metrics = http()

@@ -131,6 +131,14 @@ fn metadata_and_json_inference_follow_the_open_inference_protocol() {
             .is_some_and(|l| l.starts_with("time-major")),
         "{p}"
     );
+    // which forest answers: trained on the stream, at an event time of the test's samples
+    assert_eq!(p["training_source"], "live", "{p}");
+    assert!(
+        p["trained_at"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("2023-11-1") && t.ends_with('Z')),
+        "{p}"
+    );
     // every value is a string or a number, as the protocol's parameters are
     assert!(
         p.as_object()

@@ -1,17 +1,19 @@
 //! Checkpoint files on the model volume: where they live, the atomic write, moving a refused
-//! file aside, and reading a model folder read-only for `canopy serve`.
+//! file aside, and reading a model folder read-only for `canopy serve` (with the stamp of each
+//! file read, which [`super::reload`] compares to notice a replaced file).
 
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 use super::CheckpointError;
 use super::format::decode;
 use super::saved::{SavedData, SavedModel};
-use crate::serve::registry::{DetectorHandle, ForecasterHandle, Registry};
+use crate::serve::registry::{DetectorHandle, ForecasterHandle, ModelHandle, Registry};
 
 /// The one model file of a model folder.
 pub const CHECKPOINT_FILE: &str = "model.ckpt";
@@ -55,8 +57,7 @@ fn sync_folder(folder: &Path) -> Result<(), CheckpointError> {
 
 /// Reads and decodes `path`.
 pub fn read(path: &Path) -> Result<SavedModel, CheckpointError> {
-    let bytes = fs::read(path).map_err(io(path))?;
-    decode(&bytes)
+    read_stamped(path).map(|(saved, _)| saved)
 }
 
 /// Renames a refused `folder/model.ckpt` to `model.ckpt.{why}-UNIXTIME` (kept for a person to
@@ -77,14 +78,84 @@ pub fn move_aside(path: &Path, why: &str) -> Result<PathBuf, CheckpointError> {
     Ok(aside)
 }
 
-/// What [`load_registry`] loaded, per model.
-#[derive(Debug, Clone)]
+/// Which file a path named when it was read: a renamed-over file is another inode, a file
+/// rewritten in place has another length or modification time, and the stored CRC (the file's
+/// last 4 bytes) tells apart two files that a reused inode number and a coarse clock would not.
+/// Taken from the open file, so it describes the bytes read even if the path is replaced
+/// meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    device: u64,
+    inode: u64,
+    len: u64,
+    modified: Option<SystemTime>,
+    checksum: Option<[u8; 4]>,
+}
+
+impl FileStamp {
+    fn of(meta: &fs::Metadata, checksum: Option<[u8; 4]>) -> FileStamp {
+        #[cfg(unix)]
+        let (device, inode) = {
+            use std::os::unix::fs::MetadataExt;
+            (meta.dev(), meta.ino())
+        };
+        #[cfg(not(unix))]
+        let (device, inode) = (0, 0);
+        FileStamp {
+            device,
+            inode,
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            checksum,
+        }
+    }
+
+    /// The stamp of the file `path` names now: its metadata and its last 4 bytes, nothing more.
+    pub fn read(path: &Path) -> std::io::Result<FileStamp> {
+        let mut file = File::open(path)?;
+        let meta = file.metadata()?;
+        let mut checksum = [0; 4];
+        let checksum = if meta.len() >= 4 {
+            file.seek(SeekFrom::End(-4))?;
+            file.read_exact(&mut checksum)?;
+            Some(checksum)
+        } else {
+            None
+        };
+        Ok(FileStamp::of(&meta, checksum))
+    }
+
+    /// When the file was last written, if the file system says.
+    pub fn modified(&self) -> Option<SystemTime> {
+        self.modified
+    }
+}
+
+/// Reads and decodes `path`, with the stamp of the file the bytes came from.
+pub fn read_stamped(path: &Path) -> Result<(SavedModel, FileStamp), CheckpointError> {
+    let mut file = File::open(path).map_err(io(path))?;
+    let meta = file.metadata().map_err(io(path))?;
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.read_to_end(&mut bytes).map_err(io(path))?;
+    let checksum = bytes
+        .len()
+        .checked_sub(4)
+        .and_then(|at| bytes[at..].try_into().ok());
+    let stamp = FileStamp::of(&meta, checksum);
+    Ok((decode(&bytes)?, stamp))
+}
+
+/// What [`load_registry`] loaded, per model: the file, what its model was trained from, and the
+/// handle it is served through.
+#[derive(Clone)]
 pub struct LoadedModel {
     pub name: String,
     pub kind: &'static str,
     pub path: PathBuf,
+    pub stamp: FileStamp,
     pub source: String,
     pub trained_at_ms: Option<i64>,
+    pub handle: ModelHandle,
 }
 
 /// Reads the checkpoints of a model folder read-only, as KServe's sklearn server reads its
@@ -111,10 +182,9 @@ pub fn load_registry(model_dir: &Path) -> Result<(Registry, Vec<LoadedModel>), C
     if paths.is_empty() {
         return Err(CheckpointError::NoModels(model_dir.to_owned()));
     }
-    let mut registry = Registry::default();
     let mut loaded = Vec::new();
     for path in paths {
-        let saved = read(&path).map_err(|e| match e {
+        let (saved, stamp) = read_stamped(&path).map_err(|e| match e {
             CheckpointError::Io { .. } => e,
             other => CheckpointError::Invalid(format!("{}: {other}", path.display())),
         })?;
@@ -122,32 +192,41 @@ pub fn load_registry(model_dir: &Path) -> Result<(Registry, Vec<LoadedModel>), C
             name: saved.name.clone(),
             kind: saved.kind(),
             path,
+            stamp,
             source: saved.training.source.clone(),
             trained_at_ms: saved.training.trained_at_ms,
+            handle: served_handle(saved),
         });
-        match saved.data {
-            SavedData::Detector { forest, .. } => registry.detectors.push(DetectorHandle {
-                name: saved.name,
-                features: saved.features,
-                model: Arc::new(ArcSwapOption::new(Some(forest))),
-            }),
-            SavedData::Forecaster {
-                forest,
-                targets,
-                lookback,
-                horizon,
-                ..
-            } => registry.forecasters.push(ForecasterHandle {
-                name: saved.name,
-                features: saved.features,
-                targets,
-                lookback,
-                horizon,
-                model: Arc::new(ArcSwapOption::new(Some(forest))),
-            }),
-        }
     }
-    Ok((registry, loaded))
+    Ok((Registry::of(loaded.iter().map(|l| &l.handle)), loaded))
+}
+
+/// The handle `saved` is served through, its forest published.
+fn served_handle(saved: SavedModel) -> ModelHandle {
+    let info = Arc::new(ArcSwap::from_pointee(saved.training));
+    match saved.data {
+        SavedData::Detector { forest, .. } => ModelHandle::Detector(DetectorHandle {
+            name: saved.name,
+            features: saved.features,
+            model: Arc::new(ArcSwapOption::new(Some(forest))),
+            info,
+        }),
+        SavedData::Forecaster {
+            forest,
+            targets,
+            lookback,
+            horizon,
+            ..
+        } => ModelHandle::Forecaster(ForecasterHandle {
+            name: saved.name,
+            features: saved.features,
+            targets,
+            lookback,
+            horizon,
+            model: Arc::new(ArcSwapOption::new(Some(forest))),
+            info,
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -41,11 +41,16 @@
 //! config's does (same kind and step, each feature's PromQL expression the same in canonical form,
 //! for the forecaster the same targets, lookback and horizon) is published, its reservoir or
 //! history refilled, and the model's first retrain comes one `retrain_interval` after start.
-//! Anything else is moved aside with a logged reason and counted, and the model trains anew. [`load_registry`] reads checkpoints read-only for
-//! `canopy serve`.
+//! Anything else is moved aside with a logged reason and counted, and the model trains anew.
+//!
+//! # Serving ([`file::load_registry`], [`reload`])
+//! [`load_registry`] reads checkpoints read-only for `canopy serve`, and [`reload`] follows them:
+//! a replaced file that decodes and answers the served model's shape is swapped in; anything
+//! else is refused with a logged reason and the last good model keeps serving.
 
 pub mod file;
 pub mod format;
+pub mod reload;
 pub mod restore;
 pub mod saved;
 pub mod writer;

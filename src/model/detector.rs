@@ -387,6 +387,7 @@ impl Detector {
             name: self.spec.name.clone(),
             features: self.spec.features.clone(),
             model: self.published.clone(),
+            info: self.info.clone(),
         }
     }
 

@@ -231,6 +231,7 @@ impl Forecaster {
             lookback: self.spec.window.lookback,
             horizon: self.spec.window.horizon,
             model: self.published.clone(),
+            info: self.info.clone(),
         }
     }
 

@@ -1,15 +1,18 @@
-//! The models the predict endpoints serve: for each, its name, what shapes its input, and the
-//! `arc-swap` cell its forest is published in.
+//! The models the predict endpoints serve: for each, its name, what shapes its input, the
+//! `arc-swap` cell its forest is published in, and the cell of what that forest was trained from.
 //!
 //! The live agent builds a [`Registry`] from its detectors and forecasters (the cells their
-//! trainers publish into); `canopy serve` builds one from checkpoint files. Predict handlers load
-//! a forest from the cell lock-free for each request, so a retrain never blocks a request and a
-//! request never sees a half-built forest. A cell that is still empty means "not ready" (503).
+//! trainers publish into); `canopy serve` builds one from checkpoint files, and publishes into
+//! the same cells when a file is replaced ([`crate::checkpoint::reload`]). Predict handlers load
+//! a forest from the cell lock-free for each request, so a retrain or a reload never blocks a
+//! request and a request never sees a half-built forest. A cell that is still empty means "not
+//! ready" (503).
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 
+use crate::model::detector::TrainingInfo;
 use crate::model::iforest::IsolationForest;
 use crate::model::rforest::RandomForestRegressor;
 
@@ -20,6 +23,8 @@ pub struct DetectorHandle {
     /// Feature names, in the order a request row carries them.
     pub features: Vec<String>,
     pub model: Arc<ArcSwapOption<IsolationForest>>,
+    /// What the published forest was trained from (V2 model metadata shows it).
+    pub info: Arc<ArcSwap<TrainingInfo>>,
 }
 
 /// A forecaster as the endpoints see it: a request row is `lookback` steps of `features`,
@@ -32,6 +37,31 @@ pub struct ForecasterHandle {
     pub lookback: usize,
     pub horizon: usize,
     pub model: Arc<ArcSwapOption<RandomForestRegressor>>,
+    pub info: Arc<ArcSwap<TrainingInfo>>,
+}
+
+/// One served model of either kind.
+#[derive(Clone)]
+pub enum ModelHandle {
+    Detector(DetectorHandle),
+    Forecaster(ForecasterHandle),
+}
+
+impl ModelHandle {
+    pub fn name(&self) -> &str {
+        match self {
+            ModelHandle::Detector(d) => &d.name,
+            ModelHandle::Forecaster(f) => &f.name,
+        }
+    }
+
+    /// Serves the model under another name (`canopy serve --model_name`).
+    pub fn rename(&mut self, name: &str) {
+        match self {
+            ModelHandle::Detector(d) => d.name = name.to_owned(),
+            ModelHandle::Forecaster(f) => f.name = name.to_owned(),
+        }
+    }
 }
 
 /// Every served model, by name.
@@ -42,6 +72,18 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// The registry of `handles`.
+    pub fn of<'a>(handles: impl IntoIterator<Item = &'a ModelHandle>) -> Registry {
+        let mut registry = Registry::default();
+        for handle in handles {
+            match handle {
+                ModelHandle::Detector(d) => registry.detectors.push(d.clone()),
+                ModelHandle::Forecaster(f) => registry.forecasters.push(f.clone()),
+            }
+        }
+        registry
+    }
+
     pub fn detector(&self, name: &str) -> Option<&DetectorHandle> {
         self.detectors.iter().find(|d| d.name == name)
     }

@@ -262,6 +262,16 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
         "Wall-clock time of the model's last successful checkpoint write, in Unix seconds.",
     ),
     (
+        "canopy_model_reloads_total",
+        Counter,
+        "Replaced checkpoints canopy serve found, by model and result (ok: swapped in; corrupt, shape_mismatch, unreadable: refused, the last good model keeps serving).",
+    ),
+    (
+        "canopy_model_checkpoint_age_seconds",
+        Gauge,
+        "Wall-clock time since the model canopy serve serves from its checkpoint was trained, in seconds.",
+    ),
+    (
         "canopy_checkpoint_restores_total",
         Counter,
         "Checkpoint restores at start, by model and result (ok, mismatch, or why the file was refused).",

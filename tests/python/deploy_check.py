@@ -3,7 +3,11 @@
   deploy_check.py rules PROMETHEUSRULE.yaml OUT.yaml   the PrometheusRule's groups as a promtool rule file
   deploy_check.py manifests BUILT.yaml                 structural checks of `kubectl kustomize` output;
                                                        prints the kinds found, exits 1 naming each problem
+  deploy_check.py commands BUILT.yaml                  each CronJob (its schedule) and ServingRuntime with its
+                                                       containers' args, env and mounts, as JSON, for a test
+                                                       to run them as they are
 """
+import json
 import sys
 
 import yaml
@@ -26,7 +30,43 @@ def canopy_containers(doc):
         return spec, [c for c in spec.get("containers", []) if c["name"] == "canopy"]
     if doc["kind"] == "ServingRuntime":
         return spec, spec.get("containers", [])
+    if doc["kind"] == "CronJob":
+        pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+        return pod, pod.get("containers", [])
     return None, []
+
+
+def flag(args, name):
+    """The value of `--name VALUE` or `--name=VALUE` in a container's args."""
+    for i, a in enumerate(args):
+        if a == name and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith(name + "="):
+            return a[len(name) + 1:]
+    return None
+
+
+def trained_paths(docs):
+    """The model folders, as paths inside model-storage-pvc, that the CronJobs' `canopy train`
+    containers write: OUT/MODEL, with OUT taken relative to where the claim is mounted."""
+    paths = {}
+    for d in docs:
+        if d["kind"] != "CronJob":
+            continue
+        pod, containers = canopy_containers(d)
+        claims = {v["name"] for v in pod.get("volumes", [])
+                  if v.get("persistentVolumeClaim", {}).get("claimName") == "model-storage-pvc"}
+        for c in containers:
+            args = c.get("args", [])
+            if not args or args[0] != "train":
+                continue
+            model, out = flag(args, "--model"), flag(args, "--out")
+            for m in c.get("volumeMounts", []):
+                root = m["mountPath"].rstrip("/") + "/"
+                if m["name"] in claims and not m.get("subPath") and (out + "/").startswith(root):
+                    inside = out[len(root):].strip("/")
+                    paths[f"{inside}/{model}" if inside else model] = f"{d['metadata']['name']}/{c['name']}"
+    return paths
 
 
 def manifests(path):
@@ -91,15 +131,63 @@ def manifests(path):
             uri = d["spec"]["predictor"]["model"]["storageUri"]
             if not uri.startswith("pvc://model-storage-pvc/"):
                 problems.append(f"{where}: storageUri {uri} is not on model-storage-pvc")
+            # what is served is what the retraining job writes, under the served model's name
+            path = uri[len("pvc://model-storage-pvc/"):].strip("/")
+            written = trained_paths(docs)
+            if path not in written:
+                problems.append(f"{where}: no CronJob's `canopy train` writes {path} (they write {sorted(written)})")
+            elif path.rsplit("/", 1)[-1] != name:
+                problems.append(f"{where}: serves {path}, not a model of its own name")
+        if kind == "CronJob":
+            pod = d["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+            if d["spec"].get("concurrencyPolicy") != "Forbid":
+                problems.append(f"{where}: concurrencyPolicy must be Forbid: two runs must not write one file")
+            services = [s for s in docs if s["kind"] == "Service"]
+            pod_labels = d["spec"]["jobTemplate"]["spec"]["template"].get("metadata", {}).get("labels", {})
+            for s_ in services:
+                selector = s_["spec"].get("selector", {})
+                if selector and selector.items() <= pod_labels.items():
+                    problems.append(f"{where}: its pods match Service/{s_['metadata']['name']}'s selector")
     print(" ".join(kinds))
     for p in problems:
         print("PROBLEM", p)
     return 1 if problems else 0
 
 
+def commands(path):
+    with open(path) as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+
+    def described(c):
+        return {
+            "name": c["name"],
+            "args": c.get("args", []),
+            "env": {e["name"]: e["value"] for e in c.get("env", []) if "value" in e},
+            "mounts": {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])},
+        }
+
+    out = {"cronjobs": [], "runtimes": []}
+    for d in docs:
+        _, containers = canopy_containers(d)
+        if d["kind"] == "CronJob":
+            out["cronjobs"].append({
+                "name": d["metadata"]["name"],
+                "schedule": d["spec"]["schedule"],
+                "containers": [described(c) for c in containers],
+            })
+        elif d["kind"] == "ServingRuntime":
+            out["runtimes"].append({
+                "name": d["metadata"]["name"],
+                "containers": [described(c) for c in containers],
+            })
+    print(json.dumps(out))
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "rules":
         rules(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "commands":
+        commands(sys.argv[2])
     elif sys.argv[1] == "manifests":
         sys.exit(manifests(sys.argv[2]))
     else:

@@ -76,22 +76,46 @@ struct TensorMetadata {
 }
 
 /// What the metadata's `parameters` say of a model's input: its features in row order, and for
-/// a forecaster its targets, lookback, horizon and the (time-major) layouts. Strings and numbers
+/// a forecaster its targets, lookback, horizon and the (time-major) layouts; and of the forest
+/// serving now, when it was trained (`trained_at`, RFC 3339) and from what (`training_source`),
+/// so a client can tell which model answers after a retrain or a reload. Strings and numbers
 /// only, as the protocol's `$parameters` are; clients that do not know them ignore them.
 fn model_parameters(kind: &Kind) -> serde_json::Value {
-    match kind {
-        Kind::Detector(d) => serde_json::json!({
-            "features": d.features.join(","),
-        }),
-        Kind::Forecaster(f) => serde_json::json!({
-            "features": f.features.join(","),
-            "targets": f.targets.join(","),
-            "lookback": f.lookback,
-            "horizon": f.horizon,
-            "input_layout": "time-major: lookback steps of the features, oldest first",
-            "output_layout": "time-major: horizon steps of the targets, nearest first",
-        }),
+    let (mut parameters, info) = match kind {
+        Kind::Detector(d) => (
+            serde_json::json!({
+                "features": d.features.join(","),
+            }),
+            d.info.load_full(),
+        ),
+        Kind::Forecaster(f) => (
+            serde_json::json!({
+                "features": f.features.join(","),
+                "targets": f.targets.join(","),
+                "lookback": f.lookback,
+                "horizon": f.horizon,
+                "input_layout": "time-major: lookback steps of the features, oldest first",
+                "output_layout": "time-major: horizon steps of the targets, nearest first",
+            }),
+            f.info.load_full(),
+        ),
+    };
+    let trained_at = info
+        .trained_at_ms
+        .and_then(|ms| u64::try_from(ms).ok())
+        .map(|ms| {
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+            humantime::format_rfc3339_millis(at).to_string()
+        });
+    if let Some(object) = parameters.as_object_mut() {
+        if let Some(at) = trained_at {
+            object.insert("trained_at".into(), at.into());
+        }
+        if !info.source.is_empty() {
+            object.insert("training_source".into(), info.source.clone().into());
+        }
     }
+    parameters
 }
 
 /// `GET /v2/models/{name}`: the input tensor `[-1, width]`, every output the model can answer,
