@@ -87,6 +87,7 @@ fn every_kustomization_builds_validates_and_is_secure() {
         "deploy/overlays/sidecar",
         "deploy/overlays/kserve",
         "deploy/overlays/secure",
+        "deploy/overlays/sharded",
     ] {
         let built = run(Command::new("kubectl")
             .arg("kustomize")
@@ -115,6 +116,15 @@ fn every_kustomization_builds_validates_and_is_secure() {
                 out.contains("cronjob/canopy-retrain against"),
                 "the retraining CronJob was not validated:\n{out}"
             );
+        }
+        if overlay == "deploy/overlays/sharded" {
+            // replica K is written by remote_write entry K, which keeps hash shard K of N
+            let out = run(Command::new(python())
+                .arg(root().join("tests/python/deploy_check.py"))
+                .arg("sharding")
+                .arg(&file)
+                .arg(root().join("deploy/overlays/sharded/prometheus-remote-write.yaml")));
+            assert!(out.contains("2 replicas, 2 remote_write entries"), "{out}");
         }
     }
 }

@@ -38,6 +38,12 @@ impl Agent {
         Agent::start_in(config, model_dir, &[], dir, "127.0.0.1:0")
     }
 
+    /// As [`Agent::start_with_models`], with extra environment variables.
+    pub fn start_with_models_env(config: &str, model_dir: &Path, env: &[(&str, &str)]) -> Agent {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Agent::start_in(config, model_dir, env, dir, "127.0.0.1:0")
+    }
+
     /// Starts `canopy run --listen LISTEN`; [`Agent::addr`] is the address the agent logs, and
     /// [`Agent::url`] reaches an unspecified one (`0.0.0.0`) over loopback.
     pub fn start_listening(config: &str, listen: &str) -> Agent {
@@ -356,10 +362,18 @@ impl Peer {
 
     /// Starts Debian's node-exporter on a free loopback port.
     pub fn node_exporter() -> Peer {
+        Peer::node_exporter_with(&[])
+    }
+
+    /// Starts Debian's node-exporter on a free loopback port with extra flags; `{dir}` in a flag
+    /// stands for the peer's own temporary folder (e.g. a textfile collector's directory).
+    pub fn node_exporter_with(flags: &[&str]) -> Peer {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
+        let folder = dir.path().display().to_string();
         let child = Command::new(which("prometheus-node-exporter"))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(flags.iter().map(|f| f.replace("{dir}", &folder)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -381,6 +395,21 @@ impl Peer {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// Sends SIGTERM and waits for the process to exit (Prometheus flushes its remote-write
+    /// queues on the way out); returns whether it exited cleanly.
+    pub fn terminate(&mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
     }
 
     /// An instant query's single value (`None` when the result is empty).

@@ -6,6 +6,8 @@
   deploy_check.py commands BUILT.yaml                  each CronJob (its schedule) and ServingRuntime with its
                                                        containers' args, env and mounts, as JSON, for a test
                                                        to run them as they are
+  deploy_check.py sharding BUILT.yaml REMOTE_WRITE.yaml  the sharded overlay's remote_write entries against
+                                                       its built StatefulSet and headless Service
 """
 import json
 import sys
@@ -105,7 +107,7 @@ def manifests(path):
             res = c.get("resources", {})
             if not res.get("requests") or not res.get("limits"):
                 problems.append(f"{where}/{c['name']}: resource requests and limits are required")
-            if kind in ("DaemonSet", "Prometheus"):
+            if kind in ("DaemonSet", "StatefulSet", "Prometheus"):
                 for probe, want in (("livenessProbe", "/-/healthy"), ("readinessProbe", "/-/ready")):
                     got = c.get(probe, {}).get("httpGet", {}).get("path")
                     if got != want:
@@ -120,6 +122,23 @@ def manifests(path):
             claims = [v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v]
             if claims != ["model-storage-pvc"]:
                 problems.append(f"{where}: the model volume must be model-storage-pvc")
+        if kind == "StatefulSet":
+            pod = d["spec"]["template"]["spec"]
+            if pod.get("terminationGracePeriodSeconds", 30) < 30:
+                problems.append(f"{where}: the grace period must leave time for the final checkpoint")
+            containers = pod["containers"]
+            mounts = [m for c in containers for m in c.get("volumeMounts", []) if m["mountPath"] == "/mnt/models"]
+            pod_name = [e for c in containers for e in c.get("env", [])
+                        if e["name"] == "POD_NAME" and e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name"]
+            if not mounts or mounts[0].get("subPathExpr") != "$(POD_NAME)" or not pod_name:
+                problems.append(f"{where}: /mnt/models must be mounted with subPathExpr $(POD_NAME), POD_NAME the pod's name")
+            claims = [v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v]
+            if claims != ["model-storage-pvc"]:
+                problems.append(f"{where}: the model volume must be model-storage-pvc")
+            headless = [s for s in docs if s["kind"] == "Service" and s["metadata"]["name"] == d["spec"].get("serviceName")
+                        and s["spec"].get("clusterIP") == "None"]
+            if not headless:
+                problems.append(f"{where}: serviceName {d['spec'].get('serviceName')} is not a headless Service of the build")
         if kind == "ServiceMonitor":
             selector = d["spec"].get("selector", {}).get("matchLabels")
             services = [s for s in docs if s["kind"] == "Service"]
@@ -183,6 +202,48 @@ def commands(path):
     print(json.dumps(out))
 
 
+def shared(entry, label):
+    """A remote_write entry without what differs between shards: its name, url and shard keep."""
+    rules = [r for r in entry["write_relabel_configs"] if r.get("source_labels") != label + ["__tmp_hash"]]
+    return {**entry, "name": None, "url": None, "write_relabel_configs": rules}
+
+
+def sharding(built, remote_write):
+    """Replica K of the StatefulSet is written by remote_write entry K, which keeps hash shard K
+    of N = replicas, and nothing else differs between the entries."""
+    with open(built) as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    with open(remote_write) as f:
+        entries = yaml.safe_load(f)["remote_write"]
+    sts = next(d for d in docs if d["kind"] == "StatefulSet")
+    n, name = sts["spec"]["replicas"], sts["metadata"]["name"]
+    host = f"{sts['spec']['serviceName']}.{sts['metadata']['namespace']}.svc"
+    problems = []
+    if len(entries) != n:
+        problems.append(f"{n} replicas but {len(entries)} remote_write entries")
+    for k, e in enumerate(entries):
+        url = f"http://{name}-{k}.{host}:8080/api/v1/write"
+        if e["url"] != url:
+            problems.append(f"entry {k} writes to {e['url']}, not {url}")
+        rules = e["write_relabel_configs"]
+        hashmod = [r for r in rules if r.get("action") == "hashmod"]
+        if len(hashmod) != 1 or hashmod[0].get("modulus") != n or hashmod[0].get("target_label") != "__tmp_hash":
+            problems.append(f"entry {k}: needs one hashmod into __tmp_hash with modulus {n}")
+            continue
+        label = hashmod[0]["source_labels"]
+        keep = [r for r in rules if r.get("action") == "keep" and r.get("source_labels") == label + ["__tmp_hash"]]
+        if len(keep) != 1 or keep[0].get("regex") != f";.*|.+;{k}":
+            problems.append(f"entry {k}: must keep series without {label} and shard {k}")
+        if not any(r.get("action") == "labeldrop" and r.get("regex") == "__tmp_hash" for r in rules):
+            problems.append(f"entry {k}: must drop __tmp_hash")
+        if shared(e, label) != shared(entries[0], label):
+            problems.append(f"entry {k} differs from entry 0 beyond its url and shard")
+    print(f"{n} replicas, {len(entries)} remote_write entries")
+    for p in problems:
+        print("PROBLEM", p)
+    return 1 if problems else 0
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "rules":
         rules(sys.argv[2], sys.argv[3])
@@ -190,5 +251,7 @@ if __name__ == "__main__":
         commands(sys.argv[2])
     elif sys.argv[1] == "manifests":
         sys.exit(manifests(sys.argv[2]))
+    elif sys.argv[1] == "sharding":
+        sys.exit(sharding(sys.argv[2], sys.argv[3]))
     else:
         sys.exit(f"unknown command {sys.argv[1]}")
