@@ -527,12 +527,18 @@ fn register_2_42_functions() {
     });
 }
 
+/// Parses `expr` as Prometheus 2.42 does: `promql-parser` with 2.42's function names. Every
+/// parse of a feature expression goes through here.
+pub fn parse_expr(expr: &str) -> Result<Expr, String> {
+    register_2_42_functions();
+    parser::parse(expr)
+}
+
 /// `expr` in canonical form: parsed and printed back by `promql-parser`, so that two spellings
 /// of one expression (spacing, line breaks, `sum(x) by (a)` and `sum by (a) (x)`) compare equal.
 /// An expression that does not parse is only trimmed.
 pub fn canonical(expr: &str) -> String {
-    register_2_42_functions();
-    parser::parse(expr).map_or_else(|_| expr.trim().to_owned(), |ast| ast.to_string())
+    parse_expr(expr).map_or_else(|_| expr.trim().to_owned(), |ast| ast.to_string())
 }
 
 /// A feature expression lowered to the supported subset, ready for [`super::Evaluator`].
@@ -546,8 +552,7 @@ pub struct Plan {
 impl Plan {
     /// Parses `expr` and lowers it, refusing anything outside the supported subset.
     pub fn parse(expr: &str) -> Result<Plan, PlanError> {
-        register_2_42_functions();
-        let ast = parser::parse(expr).map_err(|reason| PlanError::Parse {
+        let ast = parse_expr(expr).map_err(|reason| PlanError::Parse {
             expr: expr.to_owned(),
             reason,
         })?;

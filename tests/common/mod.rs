@@ -356,8 +356,12 @@ impl Peer {
 
     /// Starts Debian's node-exporter on a free loopback port.
     pub fn node_exporter() -> Peer {
+        Peer::node_exporter_on(free_port())
+    }
+
+    /// As [`Peer::node_exporter`], on a given port (to restart one where Prometheus scrapes it).
+    pub fn node_exporter_on(port: u16) -> Peer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
         let child = Command::new(which("prometheus-node-exporter"))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
