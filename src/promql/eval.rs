@@ -1000,7 +1000,8 @@ impl Evaluator {
             .and_then(|e| e.labels.name())
             .map(str::to_owned);
         let mut same_name = true;
-        let mut one_to_one_seen: HashSet<Vec<u8>> = HashSet::new();
+        // One-to-one: each "one" series may be taken once (its signature is unique).
+        let mut taken = vec![false; one.elems.len()];
         let mut many_seen: HashMap<Vec<u8>, HashSet<Labels>> = HashMap::new();
         let mut elems = Vec::with_capacity(many.elems.len().min(one.elems.len()));
         let many_sorted = many.sorted;
@@ -1027,7 +1028,7 @@ impl Evaluator {
                 result_labels(&e.labels, &o.labels, drop, m)
             };
             if m.card == Card::OneToOne {
-                if !one_to_one_seen.insert(self.key.clone()) {
+                if std::mem::replace(&mut taken[j], true) {
                     return Err(EvalErrorKind::ManyToOne);
                 }
             } else if !many_seen

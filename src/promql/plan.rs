@@ -29,6 +29,11 @@ pub const LOOKBACK_DELTA_MS: i64 = 5 * 60 * 1000;
 /// `evaluation_interval`, one minute.
 pub const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
 
+/// A subquery, with the subqueries around it, may evaluate its expression at most this many times
+/// per step (Prometheus's 11,000 points per series of a `query_range`): `x[1y:1ms]` would
+/// otherwise stall every step.
+const MAX_SUBQUERY_STEPS: i64 = 11_000;
+
 /// Ranges and offsets longer than this are refused, so that `T − offset − range` can never
 /// overflow an i64 of milliseconds, whatever the configured expression says.
 const MAX_DURATION_MS: i64 = 10_000 * 366 * 24 * 3_600_000;
@@ -560,6 +565,7 @@ impl Plan {
             expr,
             selectors: Vec::new(),
             outer_ms: 0,
+            outer_steps: 1,
         };
         let root = lower.node(&ast)?;
         Ok(Plan {
@@ -618,6 +624,8 @@ struct Lower<'e> {
     selectors: Vec<SelectorUse>,
     /// The look-back of the subqueries being lowered around the current node.
     outer_ms: i64,
+    /// How many times per step the subqueries around the current node evaluate it.
+    outer_steps: i64,
 }
 
 /// Labels a valid label name matches (`model.LabelName.IsValid`).
@@ -770,7 +778,14 @@ impl Lower<'_> {
         if step_ms <= 0 {
             return Err(self.unsupported("subquery resolution of zero"));
         }
-        let saved = self.outer_ms;
+        let steps = (range_ms / step_ms + 1).saturating_mul(self.outer_steps);
+        if steps > MAX_SUBQUERY_STEPS {
+            return Err(self.unsupported(format!(
+                "subquery of {steps} steps per evaluation (at most {MAX_SUBQUERY_STEPS}: a coarser resolution or a shorter range)"
+            )));
+        }
+        let (saved, saved_steps) = (self.outer_ms, self.outer_steps);
+        self.outer_steps = steps;
         // Inside an `@` subquery, the selectors read relative to a fixed time.
         self.outer_ms = if at_ms.is_some() {
             0
@@ -778,7 +793,7 @@ impl Lower<'_> {
             saved.saturating_add(range_ms + offset_ms)
         };
         let expr = self.node(&s.expr);
-        self.outer_ms = saved;
+        (self.outer_ms, self.outer_steps) = (saved, saved_steps);
         let expr = expr?;
         if expr.kind() != Kind::Vector {
             return Err(self.unsupported("subquery of a scalar"));
@@ -1204,6 +1219,12 @@ mod tests {
             "subquery as a result (wrap it in a function)"
         );
         assert_eq!(refused("x offset -5m"), "negative offset");
+        assert_eq!(
+            refused("max_over_time(x[1d:1s])"),
+            "subquery of 86401 steps per evaluation (at most 11000: a coarser resolution or a shorter range)"
+        );
+        // nested: 61 x 181 evaluations of the innermost expression
+        assert!(refused("max_over_time(max_over_time(x[3m:1s])[1h:1m])").contains("11041 steps"));
         assert_eq!(refused("rate(x[20000y])"), "duration beyond 10,000 years");
         assert_eq!(
             refused(r#"{a="1" or b="2"}"#),
