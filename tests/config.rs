@@ -74,11 +74,7 @@ fn each_config_error_is_printed_once() {
         "[features]\nf = 'x @ start()'\n[models.m]\nkind = \"isolation_forest\"\nfeatures = [\"f\"]\n",
     );
     assert!(!ok);
-    assert_eq!(
-        err.matches("unsupported \"@ start()\"").count(),
-        1,
-        "{err}"
-    );
+    assert_eq!(err.matches("unsupported \"@ start()\"").count(), 1, "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
 
