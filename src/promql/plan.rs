@@ -997,6 +997,17 @@ impl Lower<'_> {
                 params.push(*self.typed(args[i], Kind::Scalar, name)?);
             }
             let source = self.range_source(args[range_at], name)?;
+            let pinned = match &source {
+                RangeSource::Selector(i) => self.selectors[*i].at_ms.is_some(),
+                RangeSource::Subquery(sq) => sq.at_ms.is_some(),
+            };
+            if func == RangeFunc::PredictLinear && pinned {
+                // Prometheus evaluates a pinned call once, at the query's start, and predicts
+                // from there: a stream has no query start.
+                return Err(self.unsupported(
+                    "\"predict_linear\" over a range pinned with \"@\" (Prometheus predicts from the query's start)",
+                ));
+            }
             return Ok(Node::Range {
                 func,
                 source,
@@ -1219,6 +1230,10 @@ mod tests {
             "subquery as a result (wrap it in a function)"
         );
         assert_eq!(refused("x offset -5m"), "negative offset");
+        assert_eq!(
+            refused("predict_linear(x[5m] @ 100, 60)"),
+            r#""predict_linear" over a range pinned with "@" (Prometheus predicts from the query's start)"#
+        );
         assert_eq!(
             refused("max_over_time(x[1d:1s])"),
             "subquery of 86401 steps per evaluation (at most 11000: a coarser resolution or a shorter range)"
