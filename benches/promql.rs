@@ -1,8 +1,10 @@
-//! Cost of one evaluation step of the six default features over 10,000 matched series.
+//! Cost of one evaluation step of the six default features over 10,000 matched series, and of a
+//! latency feature (`histogram_quantile` over `rate` of classic buckets) over 1,000 bucket series.
 //!
 //! The store holds 15 minutes of 15s-spaced samples for 100 nodes: node CPU (8 CPUs x 4 modes,
 //! the idle mode selected by nothing), memory, filesystems, and pod-level restart and network
-//! counters, 10,000 series matched in all. Budget: 5 ms per step on 2 cores.
+//! counters, 10,000 series matched in all; and a request-duration histogram of 100 handlers x 10
+//! buckets. Budget: 5 ms per step on 2 cores for the default features.
 
 use std::hint::black_box;
 
@@ -122,6 +124,51 @@ fn filled_store() -> (SeriesStore, usize) {
     (store, matched)
 }
 
+const HISTOGRAM_FEATURES: [&str; 2] = [
+    "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))",
+    "histogram_quantile(0.9, rate(http_request_duration_seconds_bucket[5m]))",
+];
+
+/// 100 handlers x 10 buckets (`+Inf` included) of a request-duration histogram.
+fn histogram_store() -> SeriesStore {
+    let store = SeriesStore::new(StoreLimits {
+        max_series: 100_000,
+        retention_ms: 20 * 60_000,
+    });
+    let bounds = [
+        "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf",
+    ];
+    for h in 0..100 {
+        let handler = format!("/api/v{h:03}");
+        for (b, le) in bounds.iter().enumerate() {
+            let pairs = [
+                ("__name__", "http_request_duration_seconds_bucket"),
+                ("handler", handler.as_str()),
+                ("instance", "node-000"),
+                ("le", le),
+            ];
+            // cumulative: each bucket holds more than the one below it
+            append(&store, &pairs, |i| (i * (b as i64 + 1) * (h + 1)) as f64);
+        }
+    }
+    store
+}
+
+fn bench_histogram_quantile(c: &mut Criterion) {
+    let store = histogram_store();
+    let plans: Vec<Plan> = HISTOGRAM_FEATURES
+        .iter()
+        .map(|e| Plan::parse(e).expect("histogram features plan"))
+        .collect();
+    let mut evaluator = Evaluator::new();
+    for r in evaluator.eval_all(&store, &plans, T) {
+        r.expect("histogram features evaluate");
+    }
+    c.bench_function("promql_step_histogram_quantile_1k_bucket_series", |b| {
+        b.iter(|| black_box(evaluator.eval_all(&store, &plans, black_box(T))))
+    });
+}
+
 fn bench_step(c: &mut Criterion) {
     let (store, matched) = filled_store();
     assert_eq!(
@@ -144,5 +191,5 @@ fn bench_step(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_step);
+criterion_group!(benches, bench_step, bench_histogram_quantile);
 criterion_main!(benches);

@@ -627,7 +627,7 @@ impl RawConfig {
         }
         self.server.validate()?;
         for (name, expr) in &self.features {
-            if let Err(e) = promql_parser::parser::parse(expr) {
+            if let Err(e) = crate::promql::parse_expr(expr) {
                 return Err(invalid(
                     format!("features.{name}"),
                     format!("`{expr}` does not parse: {e}"),

@@ -29,13 +29,10 @@ const MODEL: &str = "[models.m]\nkind = \"isolation_forest\"\nfeatures = [\"f\"]
 #[test]
 fn unsupported_expressions_are_refused_at_load_naming_feature_and_construct() {
     for (expr, construct) in [
-        (
-            "histogram_quantile(0.9, rate(x_bucket[5m]))",
-            "histogram_quantile",
-        ),
-        ("topk(3, x)", "topk"),
-        ("rate(x[5m:1m])", "subquery"),
-        ("x > 1", ">"),
+        ("histogram_count(x)", "histogram_count"),
+        ("limitk(3, x)", "limitk"),
+        ("max_over_time(x[1d:1s])", "subquery of 86401 steps"),
+        ("x @ end()", "@ end()"),
     ] {
         let (ok, out) = check_config(&format!("[features]\nf = '{expr}'\n{MODEL}"));
         assert!(!ok, "`{expr}` must be refused");
@@ -46,9 +43,21 @@ fn unsupported_expressions_are_refused_at_load_naming_feature_and_construct() {
     }
     let (ok, out) = check_config(&format!("[features]\nf = 'rate(x[1h])'\n{MODEL}"));
     assert!(!ok && out.contains("retention"), "{out}");
-    let (ok, out) = check_config(&format!("[features]\nf = 'sum(rate(x[5m]))'\n{MODEL}"));
-    assert!(ok, "{out}");
-    assert!(out.contains("configuration is valid"), "{out}");
+    // a subquery's range counts towards the look-back
+    let (ok, out) = check_config(&format!(
+        "[features]\nf = 'max_over_time(rate(x[5m])[1h:1m])'\n{MODEL}"
+    ));
+    assert!(!ok && out.contains("retention"), "{out}");
+    for expr in [
+        "sum(rate(x[5m]))",
+        "histogram_quantile(0.9, sum by (le) (rate(x_bucket[5m])))",
+        "topk(3, x) > bool 1",
+        "holt_winters(x[5m], 0.5, 0.5)",
+    ] {
+        let (ok, out) = check_config(&format!("[features]\nf = '{expr}'\n{MODEL}"));
+        assert!(ok, "{out}");
+        assert!(out.contains("configuration is valid"), "{out}");
+    }
 }
 
 fn write(agent: &Agent, samples: &[(i64, f64)]) {

@@ -10,7 +10,7 @@
 
 use crate::series::Sample;
 
-use super::plan::{AggOp, RangeFunc};
+use super::plan::{AggOp, DateFunc, RangeFunc};
 
 /// Prometheus's `kahanSumInc`: Kahan summation with Neumaier's improvement.
 #[inline]
@@ -68,9 +68,12 @@ pub struct Window {
 }
 
 /// Evaluates a range function over one series' samples (timestamps ascending, every sample
-/// inside the window, staleness markers already left out). `None`: the series yields no value.
-pub fn range_func(func: RangeFunc, s: &[Sample], w: Window) -> Option<f64> {
+/// inside the window, staleness markers already left out). `params` are the function's scalar
+/// arguments (φ; seconds ahead; the two factors), `t` the step's timestamp, which
+/// `predict_linear` predicts from. `None`: the series yields no value.
+pub fn range_func(func: RangeFunc, s: &[Sample], w: Window, params: &[f64], t: i64) -> Option<f64> {
     let last = s.last()?;
+    let param = |i: usize| params.get(i).copied().unwrap_or(f64::NAN);
     match func {
         RangeFunc::Rate => extrapolated_rate(s, w, true, true),
         RangeFunc::Increase => extrapolated_rate(s, w, true, false),
@@ -97,7 +100,151 @@ pub fn range_func(func: RangeFunc, s: &[Sample], w: Window) -> Option<f64> {
         RangeFunc::StddevOverTime => Some(stdvar_over_time(s).sqrt()),
         RangeFunc::StdvarOverTime => Some(stdvar_over_time(s)),
         RangeFunc::LastOverTime => Some(last.v),
+        RangeFunc::PresentOverTime => Some(1.0),
+        RangeFunc::Changes => Some(
+            s.windows(2)
+                .filter(|p| p[1].v != p[0].v && !(p[1].v.is_nan() && p[0].v.is_nan()))
+                .count() as f64,
+        ),
+        RangeFunc::Resets => Some(s.windows(2).filter(|p| p[1].v < p[0].v).count() as f64),
+        RangeFunc::QuantileOverTime => {
+            let mut values: Vec<f64> = s.iter().map(|x| x.v).collect();
+            Some(quantile(param(0), &mut values))
+        }
+        RangeFunc::PredictLinear => {
+            if s.len() < 2 {
+                return None;
+            }
+            let (slope, intercept) = linear_regression(s, t);
+            Some(slope * param(0) + intercept)
+        }
+        RangeFunc::HoltWinters => holt_winters(s, param(0), param(1)),
     }
+}
+
+/// `quantile`: φ-quantile of `values` by linear interpolation between the closest ranks,
+/// −Inf below 0 and +Inf above 1, NaN for no values; NaN values sort first.
+pub fn quantile(q: f64, values: &mut [f64]) -> f64 {
+    if values.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        _ => a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal),
+    });
+    let n = values.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = go_max(0.0, rank.floor());
+    let upper = go_min(n - 1.0, lower + 1.0);
+    let weight = rank - rank.floor();
+    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
+}
+
+/// `funcHoltWinters`: double exponential smoothing; the evaluator has checked that both
+/// factors lie strictly between 0 and 1.
+fn holt_winters(s: &[Sample], sf: f64, tf: f64) -> Option<f64> {
+    if s.len() < 2 {
+        return None;
+    }
+    let (mut s0, mut s1) = (0.0, s[0].v);
+    let mut b = s[1].v - s[0].v;
+    for (i, p) in s.iter().enumerate().skip(1) {
+        let x = sf * p.v;
+        // `calcTrendValue`: the first step keeps the initial trend.
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let y = (1.0 - sf) * (s1 + b);
+        (s0, s1) = (s1, x + y);
+    }
+    Some(s1)
+}
+
+/// One classic histogram bucket: its `le` bound and its cumulative count.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bucket {
+    pub upper: f64,
+    pub count: f64,
+}
+
+/// `bucketQuantile`: the φ-quantile of a classic histogram by linear interpolation inside the
+/// bucket that holds the rank. Buckets may come in any order; equal bounds are merged, counts
+/// made monotonic (they are not when buckets were scraped at different moments), a missing
+/// `+Inf` bucket gives NaN, and a rank in the `+Inf` bucket the highest finite bound.
+pub fn bucket_quantile(q: f64, buckets: &mut Vec<Bucket>) -> f64 {
+    if q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    buckets.sort_by(|a, b| {
+        a.upper
+            .partial_cmp(&b.upper)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    if buckets.last().is_none_or(|b| b.upper != f64::INFINITY) {
+        return f64::NAN;
+    }
+    // coalesceBuckets
+    let mut merged = 0;
+    for i in 1..buckets.len() {
+        if buckets[i].upper == buckets[merged].upper {
+            buckets[merged].count += buckets[i].count;
+        } else {
+            merged += 1;
+            buckets[merged] = buckets[i];
+        }
+    }
+    buckets.truncate(merged + 1);
+    // ensureMonotonic
+    let mut max = f64::NEG_INFINITY;
+    for b in buckets.iter_mut() {
+        if b.count > max {
+            max = b.count;
+        } else if b.count < max {
+            b.count = max;
+        }
+    }
+    if buckets.len() < 2 {
+        return f64::NAN;
+    }
+    let observations = buckets[buckets.len() - 1].count;
+    if observations == 0.0 {
+        return f64::NAN;
+    }
+    let mut rank = q * observations;
+    // sort.Search over all but the +Inf bucket: the first whose count reaches the rank.
+    let b = buckets[..buckets.len() - 1]
+        .iter()
+        .position(|x| x.count >= rank)
+        .unwrap_or(buckets.len() - 1);
+    if b == buckets.len() - 1 {
+        return buckets[buckets.len() - 2].upper;
+    }
+    if b == 0 && buckets[0].upper <= 0.0 {
+        return buckets[0].upper;
+    }
+    let end = buckets[b].upper;
+    let mut count = buckets[b].count;
+    let mut start = 0.0;
+    if b > 0 {
+        start = buckets[b - 1].upper;
+        count -= buckets[b - 1].count;
+        rank -= buckets[b - 1].count;
+    }
+    start + (end - start) * (rank / count)
 }
 
 /// `extrapolatedRate`: rate, increase and delta with extrapolation to the window's edges.
@@ -173,7 +320,12 @@ fn deriv(s: &[Sample]) -> Option<f64> {
     if s.len() < 2 {
         return None;
     }
-    let t0 = s[0].t;
+    Some(linear_regression(s, s[0].t).0)
+}
+
+/// `linearRegression`: least-squares slope (per second) and the value at `intercept_t`, x in
+/// seconds from `intercept_t`, every sum Kahan-compensated.
+fn linear_regression(s: &[Sample], intercept_t: i64) -> (f64, f64) {
     let init_y = s[0].v;
     let mut const_y = true;
     let (mut n, mut sx, mut cx, mut sy, mut cy) = (0.0, 0.0, 0.0, 0.0, 0.0);
@@ -183,7 +335,7 @@ fn deriv(s: &[Sample]) -> Option<f64> {
             const_y = false;
         }
         n += 1.0;
-        let x = (p.t - t0) as f64 / 1e3;
+        let x = (p.t - intercept_t) as f64 / 1e3;
         (sx, cx) = kahan_sum_inc(x, sx, cx);
         (sy, cy) = kahan_sum_inc(p.v, sy, cy);
         (sxy, cxy) = kahan_sum_inc(x * p.v, sxy, cxy);
@@ -191,12 +343,16 @@ fn deriv(s: &[Sample]) -> Option<f64> {
     }
     if const_y {
         // A flat line has slope 0 exactly, not the rounding noise of the sums.
-        return Some(if init_y.is_infinite() { f64::NAN } else { 0.0 });
+        if init_y.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, init_y);
     }
     let (sx, sy, sxy, sx2) = (sx + cx, sy + cy, sxy + cxy, sx2 + cx2);
     let cov_xy = sxy - sx * sy / n;
     let var_x = sx2 - sx * sx / n;
-    Some(cov_xy / var_x)
+    let slope = cov_xy / var_x;
+    (slope, sy / n - slope * sx / n)
 }
 
 /// `funcAvgOverTime`: a compensated running mean, which cannot overflow where a sum would.
@@ -240,18 +396,24 @@ pub struct Accumulator {
 
 impl Accumulator {
     /// The group's first series.
-    pub fn new(op: AggOp, v: f64) -> Accumulator {
+    pub fn new(op: &AggOp, v: f64) -> Accumulator {
         Accumulator {
-            value: if op == AggOp::Stddev { 0.0 } else { v },
+            value: match op {
+                AggOp::Stddev | AggOp::Stdvar => 0.0,
+                AggOp::Group => 1.0,
+                _ => v,
+            },
             mean: v,
             count: 1,
         }
     }
 
-    pub fn add(&mut self, op: AggOp, v: f64) {
+    pub fn add(&mut self, op: &AggOp, v: f64) {
         match op {
             AggOp::Sum => self.value += v,
-            AggOp::Count => self.count += 1,
+            AggOp::Count | AggOp::CountValues(_) => self.count += 1,
+            // topk, bottomk and quantile keep their series elsewhere
+            AggOp::Group | AggOp::Topk | AggOp::Bottomk | AggOp::Quantile => {}
             AggOp::Min => {
                 if self.value > v || self.value.is_nan() {
                     self.value = v;
@@ -277,7 +439,7 @@ impl Accumulator {
                 // binary: see `avg_aggregation_matches_2_42`).
                 self.mean += v / n - self.mean / n;
             }
-            AggOp::Stddev => {
+            AggOp::Stddev | AggOp::Stdvar => {
                 self.count += 1;
                 let delta = v - self.mean;
                 self.mean += delta / self.count as f64;
@@ -286,14 +448,59 @@ impl Accumulator {
         }
     }
 
-    pub fn finish(&self, op: AggOp) -> f64 {
+    pub fn finish(&self, op: &AggOp) -> f64 {
         match op {
-            AggOp::Sum | AggOp::Min | AggOp::Max => self.value,
-            AggOp::Count => self.count as f64,
+            AggOp::Sum | AggOp::Min | AggOp::Max | AggOp::Group => self.value,
+            AggOp::Topk | AggOp::Bottomk | AggOp::Quantile => self.value,
+            AggOp::Count | AggOp::CountValues(_) => self.count as f64,
             AggOp::Avg => self.mean,
             AggOp::Stddev => (self.value / self.count as f64).sqrt(),
+            AggOp::Stdvar => self.value / self.count as f64,
         }
     }
+}
+
+/// A date function of Unix seconds `v`, in UTC (`time.Unix(int64(v), 0).UTC()`).
+pub fn date_field(f: DateFunc, v: f64) -> f64 {
+    let secs = v as i64;
+    let days = secs.div_euclid(86_400);
+    let of_day = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    (match f {
+        DateFunc::DayOfMonth => d,
+        // 1970-01-01 was a Thursday; Sunday is 0.
+        DateFunc::DayOfWeek => (days + 4).rem_euclid(7),
+        DateFunc::DayOfYear => days - days_from_civil(y, 1, 1) + 1,
+        DateFunc::DaysInMonth => {
+            days_from_civil(y + i64::from(m == 12), m % 12 + 1, 1) - days_from_civil(y, m, 1)
+        }
+        DateFunc::Hour => of_day / 3600,
+        DateFunc::Minute => of_day % 3600 / 60,
+        DateFunc::Month => m,
+        DateFunc::Year => y,
+    }) as f64
+}
+
+/// Year, month and day of the proleptic Gregorian calendar, `days` after 1970-01-01.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Days from 1970-01-01 to the given date.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
 }
 
 #[cfg(test)]
@@ -311,16 +518,20 @@ mod tests {
             .collect()
     }
 
+    fn apply(f: RangeFunc, s: &[Sample], w: Window) -> Option<f64> {
+        range_func(f, s, w, &[], w.end)
+    }
+
     fn win(start: i64, end: i64) -> Window {
         Window { start, end }
     }
 
     fn agg(op: AggOp, vs: &[f64]) -> f64 {
-        let mut a = Accumulator::new(op, vs[0]);
+        let mut a = Accumulator::new(&op, vs[0]);
         for &v in &vs[1..] {
-            a.add(op, v);
+            a.add(&op, v);
         }
-        a.finish(op)
+        a.finish(&op)
     }
 
     // The expected values below were printed by `promtool test rules` of Debian's Prometheus
@@ -331,12 +542,12 @@ mod tests {
         // 1e100 + 1 - 1e100: a plain sum gives 0, 2.42 gives 1.
         let s = series(60_000, &[1e100, 1.0, -1e100]);
         assert_eq!(
-            range_func(RangeFunc::SumOverTime, &s, win(0, 600_000)),
+            apply(RangeFunc::SumOverTime, &s, win(0, 600_000)),
             Some(1.0)
         );
         let s = series(60_000, &[1e16, 1.0, 1.0, 1.0, 1.0]);
         assert_eq!(
-            range_func(RangeFunc::SumOverTime, &s, win(0, 600_000)),
+            apply(RangeFunc::SumOverTime, &s, win(0, 600_000)),
             Some(10_000_000_000_000_004.0)
         );
     }
@@ -346,12 +557,12 @@ mod tests {
         let s = series(60_000, &[7.2, 8.8, 7.1, 9.2, 3.9, 8.0, 4.4]);
         // an uncompensated running mean gives 6.942857142857142
         assert_eq!(
-            range_func(RangeFunc::AvgOverTime, &s, win(0, 600_000)),
+            apply(RangeFunc::AvgOverTime, &s, win(0, 600_000)),
             Some(6.942857142857144)
         );
         let s = series(60_000, &[1e16, 1.0, 1.0, 1.0, 1.0]);
         assert_eq!(
-            range_func(RangeFunc::AvgOverTime, &s, win(0, 600_000)),
+            apply(RangeFunc::AvgOverTime, &s, win(0, 600_000)),
             Some(2_000_000_000_000_000.5)
         );
     }
@@ -361,10 +572,10 @@ mod tests {
         let s = series(60_000, &[7.2, 8.8, 7.1, 9.2, 3.9, 8.0, 4.4]);
         // plain Welford gives 1.907771431994591; 2.42 compensates both sums
         assert_eq!(
-            range_func(RangeFunc::StddevOverTime, &s, win(0, 600_000)),
+            apply(RangeFunc::StddevOverTime, &s, win(0, 600_000)),
             Some(1.9077714319945913)
         );
-        let v = range_func(RangeFunc::StdvarOverTime, &s, win(0, 600_000)).unwrap_or(0.0);
+        let v = apply(RangeFunc::StdvarOverTime, &s, win(0, 600_000)).unwrap_or(0.0);
         assert!((v - 1.9077714319945913f64.powi(2)).abs() < 1e-12);
     }
 
@@ -399,14 +610,14 @@ mod tests {
         let s = series(60_000, &[1.1, 2.3, 3.7, 4.2, 5.9, 7.3]);
         // 2.42: 0.020142857142857143 (uncompensated sums give ...136)
         assert_eq!(
-            range_func(RangeFunc::Deriv, &s, win(0, 600_000)),
+            apply(RangeFunc::Deriv, &s, win(0, 600_000)),
             Some(0.020142857142857143)
         );
         // the sums' rounding would give -1.4e-19 here; 2.42 answers 0
         let s = series(60_000, &[0.1; 7]);
-        assert_eq!(range_func(RangeFunc::Deriv, &s, win(0, 600_000)), Some(0.0));
+        assert_eq!(apply(RangeFunc::Deriv, &s, win(0, 600_000)), Some(0.0));
         let s = series(60_000, &[1.0]);
-        assert_eq!(range_func(RangeFunc::Deriv, &s, win(0, 600_000)), None);
+        assert_eq!(apply(RangeFunc::Deriv, &s, win(0, 600_000)), None);
     }
 
     #[test]
@@ -424,18 +635,15 @@ mod tests {
             .collect();
         let w = win(0, 300_000);
         assert_eq!(
-            range_func(RangeFunc::Increase, &s, w),
+            apply(RangeFunc::Increase, &s, w),
             Some(18.0 * (277.5 / 270.0))
         );
         assert_eq!(
-            range_func(RangeFunc::Rate, &s, w),
+            apply(RangeFunc::Rate, &s, w),
             Some(18.0 * (277.5 / 270.0 / 300.0))
         );
         // delta does not clamp at zero: toStart 10 < 16.5 is added whole: 18*(270+10+7.5)/270
-        assert_eq!(
-            range_func(RangeFunc::Delta, &s, w),
-            Some(18.0 * (287.5 / 270.0))
-        );
+        assert_eq!(apply(RangeFunc::Delta, &s, w), Some(18.0 * (287.5 / 270.0)));
         // starting at 100 instead, the zero point is 270*100/18 = 1500s away: toStart stays 10.
         let s: Vec<Sample> = s
             .iter()
@@ -445,7 +653,7 @@ mod tests {
             })
             .collect();
         assert_eq!(
-            range_func(RangeFunc::Increase, &s, w),
+            apply(RangeFunc::Increase, &s, w),
             Some(18.0 * (287.5 / 270.0))
         );
     }
@@ -461,12 +669,9 @@ mod tests {
             Sample { t: 40_000, v: 5.0 },
         ];
         let w = win(0, 45_000);
-        assert_eq!(
-            range_func(RangeFunc::Increase, &s, w),
-            Some(4.0 * (42.5 / 30.0))
-        );
+        assert_eq!(apply(RangeFunc::Increase, &s, w), Some(4.0 * (42.5 / 30.0)));
         // without the clamp it would be 4*45/30 = 6
-        assert_ne!(range_func(RangeFunc::Increase, &s, w), Some(6.0));
+        assert_ne!(apply(RangeFunc::Increase, &s, w), Some(6.0));
     }
 
     #[test]
@@ -475,19 +680,16 @@ mod tests {
         // result = (15-10) + 20 = 25; no extrapolation (both edges on samples): increase 25.
         let s = series(60_000, &[10.0, 20.0, 5.0, 15.0]);
         let w = win(0, 180_000);
-        assert_eq!(range_func(RangeFunc::Increase, &s, w), Some(25.0));
+        assert_eq!(apply(RangeFunc::Increase, &s, w), Some(25.0));
         // Go scales by the factor (180/180)/180, not by dividing the result
-        assert_eq!(
-            range_func(RangeFunc::Rate, &s, w),
-            Some(25.0 * (1.0 / 180.0))
-        );
+        assert_eq!(apply(RangeFunc::Rate, &s, w), Some(25.0 * (1.0 / 180.0)));
         // delta ignores resets: 15 - 10
-        assert_eq!(range_func(RangeFunc::Delta, &s, w), Some(5.0));
+        assert_eq!(apply(RangeFunc::Delta, &s, w), Some(5.0));
         // irate after a reset takes the last value alone: 15 (no reset between 5 and 15) -> 10/60
-        assert_eq!(range_func(RangeFunc::Irate, &s, w), Some(10.0 / 60.0));
+        assert_eq!(apply(RangeFunc::Irate, &s, w), Some(10.0 / 60.0));
         let s = series(60_000, &[10.0, 20.0, 5.0]);
-        assert_eq!(range_func(RangeFunc::Irate, &s, w), Some(5.0 / 60.0));
-        assert_eq!(range_func(RangeFunc::Idelta, &s, w), Some(-15.0));
+        assert_eq!(apply(RangeFunc::Irate, &s, w), Some(5.0 / 60.0));
+        assert_eq!(apply(RangeFunc::Idelta, &s, w), Some(-15.0));
     }
 
     #[test]
@@ -500,21 +702,21 @@ mod tests {
             RangeFunc::Delta,
             RangeFunc::Irate,
         ] {
-            assert_eq!(range_func(f, &s, w), None, "{f:?}");
+            assert_eq!(apply(f, &s, w), None, "{f:?}");
         }
-        assert_eq!(range_func(RangeFunc::CountOverTime, &s, w), Some(1.0));
-        assert_eq!(range_func(RangeFunc::LastOverTime, &s, w), Some(3.0));
+        assert_eq!(apply(RangeFunc::CountOverTime, &s, w), Some(1.0));
+        assert_eq!(apply(RangeFunc::LastOverTime, &s, w), Some(3.0));
     }
 
     #[test]
     fn min_max_over_time_skip_a_leading_nan() {
         let s = series(60_000, &[f64::NAN, 4.0, -2.0, 9.0]);
         let w = win(0, 600_000);
-        assert_eq!(range_func(RangeFunc::MinOverTime, &s, w), Some(-2.0));
-        assert_eq!(range_func(RangeFunc::MaxOverTime, &s, w), Some(9.0));
+        assert_eq!(apply(RangeFunc::MinOverTime, &s, w), Some(-2.0));
+        assert_eq!(apply(RangeFunc::MaxOverTime, &s, w), Some(9.0));
         // a later NaN does not win either (2.42: max_over_time of "4 NaN" is 4)
         let s = series(60_000, &[4.0, f64::NAN]);
-        assert_eq!(range_func(RangeFunc::MaxOverTime, &s, w), Some(4.0));
+        assert_eq!(apply(RangeFunc::MaxOverTime, &s, w), Some(4.0));
     }
 
     #[test]

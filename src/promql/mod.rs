@@ -11,4 +11,4 @@ pub mod kernels;
 pub mod plan;
 
 pub use eval::{EvalError, EvalErrorKind, Evaluator, Value};
-pub use plan::{Plan, PlanError, canonical};
+pub use plan::{Plan, PlanError, canonical, parse_expr};

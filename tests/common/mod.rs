@@ -368,8 +368,16 @@ impl Peer {
     /// Starts Debian's node-exporter on a free loopback port with extra flags; `{dir}` in a flag
     /// stands for the peer's own temporary folder (e.g. a textfile collector's directory).
     pub fn node_exporter_with(flags: &[&str]) -> Peer {
+        Peer::node_exporter_on_with(free_port(), flags)
+    }
+
+    /// As [`Peer::node_exporter`], on a given port (to restart one where Prometheus scrapes it).
+    pub fn node_exporter_on(port: u16) -> Peer {
+        Peer::node_exporter_on_with(port, &[])
+    }
+
+    fn node_exporter_on_with(port: u16, flags: &[&str]) -> Peer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
         let folder = dir.path().display().to_string();
         let child = Command::new(which("prometheus-node-exporter"))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
