@@ -401,18 +401,7 @@ fn every_feature_equals_prometheus_query_range() {
     };
     for (name, expr) in FEATURES {
         let expr = expression(expr, at);
-        let body: serde_json::Value = http()
-            .get(prom.url("/api/v1/query_range"))
-            .query(&[
-                ("query", expr.clone()),
-                ("start", (start / 1000).to_string()),
-                ("end", (end / 1000).to_string()),
-                ("step", STEP_SECONDS.to_string()),
-            ])
-            .send()
-            .expect("query_range")
-            .json()
-            .expect("json");
+        let body = query_range(&expr);
         assert_eq!(
             body["status"], "success",
             "{name}: Prometheus refused `{expr}`: {body}"

@@ -202,24 +202,20 @@ fn write_clock(agent: &Agent, t_ms: i64) {
         name: name.into(),
         value: value.into(),
     };
-    let body = common::write_request_v1(vec![v1::TimeSeries {
-        labels: vec![
-            label("__name__", "node_memory_MemTotal_bytes"),
-            label("node", "clock"),
-        ],
-        samples: vec![v1::Sample {
-            value: 1.0,
-            timestamp: t_ms,
+    common::post_series(
+        agent,
+        vec![v1::TimeSeries {
+            labels: vec![
+                label("__name__", "node_memory_MemTotal_bytes"),
+                label("node", "clock"),
+            ],
+            samples: vec![v1::Sample {
+                value: 1.0,
+                timestamp: t_ms,
+            }],
+            ..Default::default()
         }],
-        ..Default::default()
-    }]);
-    let r = http()
-        .post(agent.url("/api/v1/write"))
-        .header("Content-Type", "application/x-protobuf")
-        .body(body)
-        .send()
-        .expect("remote write");
-    assert_eq!(r.status(), 204, "the clock sample was refused");
+    );
 }
 
 /// A model folder holding a copy of `ckpt` as the detector's checkpoint.

@@ -8,6 +8,7 @@
 //! departs from Prometheus's documentation it is because the real 2.42 binary does (see the tests).
 //! Knows nothing about labels, selectors or the store: it sees samples and values.
 
+use crate::calendar::{civil_from_days, days_from_civil};
 use crate::series::Sample;
 
 use super::plan::{AggOp, DateFunc, RangeFunc};
@@ -479,28 +480,6 @@ pub fn date_field(f: DateFunc, v: f64) -> f64 {
         DateFunc::Month => m,
         DateFunc::Year => y,
     }) as f64
-}
-
-/// Year, month and day of the proleptic Gregorian calendar, `days` after 1970-01-01.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// Days from 1970-01-01 to the given date.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
 }
 
 #[cfg(test)]

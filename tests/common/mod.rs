@@ -238,11 +238,15 @@ pub fn remote_write(agent: &Agent, samples: &[(&str, i64, f64)]) {
             ..Default::default()
         })
         .collect();
-    let body = write_request_v1(timeseries);
+    post_series(agent, timeseries);
+}
+
+/// Remote-writes `timeseries` (1.0) and checks the agent accepted them all (204).
+pub fn post_series(agent: &Agent, timeseries: Vec<canopy::ingest::proto::v1::TimeSeries>) {
     let r = http()
         .post(agent.url("/api/v1/write"))
         .header("Content-Type", "application/x-protobuf")
-        .body(body)
+        .body(write_request_v1(timeseries))
         .send()
         .expect("remote write");
     assert_eq!(r.status(), 204, "remote write refused");
