@@ -556,10 +556,20 @@ impl Evaluator {
         Ok(Val::Vector(v))
     }
 
-    /// Selects `[from, to]` into `self.selection` and makes sure `self.orders[key]` holds the
-    /// label order of exactly the selected series.
+    /// Selects `[from, to]` into `self.selection`, keeping the selection's label order.
     fn select(&mut self, store: &SeriesStore, u: &SelectorUse, from: i64, to: i64) {
         store.select(&u.selector, from, to, &mut self.selection);
+        self.keep_order(u);
+    }
+
+    /// As [`select`](Self::select), each series' newest sample only.
+    fn select_last(&mut self, store: &SeriesStore, u: &SelectorUse, from: i64, to: i64) {
+        store.select_last(&u.selector, from, to, &mut self.selection);
+        self.keep_order(u);
+    }
+
+    /// Makes sure `self.orders[key]` holds the label order of exactly the selected series.
+    fn keep_order(&mut self, u: &SelectorUse) {
         let sel = &self.selection;
         let same = self.orders.get(&u.key).is_some_and(|o| {
             o.series.len() == sel.len()
@@ -598,7 +608,7 @@ impl Evaluator {
         value: fn(&Sample) -> f64,
     ) -> Vector {
         let end = u.at_ms.unwrap_or(t) - u.offset_ms;
-        self.select(store, u, end - LOOKBACK_DELTA_MS, end);
+        self.select_last(store, u, end - LOOKBACK_DELTA_MS, end);
         let mut elems = Vec::with_capacity(self.selection.len());
         for &i in self.order(u) {
             let Some((labels, samples)) = self.selection.get(i as usize) else {

@@ -50,6 +50,14 @@ impl Chunk {
         self.last_t
     }
 
+    /// The newest sample (meaningless when empty).
+    pub fn last(&self) -> Sample {
+        Sample {
+            t: self.last_t,
+            v: f64::from_bits(self.last_v),
+        }
+    }
+
     /// Heap bytes the chunk holds.
     pub fn heap_bytes(&self) -> usize {
         self.bits.capacity()
@@ -99,14 +107,15 @@ impl Chunk {
     /// Every sample held, in time order.
     pub fn iter(&self) -> ChunkIter<'_> {
         ChunkIter {
-            chunk: self,
+            bits: &self.bits,
             pos: 0,
             left: self.count,
+            first: true,
             t: 0,
             delta: 0,
             v: 0,
             leading: 0,
-            width: 0,
+            width: 64,
         }
     }
 
@@ -173,9 +182,11 @@ impl Chunk {
 
 /// Decodes a chunk's samples in time order.
 pub struct ChunkIter<'c> {
-    chunk: &'c Chunk,
-    pos: u32,
+    bits: &'c [u8],
+    /// The next bit to read.
+    pos: usize,
     left: u16,
+    first: bool,
     t: i64,
     delta: i64,
     v: u64,
@@ -184,63 +195,102 @@ pub struct ChunkIter<'c> {
 }
 
 impl ChunkIter<'_> {
-    /// Reads `n` (1 to 64) bits, most significant first: one unaligned big-endian load of the 8
-    /// bytes under the cursor, and the ninth when the bits straddle it.
-    #[inline]
-    fn read(&mut self, n: u32) -> u64 {
-        let bits = &self.chunk.bits;
-        let i = (self.pos / 8) as usize;
-        let off = self.pos % 8;
-        let mut x = match bits.get(i..i + 8) {
+    /// The 64 bits from the cursor on, most significant first (zeros past the end): an
+    /// unaligned big-endian load of the 8 bytes under the cursor and the ninth for the bits
+    /// that straddle it.
+    #[inline(always)]
+    fn peek(&self) -> u64 {
+        let i = self.pos / 8;
+        let off = (self.pos % 8) as u32;
+        let hi = match self.bits.get(i..i + 8) {
             Some(w) => u64::from_be_bytes(w.try_into().expect("8 bytes")),
-            None => {
-                let mut w = [0u8; 8];
-                let tail = &bits[i.min(bits.len())..];
-                w[..tail.len()].copy_from_slice(tail);
-                u64::from_be_bytes(w)
-            }
-        } << off;
-        if off > 0 && n + off > 64 {
-            x |= u64::from(bits.get(i + 8).copied().unwrap_or(0)) >> (8 - off);
-        }
-        self.pos += n;
-        x >> (64 - n)
+            None => self.load_tail(i),
+        };
+        let lo = self.bits.get(i + 8).copied().unwrap_or(0);
+        (hi << off) | (u64::from(lo) >> (8 - off))
     }
 
-    #[inline]
-    fn bit(&mut self) -> bool {
-        let byte = self.chunk.bits[(self.pos / 8) as usize];
-        let b = (byte >> (7 - self.pos % 8)) & 1;
-        self.pos += 1;
-        b == 1
+    /// The bytes from `i` on, fewer than 8, as the high bytes of a word.
+    fn load_tail(&self, i: usize) -> u64 {
+        let tail = self.bits.get(i..).unwrap_or_default();
+        tail.iter()
+            .enumerate()
+            .fold(0, |w, (k, &b)| w | u64::from(b) << (56 - 8 * k))
+    }
+
+    /// Reads `n` (1 to 64) bits.
+    #[inline(always)]
+    fn read(&mut self, n: u32) -> u64 {
+        let x = self.peek() >> (64 - n);
+        self.pos += n as usize;
+        x
+    }
+
+    /// Reads a delta-of-delta: `0`, or a prefix of ones ended by a zero selecting the bucket
+    /// (`10`, `110`, `1110`), or `1111` then 64 bits.
+    #[inline(always)]
+    fn dod(&mut self) -> i64 {
+        let w = self.peek();
+        if w >> 63 == 0 {
+            self.pos += 1;
+            return 0;
+        }
+        let ones = w.leading_ones().min(4);
+        if ones == 4 {
+            self.pos += 4;
+            return self.read(64) as i64;
+        }
+        let (_, code_bits, bits) = DOD_BUCKETS[ones as usize - 1];
+        let raw = ((w << code_bits) >> (64 - bits)) as i64;
+        self.pos += (code_bits + bits) as usize;
+        // Two's complement in `bits`, with the range's asymmetry: 2^(bits-1) is positive.
+        if raw > 1 << (bits - 1) {
+            raw - (1 << bits)
+        } else {
+            raw
+        }
+    }
+
+    /// Reads a value's XOR with the previous one: `0` (unchanged), `10` then the bits of the
+    /// previous window, or `11`, a new window (5 bits of leading zeros, 6 of width) and its bits.
+    #[inline(always)]
+    fn xor(&mut self) {
+        let w = self.peek();
+        if w >> 63 == 0 {
+            self.pos += 1;
+            return;
+        }
+        if w >> 62 == 0b11 {
+            self.leading = ((w >> 57) & 31) as u32;
+            let width = ((w >> 51) & 63) as u32;
+            self.width = if width == 0 { 64 } else { width };
+            self.pos += 13;
+        } else {
+            self.pos += 2;
+        }
+        let trailing = 64 - self.leading - self.width;
+        self.v ^= self.read(self.width) << trailing;
     }
 }
 
 impl Iterator for ChunkIter<'_> {
     type Item = Sample;
 
+    #[inline]
     fn next(&mut self) -> Option<Sample> {
         if self.left == 0 {
             return None;
         }
-        let first = self.left == self.chunk.count;
         self.left -= 1;
-        if first {
+        if self.first {
+            self.first = false;
             self.t = self.read(64) as i64;
             self.v = self.read(64);
         } else {
             let dod = self.dod();
             self.delta = self.delta.wrapping_add(dod);
             self.t = self.t.wrapping_add(self.delta);
-            if self.bit() {
-                if self.bit() {
-                    self.leading = self.read(5) as u32;
-                    let w = self.read(6) as u32;
-                    self.width = if w == 0 { 64 } else { w };
-                }
-                let trailing = 64 - self.leading - self.width;
-                self.v ^= self.read(self.width) << trailing;
-            }
+            self.xor();
         }
         Some(Sample {
             t: self.t,
@@ -250,31 +300,6 @@ impl Iterator for ChunkIter<'_> {
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         (usize::from(self.left), Some(usize::from(self.left)))
-    }
-}
-
-impl ChunkIter<'_> {
-    /// Reads a delta-of-delta: `0`, or a prefix of ones ended by a zero selecting the bucket
-    /// (`10`, `110`, `1110`), or `1111` then 64 bits.
-    fn dod(&mut self) -> i64 {
-        let mut ones = 0;
-        while ones < 4 && self.bit() {
-            ones += 1;
-        }
-        if ones == 0 {
-            return 0;
-        }
-        if ones == 4 {
-            return self.read(64) as i64;
-        }
-        let bits = DOD_BUCKETS[ones - 1].2;
-        let raw = self.read(bits) as i64;
-        // Two's complement in `bits`, with the range's asymmetry: 2^(bits-1) is positive.
-        if raw > 1 << (bits - 1) {
-            raw - (1 << bits)
-        } else {
-            raw
-        }
     }
 }
 
