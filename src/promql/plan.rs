@@ -536,7 +536,69 @@ fn register_2_42_functions() {
 /// parse of a feature expression goes through here.
 pub fn parse_expr(expr: &str) -> Result<Expr, String> {
     register_2_42_functions();
+    if let Some(number) = unitless_duration(expr) {
+        return Err(format!(
+            "missing unit character in duration \"{number}\" (a range, resolution or offset \
+             needs a unit, e.g. 5m)"
+        ));
+    }
     parser::parse(expr)
+}
+
+/// A number written where a duration goes (`[300]`, `[5m:10]`, `offset 60`), if there is one.
+/// Prometheus 2.42 refuses these; `promql-parser` reads them as seconds, and panics on one too
+/// large for a `Duration` (`[1e40]`), so they are refused before it sees them.
+fn unitless_duration(expr: &str) -> Option<&str> {
+    let is_number = |token: &str| {
+        let t = token.trim();
+        let t = t.strip_prefix(['+', '-']).unwrap_or(t).trim_start();
+        !t.is_empty()
+            && (t.parse::<f64>().is_ok() || t.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("0x")))
+    };
+    let bytes = expr.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            quote @ (b'"' | b'\'' | b'`') => {
+                // A string literal: skip to its closing quote (backslash escapes, except in
+                // raw backquoted strings).
+                i += 1;
+                while i < bytes.len() && bytes[i] != quote {
+                    i += if bytes[i] == b'\\' && quote != b'`' { 2 } else { 1 };
+                }
+            }
+            b'[' => {
+                let end = expr[i..].find(']').map_or(expr.len(), |k| i + k);
+                if let Some(part) = expr[i + 1..end].split(':').find(|p| is_number(p)) {
+                    return Some(part.trim());
+                }
+                i = end;
+            }
+            b'o' | b'O'
+                if expr[i..].get(..6).is_some_and(|w| w.eq_ignore_ascii_case("offset"))
+                    && !expr[..i]
+                        .chars()
+                        .next_back()
+                        .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') =>
+            {
+                let rest = &expr[i + 6..];
+                if rest.starts_with(char::is_whitespace) {
+                    let token = rest
+                        .split(|c: char| c.is_whitespace() || "()[]{},".contains(c))
+                        .map(str::trim)
+                        .find(|t| !t.is_empty() && *t != "+" && *t != "-");
+                    if let Some(t) = token.filter(|t| is_number(t)) {
+                        return Some(t);
+                    }
+                }
+                i += 6;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// `expr` in canonical form: parsed and printed back by `promql-parser`, so that two spellings
@@ -1191,6 +1253,36 @@ mod tests {
             assert_ne!(canonical(a), canonical(b), "{a} / {b}");
         }
         assert_eq!(canonical(" rate(x[5m] "), "rate(x[5m]");
+    }
+
+    #[test]
+    fn durations_without_a_unit_are_refused_as_prometheus_2_42_does() {
+        // The last one was found by fuzzing: promql-parser panicked on a range too large for a
+        // Duration.
+        for expr in [
+            "rate(x[300])",
+            "rate(x[ 1e400 ])",
+            "max_over_time(rate(x[5m])[1h:60])",
+            "x offset 60",
+            "x OFFSET -1e99",
+            "rate(x[Inf])",
+            "rate(x[0x10])",
+            "sum(in(re(uests_total{job=~\"a+|b\"}[4111111111111111111111111111111111114])) 1@ )",
+        ] {
+            let err = parse_expr(expr).expect_err(expr);
+            assert!(err.contains("missing unit character"), "{expr}: {err}");
+            assert!(matches!(Plan::parse(expr), Err(PlanError::Parse { .. })));
+        }
+        // Brackets and the word inside strings, names and label lists are left alone.
+        for expr in [
+            "rate(x{path=\"[300]\"}[5m])",
+            "x{a='offset 5'} offset 5m",
+            "max_over_time(rate(x[5m])[1h:1m]) offset -5m",
+            "sum by (offset) (x_offset)",
+            "x offset 1h @ 100",
+        ] {
+            assert!(unitless_duration(expr).is_none(), "{expr}");
+        }
     }
 
     fn refused(expr: &str) -> String {
