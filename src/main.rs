@@ -252,8 +252,12 @@ fn command(cli: Cli) -> Result<()> {
                     (None, true) => Box::new(std::io::sink()),
                     (out, false) => output(out.as_deref())?,
                 };
-                let (outcome, trace) =
-                    canopy::batch::replay::replay_traced(&config, path, labels.as_deref(), &mut csv)?;
+                let (outcome, trace) = canopy::batch::replay::replay_traced(
+                    &config,
+                    path,
+                    labels.as_deref(),
+                    &mut csv,
+                )?;
                 csv.flush().context("cannot write the output")?;
                 eprintln!(
                     "replayed {} rows of {}: {} model steps, {} scored",
@@ -357,7 +361,10 @@ fn collect_csv(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
     for path in entries {
         if path.is_dir() {
             collect_csv(&path, files)?;
-        } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+        } else if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+        {
             files.push(path);
         }
     }

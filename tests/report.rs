@@ -174,6 +174,16 @@ fn numbers_of(stderr: &str, prefix: &str) -> Vec<usize> {
         .collect()
 }
 
+/// The page as strict XML (its `<!DOCTYPE html>` allowed), so an unclosed element or a stray
+/// entity fails here, not only in a browser.
+fn parse(html: &str) -> roxmltree::Document<'_> {
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..Default::default()
+    };
+    roxmltree::Document::parse_with_options(html, options).expect("the report is well-formed")
+}
+
 /// An attribute as a number.
 fn num(node: roxmltree::Node, name: &str) -> f64 {
     node.attribute(name)
@@ -210,7 +220,11 @@ impl Axes {
 }
 
 /// The elements named `tag` inside the `<g class="{class}">` of `panel`.
-fn drawn<'a>(panel: roxmltree::Node<'a, 'a>, class: &str, tag: &str) -> Vec<roxmltree::Node<'a, 'a>> {
+fn drawn<'a>(
+    panel: roxmltree::Node<'a, 'a>,
+    class: &str,
+    tag: &str,
+) -> Vec<roxmltree::Node<'a, 'a>> {
     panel
         .children()
         .filter(|g| g.has_tag_name("g") && g.attribute("class") == Some(class))
@@ -222,14 +236,27 @@ fn drawn<'a>(panel: roxmltree::Node<'a, 'a>, class: &str, tag: &str) -> Vec<roxm
 fn assert_self_contained(html: &str) {
     let lower = html.to_ascii_lowercase();
     for needle in [
-        "<script", "<link", "<img", "<iframe", "<object", "<embed", "@import", "url(", " src=",
-        "href=\"http", "href='http", "href=\"//", "xlink:href",
+        "<script",
+        "<link",
+        "<img",
+        "<iframe",
+        "<object",
+        "<embed",
+        "@import",
+        "url(",
+        " src=",
+        "href=\"http",
+        "href='http",
+        "href=\"//",
+        "xlink:href",
     ] {
         assert!(!lower.contains(needle), "the report holds `{needle}`");
     }
     // The only URL is the SVG namespace, which names and fetches nothing.
     let urls = lower.matches("http://").count() + lower.matches("https://").count();
-    let namespaces = lower.matches("xmlns=\"http://www.w3.org/2000/svg\"").count();
+    let namespaces = lower
+        .matches("xmlns=\"http://www.w3.org/2000/svg\"")
+        .count();
     assert_eq!(urls, namespaces, "a URL other than the SVG namespace");
 }
 
@@ -237,8 +264,7 @@ fn assert_self_contained(html: &str) {
 fn a_report_draws_the_window_the_flagged_spike_and_the_threshold_and_counts_as_replay_does() {
     let r = replay_spiky("report-spike");
     assert_self_contained(&r.html);
-    // Strict XML, so an unclosed element or a stray entity fails here, not only in a browser.
-    let doc = roxmltree::Document::parse(&r.html).expect("the report is well-formed");
+    let doc = parse(&r.html);
 
     // The header's counts are replay's summary lines'.
     let counts: HashMap<&str, usize> = doc
@@ -250,7 +276,11 @@ fn a_report_draws_the_window_the_flagged_spike_and_the_threshold_and_counts_as_r
         .collect();
     let replayed = numbers_of(&r.stderr, "replayed ");
     // "replayed R rows of …/spiky.csv: S model steps, C scored"
-    let (rows, steps, scored) = (replayed[0], replayed[replayed.len() - 2], replayed[replayed.len() - 1]);
+    let (rows, steps, scored) = (
+        replayed[0],
+        replayed[replayed.len() - 2],
+        replayed[replayed.len() - 1],
+    );
     assert_eq!(rows, ROWS);
     let summary = numbers_of(&r.stderr, "windows detected ");
     // "windows detected D/W, false positives F, flagged X of Y scored steps (probation: first P rows, counted from …"
@@ -267,9 +297,18 @@ fn a_report_draws_the_window_the_flagged_spike_and_the_threshold_and_counts_as_r
         ("probation-rows", summary[5]),
     ];
     for (name, value) in expected {
-        assert_eq!(counts.get(name), Some(&value), "header count `{name}`: {}", r.stderr);
+        assert_eq!(
+            counts.get(name),
+            Some(&value),
+            "header count `{name}`: {}",
+            r.stderr
+        );
     }
-    assert_eq!((summary[0], summary[1]), (1, 1), "the spike's window is detected");
+    assert_eq!(
+        (summary[0], summary[1]),
+        (1, 1),
+        "the spike's window is detected"
+    );
 
     let panels: Vec<_> = doc
         .descendants()
@@ -289,8 +328,15 @@ fn a_report_draws_the_window_the_flagged_spike_and_the_threshold_and_counts_as_r
         let windows = drawn(*panel, "windows", "rect");
         assert_eq!(windows.len(), 1, "one window per panel");
         let (x, w) = (num(windows[0], "x"), num(windows[0], "width"));
-        assert!((x - axes.x(row_time(WINDOW.0))).abs() <= 1.5, "window starts at {x}");
-        assert!((x + w - axes.x(row_time(WINDOW.1))).abs() <= 1.5, "window ends at {}", x + w);
+        assert!(
+            (x - axes.x(row_time(WINDOW.0))).abs() <= 1.5,
+            "window starts at {x}"
+        );
+        assert!(
+            (x + w - axes.x(row_time(WINDOW.1))).abs() <= 1.5,
+            "window ends at {}",
+            x + w
+        );
     }
 
     // Each flagged step is a mark at its time, and the spike's step is one of them.
@@ -303,7 +349,9 @@ fn a_report_draws_the_window_the_flagged_spike_and_the_threshold_and_counts_as_r
         assert!((mark - axes.x(*t)).abs() <= 1.5, "mark at {mark} for {t}");
     }
     assert!(
-        r.flagged.iter().any(|&t| (row_time(WINDOW.0)..=row_time(WINDOW.1)).contains(&t)),
+        r.flagged
+            .iter()
+            .any(|&t| (row_time(WINDOW.0)..=row_time(WINDOW.1)).contains(&t)),
         "the spike is flagged: {:?}",
         r.flagged
     );
@@ -321,8 +369,14 @@ fn a_report_draws_the_window_the_flagged_spike_and_the_threshold_and_counts_as_r
         })
         .collect();
     let y = axes.y(-(1.0 - THRESHOLD).log10());
-    assert!(points.iter().all(|(_, py)| (py - y).abs() <= 1.5), "{points:?} vs {y}");
-    assert!((points[0].0 - axes.x.0).abs() <= 1.5 && (points[points.len() - 1].0 - axes.x.1).abs() <= 1.5);
+    assert!(
+        points.iter().all(|(_, py)| (py - y).abs() <= 1.5),
+        "{points:?} vs {y}"
+    );
+    assert!(
+        (points[0].0 - axes.x.0).abs() <= 1.5
+            && (points[points.len() - 1].0 - axes.x.1).abs() <= 1.5
+    );
     drop(r.dir);
 }
 
@@ -338,7 +392,9 @@ fn chromium() -> Option<PathBuf> {
             std::env::var_os("CANOPY_REQUIRE_CHROMIUM").is_none(),
             "CANOPY_REQUIRE_CHROMIUM is set but chromium is not on PATH (apt-get install chromium)"
         );
-        eprintln!("SKIPPED: chromium is not installed (apt-get install chromium); set CANOPY_REQUIRE_CHROMIUM=1 to make this a failure");
+        eprintln!(
+            "SKIPPED: chromium is not installed (apt-get install chromium); set CANOPY_REQUIRE_CHROMIUM=1 to make this a failure"
+        );
     }
     found
 }
@@ -356,7 +412,10 @@ struct Visit {
 /// Opens `page` in headless Chromium, offline (every host name fails to resolve), logging the
 /// console to stderr and every request to a NetLog, and takes a screenshot.
 fn visit(chromium: &Path, page: &Path, dir: &TempDir, name: &str) -> Visit {
-    let (shot, netlog) = (dir.path(&format!("{name}.png")), dir.path(&format!("{name}.netlog.json")));
+    let (shot, netlog) = (
+        dir.path(&format!("{name}.png")),
+        dir.path(&format!("{name}.netlog.json")),
+    );
     let out = Command::new(chromium)
         .args([
             "--headless",
@@ -373,14 +432,20 @@ fn visit(chromium: &Path, page: &Path, dir: &TempDir, name: &str) -> Visit {
             "--net-log-capture-mode=Default",
             "--window-size=1400,1400",
         ])
-        .arg(format!("--user-data-dir={}", dir.path(&format!("{name}.profile")).display()))
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.path(&format!("{name}.profile")).display()
+        ))
         .arg(format!("--log-net-log={}", netlog.display()))
         .arg(format!("--screenshot={}", shot.display()))
         .arg(format!("file://{}", page.display()))
         .output()
         .expect("run chromium");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && shot.is_file(), "chromium failed: {stderr}");
+    assert!(
+        out.status.success() && shot.is_file(),
+        "chromium failed: {stderr}"
+    );
     let console = stderr
         .lines()
         .filter(|l| l.contains(":CONSOLE"))
@@ -390,7 +455,8 @@ fn visit(chromium: &Path, page: &Path, dir: &TempDir, name: &str) -> Visit {
     // Requests are the NetLog's URL_REQUEST_START_JOB events; the page's have an origin as
     // initiator (`null` for a file), the browser's own background ones have `not an origin`.
     let log: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&netlog).expect("netlog")).expect("netlog is JSON");
+        serde_json::from_str(&std::fs::read_to_string(&netlog).expect("netlog"))
+            .expect("netlog is JSON");
     let start_job = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
         .as_u64()
         .expect("the NetLog names URL_REQUEST_START_JOB");
@@ -410,7 +476,11 @@ fn visit(chromium: &Path, page: &Path, dir: &TempDir, name: &str) -> Visit {
     let mut buf = vec![0; reader.output_buffer_size().expect("PNG size")];
     let info = reader.next_frame(&mut buf).expect("PNG frame");
     let channels = info.color_type.samples();
-    assert!(channels >= 3, "a colour screenshot, got {:?}", info.color_type);
+    assert!(
+        channels >= 3,
+        "a colour screenshot, got {:?}",
+        info.color_type
+    );
     let rgb = buf[..info.buffer_size()]
         .chunks_exact(channels)
         .flat_map(|p| [p[0], p[1], p[2]])
@@ -442,19 +512,29 @@ fn chromium_opens_the_report_offline_without_console_errors_or_requests_and_draw
         c.console
     );
     assert!(
-        c.requests.iter().any(|u| u.contains("canopy-control.invalid")),
+        c.requests
+            .iter()
+            .any(|u| u.contains("canopy-control.invalid")),
         "the request check sees nothing: {:?}",
         c.requests
     );
 
     let v = visit(&chromium, &report, &r.dir, "report");
     assert!(v.console.is_empty(), "console messages: {:?}", v.console);
-    assert!(v.requests.is_empty(), "the report requested: {:?}", v.requests);
+    assert!(
+        v.requests.is_empty(),
+        "the report requested: {:?}",
+        v.requests
+    );
     // The page's background is white (the report's CSS); a drawn report covers a good part of
     // the screenshot with something else: text, axes, lines, shades.
     assert_eq!((v.width, v.height), (1400, 1400));
     let pixels = v.width * v.height;
-    let background = v.rgb.chunks_exact(3).filter(|p| *p == [255, 255, 255]).count();
+    let background = v
+        .rgb
+        .chunks_exact(3)
+        .filter(|p| *p == [255, 255, 255])
+        .count();
     let drawn = pixels - background;
     assert!(
         drawn * 100 > pixels * 3,
@@ -495,7 +575,10 @@ threshold = 0.999
     const BIG: usize = 100_000;
     let dir = TempDir::new("report-big");
     let input = dir.write("big.csv", &csv(BIG, BIG / 2));
-    let labels = dir.write("windows.json", &labels("big.csv", (BIG / 2 - 10, BIG / 2 + 10)));
+    let labels = dir.write(
+        "windows.json",
+        &labels("big.csv", (BIG / 2 - 10, BIG / 2 + 10)),
+    );
     let config = dir.write("canopy.toml", LIGHT);
     let report = dir.path("big.html");
     let output = canopy(&[
@@ -516,12 +599,18 @@ threshold = 0.999
     let html = std::fs::read_to_string(&report).expect("report");
     // README.md, "Reports": under 3 MB for any length of file.
     assert!(html.len() < 3_000_000, "{} bytes", html.len());
-    roxmltree::Document::parse(&html).expect("the report is well-formed");
+    parse(&html);
     // Downsampled: no line has more than a few points per pixel column.
     let most = html
         .split("points=\"")
         .skip(1)
-        .map(|p| p.split('"').next().unwrap_or_default().split_whitespace().count())
+        .map(|p| {
+            p.split('"')
+                .next()
+                .unwrap_or_default()
+                .split_whitespace()
+                .count()
+        })
         .max()
         .unwrap_or(0);
     assert!(most <= 5 * 1280, "a line of {most} points");
@@ -577,19 +666,120 @@ fn several_files_give_one_page_worst_first_and_their_csvs_unchanged() {
 
     let html = std::fs::read_to_string(&report).expect("report");
     assert_self_contained(&html);
-    let doc = roxmltree::Document::parse(&html).expect("well-formed");
+    let doc = parse(&html);
     let index: Vec<&str> = doc
         .descendants()
         .filter(|n| n.has_tag_name("a"))
         .filter_map(|a| a.text())
         .collect();
     assert_eq!(index.len(), 2, "{index:?}");
-    assert!(index[0].ends_with("b_calm.csv") && index[1].ends_with("a_spiky.csv"), "{index:?}");
+    assert!(
+        index[0].ends_with("b_calm.csv") && index[1].ends_with("a_spiky.csv"),
+        "{index:?}"
+    );
     let sections: Vec<&str> = doc
         .descendants()
         .filter(|n| n.has_tag_name("h2"))
         .filter_map(|h| h.text())
         .collect();
     assert_eq!(sections, index, "sections in the index's order");
-    assert!(html.contains("data-corpus=\"standard\""), "the corpus's NAB scores");
+    assert!(
+        html.contains("data-corpus=\"standard\""),
+        "the corpus's NAB scores"
+    );
+}
+
+#[test]
+fn a_forecast_is_drawn_at_the_time_it_forecasts_and_a_horizon_past_the_model_is_refused() {
+    let dir = TempDir::new("report-forecast");
+    let input = dir.write("spiky.csv", &csv(ROWS, SPIKE));
+    let config = dir.write(
+        "canopy.toml",
+        &format!(
+            "{CONFIG}\n[models.fc]\nkind = \"random_forest\"\nfeatures = [\"level\"]\n\
+             target = [\"level\"]\nstep = \"5m\"\nlookback = 12\nhorizon = 2\nn_estimators = 10\n\
+             retrain_interval = \"4h\"\n"
+        ),
+    );
+    let (report, out_csv) = (dir.path("report.html"), dir.path("out.csv"));
+    let args = |horizon: &'static str| -> Vec<std::ffi::OsString> {
+        [
+            "replay".into(),
+            "--config".into(),
+            config.clone().into_os_string(),
+            "--input".into(),
+            input.clone().into_os_string(),
+            "--out".into(),
+            out_csv.clone().into_os_string(),
+            "--report".into(),
+            report.clone().into_os_string(),
+            "--report-horizon".into(),
+            horizon.into(),
+        ]
+        .into()
+    };
+    let refused = Command::new(env!("CARGO_BIN_EXE_canopy"))
+        .args(args("3"))
+        .output()
+        .expect("run canopy");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("forecasts 1 to 2 steps ahead"),
+        "{stderr}"
+    );
+
+    let args = args("2");
+    canopy(&args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>());
+    // The first forecast two steps ahead, and the time it was made.
+    let text = std::fs::read_to_string(&out_csv).expect("csv");
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("timestamp,anomaly_score,anomaly_likelihood,anomaly,level_1,level_2")
+    );
+    let (made, value) = lines
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .find(|cells| !cells[5].is_empty())
+        .map(|cells| {
+            (
+                canopy::source::csv::parse_timestamp(cells[0]).expect("timestamp"),
+                cells[5].parse::<f64>().expect("forecast"),
+            )
+        })
+        .expect("a forecast");
+
+    let html = std::fs::read_to_string(&report).expect("report");
+    let doc = parse(&html);
+    let panel = doc
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("panel") && n.has_tag_name("div"))
+        .find(|div| {
+            div.descendants()
+                .find(|n| n.attribute("class") == Some("title"))
+                .and_then(|t| t.text())
+                .is_some_and(|t| t.starts_with("forecast of `level` 2 steps ahead"))
+        })
+        .expect("a forecast panel");
+    let svg = panel
+        .children()
+        .find(|n| n.has_tag_name("svg"))
+        .expect("its chart");
+    let axes = Axes::of(svg);
+    let forecast = drawn(svg, "lines", "polyline")
+        .into_iter()
+        .filter(|p| p.attribute("stroke") == Some("#C2185B"))
+        .map(|p| p.attribute("points").expect("points"))
+        .next()
+        .expect("a forecast line");
+    let (x, y) = forecast
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.split_once(','))
+        .map(|(x, y)| (x.parse::<f64>().expect("x"), y.parse::<f64>().expect("y")))
+        .expect("a point");
+    assert!(
+        (x - axes.x(made + 2 * STEP_MS)).abs() <= 1.5,
+        "drawn at x {x}"
+    );
+    assert!((y - axes.y(value)).abs() <= 1.5, "drawn at y {y}");
 }

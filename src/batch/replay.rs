@@ -206,11 +206,13 @@ pub fn replay_traced(
             if scored.is_none() && forecasts.is_none() {
                 continue; // a step of neither model
             }
-            let retrained = changed(trained_before.0, detector.as_ref().map(Detector::training_info))
-                || changed(
-                    trained_before.1,
-                    forecaster.as_ref().map(Forecaster::training_info),
-                );
+            let retrained = changed(
+                trained_before.0,
+                detector.as_ref().map(Detector::training_info),
+            ) || changed(
+                trained_before.1,
+                forecaster.as_ref().map(Forecaster::training_info),
+            );
             line.clear();
             line.push_str(&format_timestamp(step.t_ms));
             let strongest = scored.as_deref().and_then(strongest);
@@ -295,7 +297,9 @@ fn changed<T>(before: Option<Arc<T>>, after: Option<Arc<T>>) -> bool {
 /// The feature indices the models read: the detector's in its order, then the forecaster's
 /// others.
 fn model_features(detector: Option<&Detector>, forecaster: Option<&Forecaster>) -> Vec<usize> {
-    let mut indices: Vec<usize> = detector.map(|d| d.spec().indices.clone()).unwrap_or_default();
+    let mut indices: Vec<usize> = detector
+        .map(|d| d.spec().indices.clone())
+        .unwrap_or_default();
     for &i in forecaster.iter().flat_map(|f| &f.spec().indices) {
         if !indices.contains(&i) {
             indices.push(i);

@@ -9,6 +9,7 @@
 
 use std::fmt::Write as _;
 
+use plotters::coord::combinators::WithKeyPoints;
 use plotters::coord::types::{RangedCoordf64, RangedCoordi64};
 use plotters::prelude::*;
 
@@ -93,7 +94,8 @@ pub const FLAG: RGBColor = RGBColor(0xD0, 0x10, 0x10);
 pub const THRESHOLD: RGBColor = RGBColor(0xE0, 0x8A, 0x00);
 pub const RETRAIN: RGBColor = RGBColor(0x2E, 0x7D, 0x32);
 
-type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordi64, RangedCoordf64>>;
+type Chart<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<WithKeyPoints<RangedCoordi64>, RangedCoordf64>>;
 type Drawn = Result<(), String>;
 
 /// The pixel mapping of a panel's plotting area: the times `t0`, `t1` at `x0`, `x1`, the values
@@ -184,9 +186,11 @@ pub fn render(panel: &Panel, frame: &Frame, shading: &Shading) -> Result<String,
         let (g, _) = layer(frame, panel, false, |c| {
             let tick = (v1 - v0) * 0.12;
             let ticks = one_per_column(&panel.retrains, frame);
-            c.draw_series(ticks.into_iter().map(|t| {
-                PathElement::new([(t, v1), (t, v1 - tick)], RETRAIN.stroke_width(1))
-            }))
+            c.draw_series(
+                ticks
+                    .into_iter()
+                    .map(|t| PathElement::new([(t, v1), (t, v1 - tick)], RETRAIN.stroke_width(1))),
+            )
             .map(drop)
             .map_err(|e| e.to_string())
         })?;
@@ -242,7 +246,8 @@ fn layer(
 ) -> Result<(String, Mapping), ReportError> {
     let mut svg = String::new();
     let mapping = {
-        let root = SVGBackend::with_string(&mut svg, (frame.width, panel.height)).into_drawing_area();
+        let root =
+            SVGBackend::with_string(&mut svg, (frame.width, panel.height)).into_drawing_area();
         if mesh {
             root.fill(&WHITE).map_err(ReportError::draw)?;
         }
@@ -251,11 +256,14 @@ fn layer(
             .margin_right(RIGHT)
             .x_label_area_size(BOTTOM)
             .y_label_area_size(LEFT)
-            .build_cartesian_2d(frame.t0..frame.t1, panel.y.0..panel.y.1)
+            .build_cartesian_2d(
+                (frame.t0..frame.t1).with_key_points(time_ticks(frame.t0, frame.t1)),
+                panel.y.0..panel.y.1,
+            )
             .map_err(ReportError::draw)?;
         if mesh {
-            let span = frame.t1 - frame.t0;
-            let time = |t: &i64| time_label(*t, span);
+            let every = tick_interval(frame.t1 - frame.t0);
+            let time = |t: &i64| time_label(*t, every);
             let value = |v: &f64| match panel.scale {
                 Scale::Linear => short_number(*v),
                 Scale::Likelihood => likelihood_label(*v),
@@ -263,13 +271,21 @@ fn layer(
             chart
                 .configure_mesh()
                 .x_labels(8)
-                .y_labels(if panel.scale == Scale::Likelihood { 7 } else { 4 })
+                .y_labels(if panel.scale == Scale::Likelihood {
+                    7
+                } else {
+                    4
+                })
                 .x_label_formatter(&time)
                 .y_label_formatter(&value)
                 .light_line_style(WHITE)
                 .bold_line_style(RGBColor(0xE6, 0xE6, 0xE6))
                 .axis_style(RGBColor(0x99, 0x99, 0x99))
-                .label_style(("sans-serif", 11).into_font().color(&RGBColor(0x44, 0x44, 0x44)))
+                .label_style(
+                    ("sans-serif", 11)
+                        .into_font()
+                        .color(&RGBColor(0x44, 0x44, 0x44)),
+                )
                 .draw()
                 .map_err(ReportError::draw)?;
         }
@@ -285,13 +301,52 @@ fn layer(
     Ok((svg, mapping))
 }
 
-/// A time tick: the date over long spans, the time of day over short ones.
-fn time_label(t: i64, span_ms: i64) -> String {
+/// Tick intervals on a time axis: whole minutes, hours and days, so ticks fall on round times.
+const TICK_INTERVALS_MS: [i64; 15] = [
+    60_000,
+    300_000,
+    900_000,
+    1_800_000,
+    3_600_000,
+    3 * 3_600_000,
+    6 * 3_600_000,
+    12 * 3_600_000,
+    86_400_000,
+    2 * 86_400_000,
+    7 * 86_400_000,
+    14 * 86_400_000,
+    28 * 86_400_000,
+    91 * 86_400_000,
+    364 * 86_400_000,
+];
+
+/// The interval between time ticks over `span_ms`: the shortest that gives at most 8 ticks.
+fn tick_interval(span_ms: i64) -> i64 {
+    TICK_INTERVALS_MS
+        .iter()
+        .copied()
+        .find(|every| span_ms / every <= 8)
+        .unwrap_or(TICK_INTERVALS_MS[TICK_INTERVALS_MS.len() - 1])
+}
+
+/// The time ticks within `t0..=t1`: the multiples of [`tick_interval`] (UTC midnights for days).
+fn time_ticks(t0: i64, t1: i64) -> Vec<i64> {
+    let every = tick_interval(t1 - t0);
+    let first = t0.div_euclid(every) * every + if t0.rem_euclid(every) == 0 { 0 } else { every };
+    (0..)
+        .map(|k| first + k * every)
+        .take_while(|&t| t <= t1)
+        .collect()
+}
+
+/// A time tick's label: the date when ticks are days apart, else the time of day, with the date
+/// where a day has several ticks but the axis spans several days.
+fn time_label(t: i64, every_ms: i64) -> String {
     let full = format_timestamp(t);
     let day = 86_400_000;
-    let range = if span_ms > 3 * day {
+    let range = if every_ms >= day {
         0..10
-    } else if span_ms > day {
+    } else if every_ms >= 3 * 3_600_000 {
         5..16
     } else {
         11..16
@@ -348,7 +403,7 @@ mod tests {
     #[test]
     fn labels_read_short() {
         assert_eq!(short_number(0.0), "0");
-        assert_eq!(short_number(0.125), "0.13");
+        assert_eq!(short_number(0.126), "0.13");
         assert_eq!(short_number(12.34), "12.3");
         assert_eq!(short_number(-2500.0), "-2.5k");
         assert_eq!(short_number(3.2e8), "320M");
@@ -356,9 +411,24 @@ mod tests {
         assert_eq!(likelihood_label(1.0), "0.9");
         assert_eq!(likelihood_label(2.0), "0.99");
         assert_eq!(likelihood_label(2.5), "");
-        assert_eq!(time_label(0, 1000), "00:00");
-        assert_eq!(time_label(0, 2 * 86_400_000), "01-01 00:00");
-        assert_eq!(time_label(0, 30 * 86_400_000), "1970-01-01");
+        assert_eq!(time_label(0, 300_000), "00:00");
+        assert_eq!(time_label(0, 6 * 3_600_000), "01-01 00:00");
+        assert_eq!(time_label(0, 86_400_000), "1970-01-01");
+    }
+
+    #[test]
+    fn time_ticks_fall_on_round_times() {
+        let (hour, day) = (3_600_000, 86_400_000);
+        // 14 days: every 2 days, from the first midnight in the range.
+        let ticks = time_ticks(day / 2, 14 * day + day / 2);
+        assert_eq!(ticks.first(), Some(&(2 * day)));
+        assert!(ticks.windows(2).all(|w| w[1] - w[0] == 2 * day));
+        assert!(ticks.len() <= 8, "{ticks:?}");
+        // 41 hours and 35 minutes from 10:05: every 6 hours, from 12:00.
+        let t0 = 10 * hour + 300_000;
+        let ticks = time_ticks(t0, t0 + 41 * hour + 35 * 60_000);
+        assert_eq!(ticks[..2], [12 * hour, 18 * hour]);
+        assert_eq!(time_ticks(0, 0), [0]);
     }
 
     #[test]

@@ -104,7 +104,8 @@ fn assess(file: &Replayed) -> Result<Assessment, NabError> {
     };
     // NAB scores the likelihood, as benches/compare/nab_replay.sh does.
     let row_times: Vec<i64> = trace.table.rows.iter().map(|r| r.t_ms).collect();
-    let steps: Vec<(i64, Option<f64>)> = trace.steps.iter().map(|s| (s.t_ms, s.likelihood)).collect();
+    let steps: Vec<(i64, Option<f64>)> =
+        trace.steps.iter().map(|s| (s.t_ms, s.likelihood)).collect();
     let scores = FileScores::new(
         file.input.display().to_string(),
         &row_times,
@@ -148,7 +149,12 @@ pub fn write(
         .then(|| {
             let all: Option<Vec<FileScores>> =
                 assessed.iter().map(|(_, a)| a.scores.clone()).collect();
-            all.map(|all| PROFILES.iter().map(|p| nab::corpus_score(&all, p)).collect())
+            all.map(|all| {
+                PROFILES
+                    .iter()
+                    .map(|p| nab::corpus_score(&all, p))
+                    .collect()
+            })
         })
         .flatten();
 

@@ -271,7 +271,12 @@ pub fn index<'a>(
             cell(s.map(|s| (s.windows - s.detected).to_string())),
             cell(s.map(|s| s.false_positives.to_string())),
             a.flagged,
-            cell(a.nab.as_ref().and_then(|n| n.first()).map(|(c, _)| nab_score(c)))
+            cell(
+                a.nab
+                    .as_ref()
+                    .and_then(|n| n.first())
+                    .map(|(c, _)| nab_score(c))
+            )
         );
     }
     h.push_str("</table>\n</section>\n");

@@ -144,10 +144,7 @@ pub fn panels(trace: &Trace, frame: &Frame, horizon: usize) -> Vec<Titled> {
             .collect();
         let mut panel = line_panel(
             110,
-            vec![(
-                SCORE,
-                thin(&step_times, &score, frame, columns, &step_keep),
-            )],
+            vec![(SCORE, thin(&step_times, &score, frame, columns, &step_keep))],
             flagged.iter().map(|&i| (step_times[i], score[i])).collect(),
         );
         panel.retrains = retrains;
@@ -254,7 +251,11 @@ pub fn panels(trace: &Trace, frame: &Frame, horizon: usize) -> Vec<Titled> {
 }
 
 /// A plain panel of lines, its value range fitted to them.
-fn line_panel(height: u32, lines: Vec<(RGBColor, Vec<(i64, f64)>)>, flags: Vec<(i64, f64)>) -> Panel {
+fn line_panel(
+    height: u32,
+    lines: Vec<(RGBColor, Vec<(i64, f64)>)>,
+    flags: Vec<(i64, f64)>,
+) -> Panel {
     let y = value_range(lines.iter().flat_map(|(_, p)| p.iter().map(|(_, v)| *v)));
     Panel {
         height,
@@ -293,7 +294,9 @@ fn edges_in(times: &[i64], edges: &[i64]) -> Vec<usize> {
         .flat_map(|&t| {
             let before = at_or_before(times, t);
             let after = before.map_or(0, |i| i + 1);
-            before.into_iter().chain((after < times.len()).then_some(after))
+            before
+                .into_iter()
+                .chain((after < times.len()).then_some(after))
         })
         .collect()
 }
