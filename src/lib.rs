@@ -2,7 +2,8 @@
 //!
 //! The modules follow the data path: [`ingest`] (remote-write) → [`series`] (rolling windows) →
 //! [`promql`] and [`features`] (feature vectors per step) → [`model`] (isolation and random forests) → [`serve`] (HTTP: remote-write route, KServe V1/V2 predict, `/metrics`);
-//! [`checkpoint`] saves and restores the models on the model volume.
+//! [`checkpoint`] saves and restores the models on the model volume. [`batch`] runs the file
+//! commands (`score`, `replay`), and [`report`] draws a replay as an HTML page.
 //! [`config`] holds the configuration every stage is built from; [`agent`] assembles the
 //! pipeline and runs its tasks. ARCHITECTURE.md has the whole map.
 
@@ -18,6 +19,7 @@ pub mod fuzzing;
 pub mod ingest;
 pub mod model;
 pub mod promql;
+pub mod report;
 pub mod series;
 pub mod serve;
 pub mod source;

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
 use canopy::config::{Config, ServerConfig};
@@ -54,17 +54,26 @@ enum Command {
     },
     /// Stream a CSV through ingest, features and the detector in event time, as live data would go.
     Replay {
-        /// The CSV to replay: timestamp, then one column per series.
-        #[arg(long)]
-        input: PathBuf,
+        /// The CSV to replay: timestamp, then one column per series. Repeat it, or name a folder
+        /// (every `.csv` in it and below), to replay several files.
+        #[arg(long, required = true)]
+        input: Vec<PathBuf>,
         #[arg(long)]
         config: Option<PathBuf>,
         /// NAB's windows.json: print windows detected and false positives to stderr.
         #[arg(long)]
         labels: Option<PathBuf>,
-        /// Where to write the output CSV (stdout when absent).
+        /// Where to write the output CSV (stdout when absent); with several inputs, a folder to
+        /// write one CSV per input into, named after it.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also draw the replay as one self-contained HTML page: series, features, scores,
+        /// alerts, labelled windows and forecasts on one time axis per file.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// The forecast the report draws, in steps ahead (the forecaster's horizon when absent).
+        #[arg(long, requires = "report")]
+        report_horizon: Option<usize>,
     },
     /// Serve checkpoints read-only on the KServe endpoints, as a KServe custom runtime.
     Serve {
@@ -209,25 +218,77 @@ fn command(cli: Cli) -> Result<()> {
         }
         Some(Command::Replay {
             input,
-            config,
+            config: config_path,
             labels,
             out,
+            report,
+            report_horizon,
         }) => {
             init_logging("warn");
-            let config = Config::load(config.as_deref())?;
-            let mut out = output(out.as_deref())?;
-            let outcome =
-                canopy::batch::replay::replay(&config, &input, labels.as_deref(), &mut out)?;
-            out.flush().context("cannot write the output")?;
-            eprintln!(
-                "replayed {} rows of {}: {} model steps, {} scored",
-                outcome.rows,
-                input.display(),
-                outcome.steps,
-                outcome.scored_steps
-            );
-            if let Some(summary) = outcome.summary {
-                eprintln!("{summary}");
+            let config = Config::load(config_path.as_deref())?;
+            let several = input.len() > 1 || input.iter().any(|p| p.is_dir());
+            let inputs = csv_inputs(&input)?;
+            if several && out.is_none() && report.is_none() {
+                bail!(
+                    "replay of {} files: give --out DIR for one output CSV each, or --report FILE.html, or both",
+                    inputs.len()
+                );
+            }
+            if let (Some(dir), true) = (&out, several) {
+                let mut names: Vec<_> = inputs.iter().filter_map(|p| p.file_name()).collect();
+                names.sort();
+                if let Some(twice) = names.windows(2).find(|w| w[0] == w[1]) {
+                    bail!(
+                        "two inputs are named {}: their outputs in {} would overwrite each other; replay them separately",
+                        twice[0].to_string_lossy(),
+                        dir.display()
+                    );
+                }
+            }
+            let mut replayed = Vec::new();
+            for path in &inputs {
+                let mut csv = match (&out, several) {
+                    (Some(dir), true) => output(Some(&output_in(dir, path)?))?,
+                    (None, true) => Box::new(std::io::sink()),
+                    (out, false) => output(out.as_deref())?,
+                };
+                let (outcome, trace) = canopy::batch::replay::replay_traced(
+                    &config,
+                    path,
+                    labels.as_deref(),
+                    &mut csv,
+                )?;
+                csv.flush().context("cannot write the output")?;
+                eprintln!(
+                    "replayed {} rows of {}: {} model steps, {} scored",
+                    outcome.rows,
+                    path.display(),
+                    outcome.steps,
+                    outcome.scored_steps
+                );
+                if let Some(summary) = &outcome.summary {
+                    eprintln!("{summary}");
+                }
+                if report.is_some() {
+                    replayed.push(canopy::report::Replayed {
+                        input: path.clone(),
+                        outcome,
+                        trace,
+                    });
+                }
+            }
+            if let Some(report) = report {
+                let options = canopy::report::ReportOptions {
+                    config: config_path.map_or_else(
+                        || "the embedded default".to_owned(),
+                        |p| p.display().to_string(),
+                    ),
+                    horizon: report_horizon,
+                    width: canopy::report::DEFAULT_WIDTH,
+                };
+                let mut page = output(Some(&report))?;
+                canopy::report::write(&replayed, &options, &mut page)?;
+                eprintln!("wrote the report {}", report.display());
             }
             Ok(())
         }
@@ -271,6 +332,60 @@ fn command(cli: Cli) -> Result<()> {
         Some(Command::Run(args)) => run(args),
         None => run(cli.run),
     }
+}
+
+/// The CSV files `inputs` name: each file as given, and every `.csv` under each folder, sorted.
+fn csv_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let before = files.len();
+            collect_csv(input, &mut files)?;
+            if files.len() == before {
+                bail!("{} holds no .csv file to replay", input.display());
+            }
+        } else {
+            files.push(input.clone());
+        }
+    }
+    Ok(files)
+}
+
+fn collect_csv(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read the folder {}", dir.display()))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()
+        .with_context(|| format!("cannot read the folder {}", dir.display()))?;
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            collect_csv(&path, files)?;
+        } else if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+        {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Where the output CSV of `input` goes in the folder `dir` (created if missing): its file name.
+fn output_in(dir: &Path, input: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let name = input
+        .file_name()
+        .with_context(|| format!("{} names no file", input.display()))?;
+    let path = dir.join(name);
+    if path.exists() && std::fs::canonicalize(&path).ok() == std::fs::canonicalize(input).ok() {
+        bail!(
+            "--out {} would overwrite the input {}: write the outputs elsewhere",
+            dir.display(),
+            input.display()
+        );
+    }
+    Ok(path)
 }
 
 /// The output file, or stdout, buffered.

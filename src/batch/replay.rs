@@ -16,14 +16,19 @@
 //! not step there, or has no model yet, leaves its cells empty. With several entities at a step
 //! (features written `by (label)`), the row carries the highest score and likelihood, flagged
 //! when any entity is, and the forecast of the first entity in label order.
+//!
+//! [`replay_traced`] also keeps a [`Trace`] of the run (the input, each step's features, scores,
+//! alerts, retrains and forecasts) for `canopy replay --report` to draw; the output is the same.
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 
-use super::labels::{self, Summary};
+use super::labels::{self, Summary, Window};
 use super::{BatchError, number};
 use crate::agent::Pipeline;
 use crate::config::{Config, ModelKind};
+use crate::features::{FeatureSet, StepResult};
 use crate::model::detector::{Detector, Scored, Training};
 use crate::model::forecaster::{Forecast, Forecaster};
 use crate::series::labels::METRIC_NAME;
@@ -63,6 +68,75 @@ pub fn series_name(column: &str) -> String {
     name
 }
 
+/// What a replay saw, kept for `canopy replay --report`: the input, and at every output row (each
+/// step of either model) the features the models read, the score, the alert, whether a model
+/// retrained and the forecast made.
+#[derive(Debug, Clone)]
+pub struct Trace {
+    /// The input as read: its columns, and its rows in time order.
+    pub table: Table,
+    /// The input's labelled windows; `None` without `--labels`.
+    pub windows: Option<Vec<Window>>,
+    pub detector: Option<TracedDetector>,
+    pub forecaster: Option<TracedForecaster>,
+    /// The features the models read: the detector's in its order, then the forecaster's others.
+    pub features: Vec<TracedFeature>,
+    pub steps: Vec<TracedStep>,
+}
+
+/// The detector replay ran, as the report names it.
+#[derive(Debug, Clone)]
+pub struct TracedDetector {
+    pub name: String,
+    pub features: Vec<String>,
+    pub step_ms: i64,
+    /// The likelihood at or above which a step is flagged.
+    pub threshold: f64,
+}
+
+/// The forecaster replay ran, as the report names it.
+#[derive(Debug, Clone)]
+pub struct TracedForecaster {
+    pub name: String,
+    pub features: Vec<String>,
+    pub targets: Vec<String>,
+    pub lookback: usize,
+    pub horizon: usize,
+    pub step_ms: i64,
+}
+
+/// One feature's value at every traced step.
+#[derive(Debug, Clone)]
+pub struct TracedFeature {
+    pub name: String,
+    pub expression: String,
+    /// The most entities the feature had at one step; with more than one, `values` are the
+    /// first entity's (in label order), as the forecast columns are.
+    pub entities: usize,
+    /// The entity drawn, as `{label="value"}`; empty for a single series without labels.
+    pub entity: String,
+    /// One per [`Trace::steps`]; NaN where the feature had no value.
+    pub values: Vec<f64>,
+}
+
+/// One output row of the replay, with what the CSV does not say.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracedStep {
+    pub t_ms: i64,
+    /// The row's score, likelihood and flag; `None` where the CSV's cells are empty.
+    pub anomaly_score: Option<f64>,
+    pub likelihood: Option<f64>,
+    pub anomaly: bool,
+    /// The detector could not flag yet: its forests had not been fit on
+    /// `min(max_samples, reservoir capacity)` vectors of the stream.
+    pub warming_up: bool,
+    /// A model trained (or retrained) at this step.
+    pub retrained: bool,
+    /// The forecast made at this step (the CSV's forecast cells, time-major: `h * targets + k`
+    /// for `h` steps ahead minus one and target `k`); empty where there is none.
+    pub forecast: Vec<f64>,
+}
+
 /// Replays `input` through the pipeline `config` describes, writing one row per model step to
 /// `out`; with `labels` (NAB's `windows.json`), also scores the run against the input's windows.
 pub fn replay(
@@ -71,6 +145,17 @@ pub fn replay(
     labels: Option<&Path>,
     out: &mut dyn Write,
 ) -> Result<ReplayOutcome, BatchError> {
+    replay_traced(config, input, labels, out).map(|(outcome, _)| outcome)
+}
+
+/// [`replay`], keeping the [`Trace`] of the run. The trace costs a few numbers per step beside
+/// the input, which replay holds anyway, so plain replays keep it too and drop it.
+pub fn replay_traced(
+    config: &Config,
+    input: &Path,
+    labels: Option<&Path>,
+    out: &mut dyn Write,
+) -> Result<(ReplayOutcome, Trace), BatchError> {
     let windows = labels
         .map(|path| labels::windows_for(path, input))
         .transpose()?;
@@ -96,6 +181,9 @@ pub fn replay(
         Some(f) => writeln!(out, "{HEADER},{}", forecast_columns(f).join(","))?,
         None => writeln!(out, "{HEADER}")?,
     }
+    let feature_indices = model_features(detector.as_ref(), forecaster.as_ref());
+    let mut features = traced_features(&pipeline.features, &feature_indices);
+    let mut traced: Vec<TracedStep> = Vec::new();
     let mut steps: Vec<(i64, Option<bool>)> = Vec::new();
     let mut line = String::new();
     for row in &table.rows {
@@ -108,42 +196,156 @@ pub fn replay(
             }
         }
         for step in engine.advance(&pipeline.store, &pipeline.history) {
+            // Training is inline: a model that trained at this step has new training info.
+            let trained_before = (
+                detector.as_ref().map(Detector::training_info),
+                forecaster.as_ref().map(Forecaster::training_info),
+            );
             let scored = detector.as_mut().and_then(|d| d.on_step(&step));
             let forecasts = forecaster.as_mut().and_then(|f| f.on_step(&step));
             if scored.is_none() && forecasts.is_none() {
                 continue; // a step of neither model
             }
+            let retrained = changed(
+                trained_before.0,
+                detector.as_ref().map(Detector::training_info),
+            ) || changed(
+                trained_before.1,
+                forecaster.as_ref().map(Forecaster::training_info),
+            );
             line.clear();
             line.push_str(&format_timestamp(step.t_ms));
-            let flagged = scored.as_deref().and_then(strongest).map(|s| {
-                line.push_str(&format!(
+            let strongest = scored.as_deref().and_then(strongest);
+            match &strongest {
+                Some(s) => line.push_str(&format!(
                     ",{},{},{}",
                     number(s.anomaly_score),
                     number(s.likelihood),
                     u8::from(s.anomaly)
-                ));
-                s.anomaly
-            });
-            if flagged.is_none() {
-                line.push_str(",,,");
+                )),
+                None => line.push_str(",,,"),
             }
+            let first_forecast = first_forecast(forecasts.as_deref());
             if let Some(f) = &forecaster {
-                push_forecast(&mut line, f, forecasts.as_deref());
+                push_forecast(&mut line, f, first_forecast);
             }
             writeln!(out, "{line}")?;
             if scored.is_some() {
-                steps.push((step.t_ms, flagged));
+                steps.push((step.t_ms, strongest.as_ref().map(|s| s.anomaly)));
             }
+            for (feature, &i) in features.iter_mut().zip(&feature_indices) {
+                feature.record(&step, i);
+            }
+            traced.push(TracedStep {
+                t_ms: step.t_ms,
+                anomaly_score: strongest.as_ref().map(|s| s.anomaly_score),
+                likelihood: strongest.as_ref().map(|s| s.likelihood),
+                anomaly: strongest.as_ref().is_some_and(|s| s.anomaly),
+                warming_up: detector.as_ref().is_some_and(Detector::warming_up),
+                retrained,
+                forecast: first_forecast.map(|f| f.values.clone()).unwrap_or_default(),
+            });
         }
     }
     out.flush()?;
     let row_times: Vec<i64> = table.rows.iter().map(|r| r.t_ms).collect();
-    Ok(ReplayOutcome {
+    let outcome = ReplayOutcome {
         rows: table.rows.len(),
         steps: steps.len(),
         scored_steps: steps.iter().filter(|(_, f)| f.is_some()).count(),
-        summary: windows.map(|w| labels::summarise(&w, &row_times, &steps)),
-    })
+        summary: windows
+            .as_ref()
+            .map(|w| labels::summarise(w, &row_times, &steps)),
+    };
+    let trace = Trace {
+        table,
+        windows,
+        detector: detector.as_ref().map(|d| {
+            let spec = d.spec();
+            TracedDetector {
+                name: spec.name.clone(),
+                features: spec.features.clone(),
+                step_ms: spec.step_ms,
+                threshold: spec.likelihood.threshold,
+            }
+        }),
+        forecaster: forecaster.as_ref().map(|f| {
+            let spec = f.spec();
+            TracedForecaster {
+                name: spec.name.clone(),
+                features: spec.features.clone(),
+                targets: spec.targets.clone(),
+                lookback: spec.window.lookback,
+                horizon: spec.window.horizon,
+                step_ms: spec.step_ms,
+            }
+        }),
+        features,
+        steps: traced,
+    };
+    Ok((outcome, trace))
+}
+
+/// Whether a model's training info was replaced during a step: it trained.
+fn changed<T>(before: Option<Arc<T>>, after: Option<Arc<T>>) -> bool {
+    match (before, after) {
+        (Some(b), Some(a)) => !Arc::ptr_eq(&b, &a),
+        _ => false,
+    }
+}
+
+/// The feature indices the models read: the detector's in its order, then the forecaster's
+/// others.
+fn model_features(detector: Option<&Detector>, forecaster: Option<&Forecaster>) -> Vec<usize> {
+    let mut indices: Vec<usize> = detector
+        .map(|d| d.spec().indices.clone())
+        .unwrap_or_default();
+    for &i in forecaster.iter().flat_map(|f| &f.spec().indices) {
+        if !indices.contains(&i) {
+            indices.push(i);
+        }
+    }
+    indices
+}
+
+fn traced_features(set: &FeatureSet, indices: &[usize]) -> Vec<TracedFeature> {
+    indices
+        .iter()
+        .map(|&i| TracedFeature {
+            name: set.features()[i].name.clone(),
+            expression: set.expressions(&[i]).concat(),
+            entities: 0,
+            entity: String::new(),
+            values: Vec::new(),
+        })
+        .collect()
+}
+
+impl TracedFeature {
+    /// Records feature `i`'s value at `step`: its first entity's, in label order (the metric name
+    /// left out, as the models' vectors leave it out), or NaN.
+    fn record(&mut self, step: &StepResult, i: usize) {
+        let first = step
+            .values
+            .get(i)
+            .and_then(Option::as_ref)
+            .and_then(|values| {
+                self.entities = self.entities.max(values.len());
+                values
+                    .iter()
+                    .map(|(l, v)| (l.filter(|n| n != METRIC_NAME), *v))
+                    .min_by(|a, b| a.0.cmp(&b.0))
+            });
+        match first {
+            Some((labels, v)) => {
+                if !labels.is_empty() {
+                    self.entity = labels.to_string();
+                }
+                self.values.push(v);
+            }
+            None => self.values.push(f64::NAN),
+        }
+    }
 }
 
 /// What a step's row shows of several entities: the highest score and the highest likelihood
@@ -197,15 +399,19 @@ fn forecast_columns(f: &Forecaster) -> Vec<String> {
         .collect()
 }
 
-/// Appends the forecast cells: the first entity's forecast (entities in label order), or empty
-/// cells at steps that are not the forecaster's or before its first model.
-fn push_forecast(line: &mut String, f: &Forecaster, forecasts: Option<&[Forecast]>) {
-    let spec = f.spec();
-    let (n_targets, horizon) = (spec.targets.len(), spec.window.horizon);
-    let first = forecasts
+/// The forecast the output shows of several entities: the first entity's, in label order.
+fn first_forecast(forecasts: Option<&[Forecast]>) -> Option<&Forecast> {
+    forecasts
         .into_iter()
         .flatten()
-        .min_by(|a, b| a.entity.cmp(&b.entity));
+        .min_by(|a, b| a.entity.cmp(&b.entity))
+}
+
+/// Appends the forecast cells: `first`'s values, or empty cells at steps that are not the
+/// forecaster's or before its first model.
+fn push_forecast(line: &mut String, f: &Forecaster, first: Option<&Forecast>) {
+    let spec = f.spec();
+    let (n_targets, horizon) = (spec.targets.len(), spec.window.horizon);
     // Columns are target-major; the forecast's values are time-major (h * targets + k).
     for k in 0..n_targets {
         for h in 0..horizon {

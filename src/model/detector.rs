@@ -395,6 +395,12 @@ impl Detector {
         self.reservoir.len()
     }
 
+    /// Still warming up: no forest fit on `first_fit_rows` vectors of this stream yet, so no
+    /// step is flagged (see [`Detector::warm_up_step`]).
+    pub fn warming_up(&self) -> bool {
+        self.warm_up.is_some()
+    }
+
     /// Scores the step's complete entity vectors (when `step` is one of the model's steps),
     /// feeds the reservoir and starts training when due. `None` for steps that are not the
     /// model's; an empty list while no model is trained yet.
