@@ -553,7 +553,8 @@ fn unitless_duration(expr: &str) -> Option<&str> {
         let t = token.trim();
         let t = t.strip_prefix(['+', '-']).unwrap_or(t).trim_start();
         !t.is_empty()
-            && (t.parse::<f64>().is_ok() || t.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("0x")))
+            && (t.parse::<f64>().is_ok()
+                || t.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("0x")))
     };
     let bytes = expr.as_bytes();
     let mut i = 0;
@@ -564,7 +565,11 @@ fn unitless_duration(expr: &str) -> Option<&str> {
                 // raw backquoted strings).
                 i += 1;
                 while i < bytes.len() && bytes[i] != quote {
-                    i += if bytes[i] == b'\\' && quote != b'`' { 2 } else { 1 };
+                    i += if bytes[i] == b'\\' && quote != b'`' {
+                        2
+                    } else {
+                        1
+                    };
                 }
             }
             b'[' => {
@@ -575,7 +580,9 @@ fn unitless_duration(expr: &str) -> Option<&str> {
                 i = end;
             }
             b'o' | b'O'
-                if expr[i..].get(..6).is_some_and(|w| w.eq_ignore_ascii_case("offset"))
+                if expr[i..]
+                    .get(..6)
+                    .is_some_and(|w| w.eq_ignore_ascii_case("offset"))
                     && !expr[..i]
                         .chars()
                         .next_back()
