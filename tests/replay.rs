@@ -6,65 +6,18 @@
 //! one-hour steps, with rows off the hour, or with gaps of hours are scored on every row once
 //! the first model exists, and a reservoir smaller than `max_samples` trains on what it holds.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
+mod common;
+
 use canopy::source::csv::format_timestamp;
+use common::replay::{CONFIG, T0_MS, TempDir};
 
-/// A fresh directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("canopy-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).expect("create dir");
-        }
-        std::fs::write(&path, text).expect("write file");
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
+/// The config's `max_samples`.
 const MAX_SAMPLES: usize = 64;
-const CONFIG: &str = r#"
-[limits]
-retention = "3h"
-[evaluation]
-step = "5m"
-lateness = "0s"
-history = "1d"
-[features]
-level = 'value'
-dev = 'value - avg_over_time(value[1h])'
-[models.det]
-kind = "isolation_forest"
-features = ["level", "dev"]
-step = "5m"
-max_samples = 64
-n_estimators = 50
-retrain_interval = "2h"
-contamination = 0.02
-likelihood_window = 1
-threshold = 0.99
-"#;
-
 const ROWS: usize = 500;
 const SPIKES: [usize; 3] = [200, 300, 400];
-/// A multiple of 5 minutes, so each row's time is a step.
-const T0_MS: i64 = 1_699_999_800_000;
 
 /// A whole hour, for files at one-hour steps.
 const HOUR_T0_MS: i64 = 1_700_002_800_000;

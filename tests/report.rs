@@ -10,68 +10,16 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+
 use canopy::source::csv::format_timestamp;
-
-/// A fresh directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("canopy-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).expect("create dir");
-        }
-        std::fs::write(&path, text).expect("write file");
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-const CONFIG: &str = r#"
-[limits]
-retention = "3h"
-[evaluation]
-step = "5m"
-lateness = "0s"
-history = "1d"
-[features]
-level = 'value'
-dev = 'value - avg_over_time(value[1h])'
-[models.det]
-kind = "isolation_forest"
-features = ["level", "dev"]
-step = "5m"
-max_samples = 64
-n_estimators = 50
-retrain_interval = "2h"
-contamination = 0.02
-likelihood_window = 1
-threshold = 0.99
-"#;
+use common::replay::{CONFIG, T0_MS, TempDir};
 
 const THRESHOLD: f64 = 0.99;
 const ROWS: usize = 500;
 const SPIKE: usize = 300;
 /// The labelled window around the spike, as rows (both ends included).
 const WINDOW: (usize, usize) = (295, 310);
-/// A multiple of 5 minutes, so each row's time is a step.
-const T0_MS: i64 = 1_699_999_800_000;
 const STEP_MS: i64 = 300_000;
 
 fn row_time(k: usize) -> i64 {

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses its own part of the harness
 
 pub mod models;
+pub mod replay;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
