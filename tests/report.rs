@@ -64,6 +64,29 @@ fn canopy(args: &[&std::ffi::OsStr]) -> Output {
     out
 }
 
+/// `canopy replay` of one labelled file, writing its CSV to `out` and its page to `report`.
+fn replay_with_report(
+    config: &Path,
+    input: &Path,
+    labels: &Path,
+    out: &Path,
+    report: &Path,
+) -> Output {
+    canopy(&[
+        "replay".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--input".as_ref(),
+        input.as_os_str(),
+        "--labels".as_ref(),
+        labels.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        "--report".as_ref(),
+        report.as_os_str(),
+    ])
+}
+
 /// The spiky file replayed with labels into `report.html` (and its CSV into `out.csv`).
 struct Replayed {
     dir: TempDir,
@@ -79,19 +102,7 @@ fn replay_spiky(name: &str) -> Replayed {
     let labels = dir.write("windows.json", &labels("data/spiky.csv", WINDOW));
     let config = dir.write("canopy.toml", CONFIG);
     let (report, out_csv) = (dir.path("report.html"), dir.path("out.csv"));
-    let output = canopy(&[
-        "replay".as_ref(),
-        "--config".as_ref(),
-        config.as_os_str(),
-        "--input".as_ref(),
-        input.as_os_str(),
-        "--labels".as_ref(),
-        labels.as_os_str(),
-        "--out".as_ref(),
-        out_csv.as_os_str(),
-        "--report".as_ref(),
-        report.as_os_str(),
-    ]);
+    let output = replay_with_report(&config, &input, &labels, &out_csv, &report);
     let text = std::fs::read_to_string(&out_csv).expect("output csv");
     let flagged = text
         .lines()
@@ -529,19 +540,7 @@ threshold = 0.999
     );
     let config = dir.write("canopy.toml", LIGHT);
     let report = dir.path("big.html");
-    let output = canopy(&[
-        "replay".as_ref(),
-        "--config".as_ref(),
-        config.as_os_str(),
-        "--input".as_ref(),
-        input.as_os_str(),
-        "--labels".as_ref(),
-        labels.as_os_str(),
-        "--out".as_ref(),
-        dir.path("big.out.csv").as_os_str(),
-        "--report".as_ref(),
-        report.as_os_str(),
-    ]);
+    let output = replay_with_report(&config, &input, &labels, &dir.path("big.out.csv"), &report);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(&format!("replayed {BIG} rows")), "{stderr}");
     let html = std::fs::read_to_string(&report).expect("report");
