@@ -20,6 +20,7 @@ use crate::series::labels::METRIC_NAME;
 use crate::series::store::is_stale_marker;
 use crate::series::{Labels, Sample, Selection, SeriesStore};
 
+use super::golang;
 use super::kernels::{self, Accumulator, Bucket, Window};
 use super::plan::{
     AggOp, BinOp, Card, LOOKBACK_DELTA_MS, LabelSet, Matching, Node, Plan, RangeFunc, RangeSource,
@@ -932,7 +933,7 @@ impl Evaluator {
         let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
         let mut groups: Vec<(Labels, Vec<Bucket>)> = Vec::new();
         for e in &v.elems {
-            let Some(upper) = e.labels.get("le").and_then(|le| le.parse::<f64>().ok()) else {
+            let Some(upper) = e.labels.get("le").and_then(golang::parse_float) else {
                 continue;
             };
             let bucket = Bucket { upper, count: e.v };

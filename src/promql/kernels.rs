@@ -8,9 +8,9 @@
 //! departs from Prometheus's documentation it is because the real 2.42 binary does (see the tests).
 //! Knows nothing about labels, selectors or the store: it sees samples and values.
 
-use crate::calendar::{civil_from_days, days_from_civil};
 use crate::series::Sample;
 
+use super::golang::{GoDate, go_int64};
 use super::plan::{AggOp, DateFunc, RangeFunc};
 
 /// Prometheus's `kahanSumInc`: Kahan summation with Neumaier's improvement.
@@ -461,24 +461,19 @@ impl Accumulator {
     }
 }
 
-/// A date function of Unix seconds `v`, in UTC (`time.Unix(int64(v), 0).UTC()`).
+/// A date function of Unix seconds `v`, in UTC: `time.Unix(int64(v), 0).UTC()` as Go computes
+/// it, so that NaN, infinities and times beyond Go's range give Prometheus's answers.
 pub fn date_field(f: DateFunc, v: f64) -> f64 {
-    let secs = v as i64;
-    let days = secs.div_euclid(86_400);
-    let of_day = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
+    let d = GoDate::from_unix(go_int64(v));
     (match f {
-        DateFunc::DayOfMonth => d,
-        // 1970-01-01 was a Thursday; Sunday is 0.
-        DateFunc::DayOfWeek => (days + 4).rem_euclid(7),
-        DateFunc::DayOfYear => days - days_from_civil(y, 1, 1) + 1,
-        DateFunc::DaysInMonth => {
-            days_from_civil(y + i64::from(m == 12), m % 12 + 1, 1) - days_from_civil(y, m, 1)
-        }
-        DateFunc::Hour => of_day / 3600,
-        DateFunc::Minute => of_day % 3600 / 60,
-        DateFunc::Month => m,
-        DateFunc::Year => y,
+        DateFunc::DayOfMonth => d.day,
+        DateFunc::DayOfWeek => d.weekday,
+        DateFunc::DayOfYear => d.year_day,
+        DateFunc::DaysInMonth => d.days_in_month(),
+        DateFunc::Hour => d.hour,
+        DateFunc::Minute => d.minute,
+        DateFunc::Month => d.month,
+        DateFunc::Year => d.year,
     }) as f64
 }
 

@@ -7,6 +7,7 @@
 //! it takes an expression and a timestamp and gives back a value or an error.
 
 pub mod eval;
+pub mod golang;
 pub mod kernels;
 pub mod plan;
 
