@@ -126,7 +126,7 @@ impl SeriesLabels {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Elem {
     labels: SeriesLabels,
     v: f64,
@@ -135,7 +135,7 @@ struct Elem {
 /// An instant vector mid-evaluation. `sorted` records whether `elems` is known to be in label
 /// order, so that order is restored (by sorting) only where it matters: before an aggregation
 /// and for the result. Sorting also finds the duplicate label sets Prometheus fails a step on.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Vector {
     elems: Vec<Elem>,
     sorted: bool,
@@ -216,7 +216,14 @@ pub struct Evaluator {
     fresh: Vec<Sample>,
     /// Signature scratch for grouping and matching.
     key: Vec<u8>,
+    /// The answers of reads pinned with `@`, once a step has reached their time (see
+    /// [`Evaluator::pinned`]).
+    pinned: HashMap<String, Vector>,
 }
+
+/// At most this many pinned answers are kept; beyond it (a range function whose parameter
+/// changes every step) pinned reads are answered from the store as other reads are.
+const MAX_PINNED: usize = 1024;
 
 /// `go heap` over `h` with `less`, as `container/heap` sifts: topk and bottomk pick their
 /// series (ties included) exactly as Prometheus's heaps do.
@@ -260,6 +267,14 @@ fn heap_pop<T>(h: &mut Vec<T>, less: &impl Fn(&T, &T) -> bool) {
     h.swap(0, n);
     heap_down(h, 0, n, less);
     h.pop();
+}
+
+/// Names a pinned selector read: what is read (`kind`), the selector and its window.
+fn pin_key(kind: &str, u: &SelectorUse) -> String {
+    format!(
+        "{kind}|{}|{:?}|{}|{:?}",
+        u.key, u.at_ms, u.offset_ms, u.range_ms
+    )
 }
 
 impl Evaluator {
@@ -317,7 +332,13 @@ impl Evaluator {
             Node::Number(v) => Val::Scalar(*v),
             Node::Time => Val::Scalar(t as f64 / 1000.0),
             Node::Instant(i) => {
-                Val::Vector(self.instant(store, &plan.selector_uses()[*i], t, |s| s.v))
+                let u = &plan.selector_uses()[*i];
+                Val::Vector(self.pinned(
+                    u.at_ms,
+                    t,
+                    || pin_key("v", u),
+                    |e| Ok(e.instant(store, u, t, |s| s.v)),
+                )?)
             }
             Node::Range {
                 func,
@@ -450,8 +471,13 @@ impl Evaluator {
             Node::Timestamp(x) => match x.as_ref() {
                 // A selector's own sample times; anything else was evaluated at T.
                 Node::Instant(i) => {
-                    let mut v =
-                        self.instant(store, &plan.selector_uses()[*i], t, |s| s.t as f64 / 1000.0);
+                    let u = &plan.selector_uses()[*i];
+                    let mut v = self.pinned(
+                        u.at_ms,
+                        t,
+                        || pin_key("t", u),
+                        |e| Ok(e.instant(store, u, t, |s| s.t as f64 / 1000.0)),
+                    )?;
                     v.drop_names()?;
                     Val::Vector(v)
                 }
@@ -642,12 +668,51 @@ impl Evaluator {
         params: &[f64],
         t: i64,
     ) -> Result<Vector, EvalErrorKind> {
+        let key = |what: String| format!("{func:?}{params:?}|{what}");
         match source {
             RangeSource::Selector(i) => {
-                Ok(self.range(store, &plan.selector_uses()[*i], func, params, t))
+                let u = &plan.selector_uses()[*i];
+                self.pinned(
+                    u.at_ms,
+                    t,
+                    || key(pin_key("r", u)),
+                    |e| Ok(e.range(store, u, func, params, t)),
+                )
             }
-            RangeSource::Subquery(sq) => self.subquery(store, plan, sq, func, params, t),
+            RangeSource::Subquery(sq) => {
+                // A subquery has no text of its own: its place in its plan names it.
+                let place = || key(format!("{:p}|{}", &**sq, plan.expr()));
+                self.pinned(sq.at_ms, t, place, |e| {
+                    e.subquery(store, plan, sq, func, params, t)
+                })
+            }
         }
+    }
+
+    /// A read pinned with `@ at` answers the same at every step: Prometheus evaluates such a
+    /// step-invariant expression once per query. In a stream the samples at `at` are final once
+    /// a step reaches it (steps run after their lateness), so the first non-empty answer from
+    /// then on is kept and given at every later step, after the store has let the samples go.
+    /// An empty answer is not kept: the samples may still arrive (a backfill, a restart).
+    fn pinned(
+        &mut self,
+        at: Option<i64>,
+        t: i64,
+        key: impl FnOnce() -> String,
+        read: impl FnOnce(&mut Self) -> Result<Vector, EvalErrorKind>,
+    ) -> Result<Vector, EvalErrorKind> {
+        let Some(_) = at.filter(|&at| t >= at) else {
+            return read(self);
+        };
+        let key = key();
+        if let Some(v) = self.pinned.get(&key) {
+            return Ok(v.clone());
+        }
+        let v = read(self)?;
+        if !v.elems.is_empty() && self.pinned.len() < MAX_PINNED {
+            self.pinned.insert(key, v.clone());
+        }
+        Ok(v)
     }
 
     /// A range function over a range selector: samples in [T−o−r, T−o], both ends included
@@ -1639,6 +1704,64 @@ mod tests {
 
     // The expected values of the tests below were printed by Prometheus 2.42 (`promtool test
     // rules`, series one sample a minute from 0m, evaluated at 5m unless said otherwise).
+
+    #[test]
+    fn reads_pinned_with_at_keep_their_answer_after_the_store_lets_the_samples_go() {
+        let st = store(); // one hour of retention
+        let minutes: Vec<(i64, f64)> = (0..=10).map(|i| (i * M, i as f64 * 10.0)).collect();
+        add(&st, "x", &minutes);
+        let exprs = [
+            "x @ 300",
+            "timestamp(x @ 300)",
+            "rate(x[2m] @ 300)",
+            "max_over_time(x[2m:1m] @ 300)",
+        ];
+        let plans: Vec<Plan> = exprs
+            .iter()
+            .map(|e| Plan::parse(e).expect("plans"))
+            .collect();
+        let mut ev = Evaluator::new();
+        let answers = |ev: &mut Evaluator, t| -> Vec<Vec<(String, f64)>> {
+            plans
+                .iter()
+                .map(|p| match ev.eval(&st, p, t) {
+                    Ok(Value::Vector(v)) => {
+                        v.into_iter().map(|(l, v)| (l.to_string(), v)).collect()
+                    }
+                    other => panic!("{}: {other:?}", p.expr()),
+                })
+                .collect()
+        };
+        let at_6m = answers(&mut ev, 6 * M);
+        assert_eq!(at_6m[0], [(r#"{__name__="x"}"#.to_owned(), 50.0)]);
+        assert_eq!(at_6m[1], [("{}".to_owned(), 300.0)]);
+        assert_eq!(at_6m[2], [("{}".to_owned(), 10.0 / 60.0)]);
+        assert_eq!(at_6m[3], [("{}".to_owned(), 50.0)]);
+        // three hours on, the samples at 5m have left the store: a new evaluator finds nothing,
+        // the one that answered at 6m answers the same
+        add(&st, "x", &[(3 * 60 * M, 1.0)]);
+        st.evict();
+        assert!(
+            answers(&mut Evaluator::new(), 3 * 60 * M)
+                .iter()
+                .all(Vec::is_empty)
+        );
+        assert_eq!(answers(&mut ev, 3 * 60 * M), at_6m);
+        // before its time, a pinned read is not kept: an evaluator that first saw it empty
+        // answers once the samples are there
+        let st2 = store();
+        let plan = Plan::parse("x @ 300").expect("plans");
+        let mut ev = Evaluator::new();
+        match ev.eval(&st2, &plan, 6 * M) {
+            Ok(Value::Vector(v)) => assert!(v.is_empty()),
+            other => panic!("{other:?}"),
+        }
+        add(&st2, "x", &minutes);
+        match ev.eval(&st2, &plan, 7 * M) {
+            Ok(Value::Vector(v)) => assert_eq!(v.len(), 1),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn histogram_quantile_fixes_non_monotonic_buckets_and_needs_inf() {
