@@ -47,7 +47,7 @@ fn main() {
             .map(|conn_bodies| {
                 let url = url.clone();
                 s.spawn(move || {
-                    let client = reqwest::blocking::Client::builder()
+                    let client = canopy::http::client_builder(canopy::http::mozilla_roots())
                         .timeout(Duration::from_secs(30))
                         .build()
                         .expect("http client");

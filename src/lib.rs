@@ -16,6 +16,7 @@ pub mod entity_metrics;
 pub mod features;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod http;
 pub mod ingest;
 pub mod model;
 pub mod promql;

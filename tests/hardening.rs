@@ -205,7 +205,7 @@ fn post_concurrently_until_accepted(
             .map(|_| {
                 let (body, url) = (body.clone(), url.to_owned());
                 s.spawn(move || {
-                    let client = reqwest::blocking::Client::builder()
+                    let client = canopy::http::client_builder(canopy::http::mozilla_roots())
                         .timeout(Duration::from_secs(120))
                         .build()
                         .expect("client");

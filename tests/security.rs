@@ -9,7 +9,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Agent, Peer, free_port, python, wait_for};
@@ -109,7 +108,7 @@ impl Answer {
 
 /// An HTTP or HTTPS client on one base URL, trusting only the given CA.
 struct Client {
-    agent: ureq::Agent,
+    agent: reqwest::blocking::Client,
     base: String,
 }
 
@@ -125,31 +124,25 @@ impl Client {
     }
 
     fn new(base: String, ca_pem: Option<&str>) -> Client {
-        let mut tls = ureq::tls::TlsConfig::builder();
-        if let Some(pem) = ca_pem {
-            let certs: Vec<_> = ureq::tls::parse_pem(pem.as_bytes())
-                .filter_map(|item| match item.expect("CA PEM") {
-                    ureq::tls::PemItem::Certificate(c) => Some(c),
-                    _ => None,
-                })
-                .collect();
-            tls = tls.root_certs(ureq::tls::RootCerts::Specific(Arc::new(certs)));
-        }
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(30)))
-            .http_status_as_error(false)
-            .tls_config(tls.build())
+        let roots = match ca_pem {
+            Some(pem) => {
+                canopy::http::pem_roots(Path::new("the test CA"), pem.as_bytes()).expect("CA PEM")
+            }
+            None => rustls::RootCertStore::empty(),
+        };
+        let agent = canopy::http::client_builder(roots)
+            .timeout(Duration::from_secs(30))
             .build()
-            .into();
+            .expect("HTTP client");
         Client { agent, base }
     }
 
-    fn get(&self, path: &str, token: Option<&str>) -> Result<Answer, ureq::Error> {
+    fn get(&self, path: &str, token: Option<&str>) -> reqwest::Result<Answer> {
         let mut request = self.agent.get(format!("{}{path}", self.base));
         if let Some(t) = token {
-            request = request.header("Authorization", format!("Bearer {t}"));
+            request = request.bearer_auth(t);
         }
-        answer(request.call()?)
+        answer(request.send()?)
     }
 
     fn post(
@@ -158,19 +151,20 @@ impl Client {
         token: Option<&str>,
         content_type: &str,
         body: &[u8],
-    ) -> Result<Answer, ureq::Error> {
+    ) -> reqwest::Result<Answer> {
         let mut request = self
             .agent
             .post(format!("{}{path}", self.base))
-            .header("Content-Type", content_type);
+            .header("Content-Type", content_type)
+            .body(body.to_vec());
         if let Some(t) = token {
-            request = request.header("Authorization", format!("Bearer {t}"));
+            request = request.bearer_auth(t);
         }
-        answer(request.send(body)?)
+        answer(request.send()?)
     }
 }
 
-fn answer(mut r: ureq::http::Response<ureq::Body>) -> Result<Answer, ureq::Error> {
+fn answer(r: reqwest::blocking::Response) -> reqwest::Result<Answer> {
     let header = |name: &str| {
         r.headers()
             .get(name)
@@ -183,7 +177,7 @@ fn answer(mut r: ureq::http::Response<ureq::Body>) -> Result<Answer, ureq::Error
         status: r.status().as_u16(),
         challenge,
         connection,
-        body: r.body_mut().read_to_string()?,
+        body: r.text()?,
     })
 }
 

@@ -205,7 +205,7 @@ fn sum_of(body: &str, prefix: &str) -> f64 {
 
 /// Writes as fast as one connection can for `for_how_long`: samples per second.
 fn measure_max(url: &str, all: &mut [Series], for_how_long: Duration) -> f64 {
-    let client = reqwest::blocking::Client::new();
+    let client = common::http();
     let (mut cursor, mut k, mut sent) = (0, 0, 0usize);
     let started = Instant::now();
     while started.elapsed() < for_how_long {
@@ -272,7 +272,7 @@ fn soak_ingest_predict_retrain_and_checkpoint_together_with_flat_memory() {
             write_url.clone(),
         );
         std::thread::spawn(move || {
-            let client = reqwest::blocking::Client::new();
+            let client = common::http();
             let (mut cursor, mut k) = (0, 0);
             let per_request = Duration::from_secs_f64(2000.0 / target);
             let mut next = Instant::now();
@@ -302,7 +302,7 @@ fn soak_ingest_predict_retrain_and_checkpoint_together_with_flat_memory() {
         let (stop, predicts) = (stop.clone(), predicts.clone());
         let base = agent.url("/v2/models");
         std::thread::spawn(move || {
-            let client = reqwest::blocking::Client::new();
+            let client = common::http();
             let row = [0.5, 0.4, 3000.0, 2500.0, 1000.0];
             let detector = json!({"inputs": [{"name": "input-0", "shape": [1, 5], "datatype": "FP64", "data": row}]});
             let window: Vec<f64> = (0..6).flat_map(|_| row).collect();

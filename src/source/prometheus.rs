@@ -16,8 +16,8 @@
 //!
 //! This module does blocking HTTP and must run on a plain thread, never on an async worker.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -41,10 +41,10 @@ pub enum PrometheusError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} holds no PEM certificate")]
-    NoCertificate { path: PathBuf },
-    #[error("{path}: {reason}")]
-    BadCertificate { path: PathBuf, reason: String },
+    #[error("ca_file {0}")]
+    BadCertificate(String),
+    #[error("cannot set up the HTTP client: {0}")]
+    Client(String),
     #[error("request failed after {attempts} attempts: {last}")]
     Request { attempts: u32, last: String },
     #[error("answered {status}: {body}")]
@@ -97,7 +97,7 @@ impl ClientOptions {
 /// A blocking `query_range` client.
 pub struct PrometheusClient {
     endpoint: String,
-    agent: ureq::Agent,
+    agent: reqwest::blocking::Client,
     authorization: Option<String>,
     retries: u32,
     backoff: Duration,
@@ -163,33 +163,17 @@ impl PrometheusClient {
             }
             (None, None) => None,
         };
-        let mut tls = ureq::tls::TlsConfig::builder();
-        if let Some(path) = &options.ca_file {
-            let pem = read_file("ca_file", path)?;
-            let mut certs = Vec::new();
-            for item in ureq::tls::parse_pem(&pem) {
-                match item {
-                    Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
-                    Ok(_) => {}
-                    Err(e) => {
-                        return Err(PrometheusError::BadCertificate {
-                            path: path.clone(),
-                            reason: e.to_string(),
-                        });
-                    }
-                }
+        let roots = match &options.ca_file {
+            Some(path) => {
+                let pem = read_file("ca_file", path)?;
+                crate::http::pem_roots(path, &pem).map_err(PrometheusError::BadCertificate)?
             }
-            if certs.is_empty() {
-                return Err(PrometheusError::NoCertificate { path: path.clone() });
-            }
-            tls = tls.root_certs(ureq::tls::RootCerts::Specific(Arc::new(certs)));
-        }
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(options.timeout))
-            .http_status_as_error(false)
-            .tls_config(tls.build())
+            None => crate::http::mozilla_roots(),
+        };
+        let agent = crate::http::client_builder(roots)
+            .timeout(options.timeout)
             .build()
-            .into();
+            .map_err(|e| PrometheusError::Client(e.to_string()))?;
         Ok(PrometheusClient {
             endpoint: format!("{}/api/v1/query_range", options.url.trim_end_matches('/')),
             agent,
@@ -234,18 +218,14 @@ impl PrometheusClient {
         let mut attempt = 0;
         let body = loop {
             attempt += 1;
-            let mut request = self.agent.post(&self.endpoint);
+            let mut request = self.agent.post(&self.endpoint).form(&form);
             if let Some(auth) = &self.authorization {
                 request = request.header("Authorization", auth);
             }
-            let retryable = match request.send_form(form.iter().map(|(k, v)| (*k, v.as_str()))) {
-                Ok(mut response) => {
+            let retryable = match request.send() {
+                Ok(response) => {
                     let status = response.status().as_u16();
-                    let text = response
-                        .body_mut()
-                        .with_config()
-                        .limit(MAX_BODY_BYTES)
-                        .read_to_string();
+                    let text = read_body(response);
                     match (status, text) {
                         // Prometheus answers 400/422 with a JSON error body: parse it for the reason
                         (200 | 400 | 422, Ok(text)) => break text,
@@ -261,7 +241,7 @@ impl PrometheusClient {
                         (_, Err(e)) => format!("answered {status} with an unreadable body: {e}"),
                     }
                 }
-                Err(e) => e.to_string(),
+                Err(e) => error_chain(&e),
             };
             if attempt > self.retries {
                 return Err(PrometheusError::Request {
@@ -275,6 +255,32 @@ impl PrometheusClient {
         };
         parse_matrix(query, &body)
     }
+}
+
+/// An error with its causes: reqwest's own text names only the URL ("error sending request
+/// for url …"); what went wrong (refused, timed out, a certificate) is in its sources.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// A body as text, refusing one larger than [`MAX_BODY_BYTES`].
+fn read_body(response: reqwest::blocking::Response) -> Result<String, String> {
+    let mut body = Vec::new();
+    response
+        .take(MAX_BODY_BYTES + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| e.to_string())?;
+    if body.len() as u64 > MAX_BODY_BYTES {
+        return Err(format!("larger than {} MiB", MAX_BODY_BYTES >> 20));
+    }
+    String::from_utf8(body).map_err(|e| e.to_string())
 }
 
 /// Parses a `query_range` answer body.

@@ -254,7 +254,7 @@ pub fn post_series(agent: &Agent, timeseries: Vec<canopy::ingest::proto::v1::Tim
 }
 
 pub fn http() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
+    canopy::http::client_builder(canopy::http::mozilla_roots())
         .timeout(Duration::from_secs(30))
         .build()
         .expect("http client")
