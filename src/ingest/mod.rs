@@ -82,6 +82,16 @@ pub struct WriteOutcome {
     pub first_problem: Option<SeriesProblem>,
 }
 
+/// What [`Ingestor::decode_and_filter`] found in a request.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Sifted {
+    pub kept_series: u64,
+    pub kept_samples: u64,
+    /// Samples of valid series that no feature selector matches.
+    pub dropped_samples: u64,
+    pub invalid_series: u64,
+}
+
 pub struct Ingestor {
     store: Arc<SeriesStore>,
     prefilter: Prefilter,
@@ -126,6 +136,37 @@ impl Ingestor {
         compressed: &[u8],
         allowance: &mut Allowance<'_>,
     ) -> Result<WriteOutcome, IngestError> {
+        let body = self.decompress(compressed)?;
+        let batch = self.decode(protocol, &body, allowance)?;
+        Ok(self.append(protocol, &batch))
+    }
+
+    /// Decompresses, decodes, validates and filters one request body without appending: what
+    /// ingest costs before the store, measured on its own by `benches/ingest.rs`.
+    pub fn decode_and_filter(
+        &self,
+        protocol: Protocol,
+        compressed: &[u8],
+        allowance: &mut Allowance<'_>,
+    ) -> Result<Sifted, IngestError> {
+        let body = self.decompress(compressed)?;
+        let batch = self.decode(protocol, &body, allowance)?;
+        let mut out = Sifted::default();
+        for e in &batch.series {
+            let n = batch.samples_of(e).len() as u64;
+            if e.problem.is_some() {
+                out.invalid_series += 1;
+            } else if self.prefilter.accepts(batch.pairs(e)) {
+                out.kept_series += 1;
+                out.kept_samples += n;
+            } else {
+                out.dropped_samples += n;
+            }
+        }
+        Ok(out)
+    }
+
+    fn decompress(&self, compressed: &[u8]) -> Result<Vec<u8>, IngestError> {
         let claimed = snap::raw::decompress_len(compressed)
             .map_err(|e| IngestError::Snappy(e.to_string()))?;
         if claimed > self.limits.max_decoded_bytes {
@@ -134,12 +175,20 @@ impl Ingestor {
                 limit: self.limits.max_decoded_bytes,
             });
         }
-        let body = snap::raw::Decoder::new()
+        snap::raw::Decoder::new()
             .decompress_vec(compressed)
-            .map_err(|e| IngestError::Snappy(e.to_string()))?;
-        let batch = match protocol {
-            Protocol::V1 => decode::decode_v1(&body, &self.limits.labels, allowance),
-            Protocol::V2 => decode::decode_v2(&body, &self.limits.labels, allowance),
+            .map_err(|e| IngestError::Snappy(e.to_string()))
+    }
+
+    fn decode<'a>(
+        &self,
+        protocol: Protocol,
+        body: &'a [u8],
+        allowance: &mut Allowance<'_>,
+    ) -> Result<Batch<'a>, IngestError> {
+        match protocol {
+            Protocol::V1 => decode::decode_v1(body, &self.limits.labels, allowance),
+            Protocol::V2 => decode::decode_v2(body, &self.limits.labels, allowance),
         }
         .map_err(|source| match source {
             WireError::OverBudget { .. } => IngestError::OverBudget { source },
@@ -147,8 +196,7 @@ impl Ingestor {
                 protocol: protocol.label(),
                 source,
             },
-        })?;
-        Ok(self.append(protocol, &batch))
+        })
     }
 
     /// Appends a decoded batch: invalid series are refused, valid ones are kept when a feature
