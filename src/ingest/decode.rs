@@ -162,14 +162,41 @@ pub struct SeriesEntry {
     pub problem: Option<SeriesProblem>,
 }
 
-/// A decoded request, borrowing label strings from the decompressed body.
+/// A decoded request, borrowing label strings from the decompressed body. It holds the series
+/// the filter kept and the invalid ones; valid series the filter refused are only counted.
 #[derive(Debug, Default)]
 pub struct Batch<'a> {
     pub labels: Vec<(&'a str, &'a str)>,
     pub samples: Vec<Sample>,
     pub series: Vec<SeriesEntry>,
+    /// Valid series the filter refused: accepted from the sender, not kept.
+    pub unmatched: Unmatched,
     /// 1.0 metadata entries (2.0 carries metadata inside each series).
     pub metadata: u64,
+}
+
+/// What the valid series that the filter refused carried.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Unmatched {
+    pub series: u64,
+    pub samples: u64,
+    pub histograms: u64,
+    pub exemplars: u64,
+}
+
+/// Decides, from a valid series' sorted labels, whether it is kept: the ingest prefilter.
+pub type Keep<'k> = &'k dyn Fn(&[(&str, &str)]) -> bool;
+
+/// Keeps every valid series.
+pub fn keep_all(_: &[(&str, &str)]) -> bool {
+    true
+}
+
+/// How a decoder judges each series: the label limits and the filter.
+#[derive(Clone, Copy)]
+pub struct Rules<'k> {
+    pub limits: &'k LabelLimits,
+    pub keep: Keep<'k>,
 }
 
 impl<'a> Batch<'a> {
@@ -209,6 +236,18 @@ impl<'a> Reader<'a> {
 
     #[inline]
     fn varint(&mut self) -> Result<u64, WireError> {
+        // Tags and short lengths, nearly every varint of a remote-write body, are one byte.
+        if let Some(&b) = self.buf.get(self.pos)
+            && b < 0x80
+        {
+            self.pos += 1;
+            return Ok(u64::from(b));
+        }
+        self.varint_slow()
+    }
+
+    #[cold]
+    fn varint_slow(&mut self) -> Result<u64, WireError> {
         let mut v: u64 = 0;
         for shift in (0..64).step_by(7) {
             let Some(&b) = self.buf.get(self.pos) else {
@@ -320,9 +359,25 @@ fn validate(pairs: &mut [(&str, &str)], limits: &LabelLimits) -> Option<SeriesPr
             limit: limits.max_labels,
         });
     }
-    // Senders almost always send sorted labels: check before paying for a sort.
-    if !pairs.is_sorted_by(|a, b| a.0 <= b.0) {
+    // Senders almost always send sorted labels: one comparison of each neighbour finds both
+    // order and duplicates, and only an unsorted series pays for a sort and a second look.
+    let mut dup_at = None;
+    let mut sorted = true;
+    for i in 1..pairs.len() {
+        match pairs[i - 1].0.cmp(pairs[i].0) {
+            std::cmp::Ordering::Less => {}
+            std::cmp::Ordering::Equal => {
+                dup_at.get_or_insert(i);
+            }
+            std::cmp::Ordering::Greater => {
+                sorted = false;
+                break;
+            }
+        }
+    }
+    if !sorted {
         pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        dup_at = (1..pairs.len()).find(|&i| pairs[i - 1].0 == pairs[i].0);
     }
     let mut has_name = false;
     for (i, (n, v)) in pairs.iter().enumerate() {
@@ -341,7 +396,7 @@ fn validate(pairs: &mut [(&str, &str)], limits: &LabelLimits) -> Option<SeriesPr
                 limit: limits.max_value_bytes,
             });
         }
-        if i > 0 && pairs[i - 1].0 == *n {
+        if dup_at == Some(i) {
             return Some(SeriesProblem::DuplicateLabel((*n).to_owned()));
         }
         has_name |= *n == METRIC_NAME && !v.is_empty();
@@ -356,7 +411,7 @@ fn finish_series<'a>(
     (label_start, sample_start): (usize, usize),
     mut problem: Option<SeriesProblem>,
     (histograms, exemplars): (u64, u64),
-    limits: &LabelLimits,
+    rules: Rules<'_>,
     allowance: &mut Allowance<'_>,
 ) -> Result<(), WireError> {
     let mut keep = label_start;
@@ -368,7 +423,19 @@ fn finish_series<'a>(
     }
     batch.labels.truncate(keep);
     if problem.is_none() {
-        problem = validate(&mut batch.labels[label_start..], limits);
+        problem = validate(&mut batch.labels[label_start..], rules.limits);
+        // Refused by the filter: counted, and its labels and samples given back at once, so
+        // the batch holds only what the store will see.
+        if problem.is_none() && !(rules.keep)(&batch.labels[label_start..]) {
+            let u = &mut batch.unmatched;
+            u.series += 1;
+            u.samples += (batch.samples.len() - sample_start) as u64;
+            u.histograms += histograms;
+            u.exemplars += exemplars;
+            batch.labels.truncate(label_start);
+            batch.samples.truncate(sample_start);
+            return Ok(());
+        }
     }
     let entry = SeriesEntry {
         labels: label_start..batch.labels.len(),
@@ -380,19 +447,37 @@ fn finish_series<'a>(
     allowance.push(&mut batch.series, entry)
 }
 
-/// Decodes a remote-write 1.0 `prometheus.WriteRequest`.
+/// Decodes a remote-write 1.0 `prometheus.WriteRequest`, keeping every valid series.
 pub fn decode_v1<'a>(
     body: &'a [u8],
     limits: &LabelLimits,
     allowance: &mut Allowance<'_>,
 ) -> Result<Batch<'a>, WireError> {
+    decode_v1_with(
+        body,
+        Rules {
+            limits,
+            keep: &keep_all,
+        },
+        allowance,
+    )
+}
+
+/// Decodes a remote-write 1.0 `prometheus.WriteRequest`, keeping the valid series that
+/// `rules.keep` accepts.
+pub fn decode_v1_with<'a>(
+    body: &'a [u8],
+    rules: Rules<'_>,
+    allowance: &mut Allowance<'_>,
+) -> Result<Batch<'a>, WireError> {
     let mut batch = Batch::default();
+    let mut raw = Vec::new();
     let mut r = Reader::new(body, "WriteRequest");
     while !r.done() {
         match r.key()? {
             (1, w) => {
                 r.expect(1, w, LEN)?;
-                decode_series_v1(r.bytes()?, &mut batch, limits, allowance)?;
+                decode_series_v1(r.bytes()?, &mut raw, &mut batch, rules, allowance)?;
             }
             (3, w) => {
                 r.expect(3, w, LEN)?;
@@ -405,21 +490,30 @@ pub fn decode_v1<'a>(
     Ok(batch)
 }
 
+/// Label names and values as sent, before their UTF-8 is checked.
+type RawLabels<'a> = Vec<(&'a [u8], &'a [u8])>;
+
 fn decode_series_v1<'a>(
     buf: &'a [u8],
+    raw: &mut RawLabels<'a>,
     batch: &mut Batch<'a>,
-    limits: &LabelLimits,
+    rules: Rules<'_>,
     allowance: &mut Allowance<'_>,
 ) -> Result<(), WireError> {
     let (label_start, sample_start) = (batch.labels.len(), batch.samples.len());
     let (mut histograms, mut exemplars) = (0, 0);
     let mut problem = None;
+    raw.clear();
+    // The bytes spanned by the series' Label messages, checked as UTF-8 in one pass below.
+    let (mut lo, mut hi) = (buf.len(), 0);
     let mut r = Reader::new(buf, "TimeSeries");
     while !r.done() {
         match r.key()? {
             (1, w) => {
                 r.expect(1, w, LEN)?;
-                let mut lr = Reader::new(r.bytes()?, "Label");
+                let label = r.bytes()?;
+                (lo, hi) = (lo.min(r.pos - label.len()), r.pos);
+                let mut lr = Reader::new(label, "Label");
                 let (mut name, mut value): (&[u8], &[u8]) = (b"", b"");
                 while !lr.done() {
                     match lr.key()? {
@@ -434,10 +528,7 @@ fn decode_series_v1<'a>(
                         (f, w) => lr.skip(f, w)?,
                     }
                 }
-                match (std::str::from_utf8(name), std::str::from_utf8(value)) {
-                    (Ok(n), Ok(v)) => allowance.push(&mut batch.labels, (n, v))?,
-                    _ => problem = problem.or(Some(SeriesProblem::InvalidUtf8)),
-                }
+                allowance.push(raw, (name, value))?;
             }
             (2, w) => {
                 r.expect(2, w, LEN)?;
@@ -456,21 +547,61 @@ fn decode_series_v1<'a>(
             (f, w) => r.skip(f, w)?,
         }
     }
+    // Labels nearly always come first and together, so their bytes (tags and lengths included,
+    // ASCII when short) are checked as UTF-8 at once, and each name and value is then a slice
+    // of that checked text, which needs only its two ends to fall on character boundaries (a
+    // label that is not UTF-8 on its own cannot pass). Anything else is checked label by label.
+    let region = buf.get(lo..hi).and_then(|b| std::str::from_utf8(b).ok());
+    let text = |s: &'a [u8]| -> Option<&'a str> {
+        if s.is_empty() {
+            return Some("");
+        }
+        match region {
+            Some(region) => {
+                let start = (s.as_ptr() as usize).checked_sub(buf.as_ptr() as usize + lo)?;
+                region.get(start..start + s.len())
+            }
+            None => std::str::from_utf8(s).ok(),
+        }
+    };
+    for &(name, value) in raw.iter() {
+        match (text(name), text(value)) {
+            (Some(n), Some(v)) => allowance.push(&mut batch.labels, (n, v))?,
+            _ => problem = problem.or(Some(SeriesProblem::InvalidUtf8)),
+        }
+    }
     let counts = (histograms, exemplars);
     finish_series(
         batch,
         (label_start, sample_start),
         problem,
         counts,
-        limits,
+        rules,
         allowance,
     )
 }
 
-/// Decodes a remote-write 2.0 `io.prometheus.write.v2.Request`.
+/// Decodes a remote-write 2.0 `io.prometheus.write.v2.Request`, keeping every valid series.
 pub fn decode_v2<'a>(
     body: &'a [u8],
     limits: &LabelLimits,
+    allowance: &mut Allowance<'_>,
+) -> Result<Batch<'a>, WireError> {
+    decode_v2_with(
+        body,
+        Rules {
+            limits,
+            keep: &keep_all,
+        },
+        allowance,
+    )
+}
+
+/// Decodes a remote-write 2.0 `io.prometheus.write.v2.Request`, keeping the valid series that
+/// `rules.keep` accepts.
+pub fn decode_v2_with<'a>(
+    body: &'a [u8],
+    rules: Rules<'_>,
     allowance: &mut Allowance<'_>,
 ) -> Result<Batch<'a>, WireError> {
     // Symbols may come after the series on the wire: collect them first.
@@ -498,7 +629,7 @@ pub fn decode_v2<'a>(
     let mut batch = Batch::default();
     let mut refs: Vec<u64> = Vec::new();
     for buf in series_bufs {
-        decode_series_v2(buf, &symbols, &mut refs, &mut batch, limits, allowance)?;
+        decode_series_v2(buf, &symbols, &mut refs, &mut batch, rules, allowance)?;
     }
     Ok(batch)
 }
@@ -765,7 +896,7 @@ fn decode_series_v2<'a>(
     symbols: &[&'a [u8]],
     refs: &mut Vec<u64>,
     batch: &mut Batch<'a>,
-    limits: &LabelLimits,
+    rules: Rules<'_>,
     allowance: &mut Allowance<'_>,
 ) -> Result<(), WireError> {
     let (label_start, sample_start) = (batch.labels.len(), batch.samples.len());
@@ -836,7 +967,7 @@ fn decode_series_v2<'a>(
         (label_start, sample_start),
         problem,
         counts,
-        limits,
+        rules,
         allowance,
     )
 }

@@ -5,14 +5,14 @@
 //! not with what Prometheus happens to send. Selectors that pin a metric name are found with one
 //! hash lookup; the rest (name regexes, label-only selectors) are checked one by one.
 
-use std::collections::HashMap;
-
 use super::selector::Selector;
 use super::store::metric_name_of;
 
 #[derive(Debug, Default, Clone)]
 pub struct Prefilter {
-    by_name: HashMap<String, Vec<Selector>>,
+    /// foldhash, not SipHash: every decoded series is looked up here, and the map holds only the
+    /// configured names, so a sender cannot fill it with colliding keys for SipHash to defend.
+    by_name: foldhash::HashMap<String, Vec<Selector>>,
     unnamed: Vec<Selector>,
 }
 
