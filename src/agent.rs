@@ -37,7 +37,7 @@ use crate::features::{FeatureEngine, FeatureError, FeatureSet};
 use crate::ingest::decode::LabelLimits;
 use crate::ingest::handler::RemoteWrite;
 use crate::ingest::{IngestLimits, Ingestor};
-use crate::model::detector::{Detector, DetectorError, DetectorSpec, Training};
+use crate::model::detector::{Detector, DetectorError, DetectorSpec, TrainingMode};
 use crate::model::forecaster::{Forecaster, ForecasterError, ForecasterSpec};
 use crate::series::{Prefilter, SeriesStore, StoreLimits};
 use crate::serve::registry::Registry;
@@ -120,7 +120,7 @@ impl Pipeline {
     pub fn detectors(
         &self,
         config: &Config,
-        training: fn() -> Training,
+        training: fn() -> TrainingMode,
     ) -> Result<Vec<Detector>, AgentError> {
         let mut out = Vec::new();
         let stale_steps = config.evaluation.stale_steps;
@@ -153,7 +153,7 @@ impl Pipeline {
     pub fn forecasters(
         &self,
         config: &Config,
-        training: fn() -> Training,
+        training: fn() -> TrainingMode,
     ) -> Result<Vec<Forecaster>, AgentError> {
         let mut out = Vec::new();
         let stale_steps = config.evaluation.stale_steps;
@@ -189,8 +189,8 @@ pub async fn run(config: Config, listen: SocketAddr) -> Result<(), AgentError> {
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let sweeper = tokio::spawn(sweep(pipeline.store.clone(), stop_rx.clone()));
-    let mut detectors = pipeline.detectors(&config, || Training::Background)?;
-    let mut forecasters = pipeline.forecasters(&config, || Training::Background)?;
+    let mut detectors = pipeline.detectors(&config, || TrainingMode::Background)?;
+    let mut forecasters = pipeline.forecasters(&config, || TrainingMode::Background)?;
     restore_models(&config.model_dir, &mut detectors, &mut forecasters);
     let checkpoints = CheckpointSchedule::new(
         CheckpointWriter::spawn(

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use canopy::config::{Config, ModelKind};
 use canopy::features::FeatureSet;
-use canopy::model::detector::{Detector, DetectorSpec, Training};
+use canopy::model::detector::{Detector, DetectorSpec, TrainingMode};
 use canopy::series::Labels;
 use canopy::source::prometheus::{BackfillRequest, ClientOptions, PrometheusClient, backfill};
 use canopy::source::synthetic::{SyntheticSpec, generate};
@@ -472,7 +472,7 @@ fn synthetic_anomalies_match_the_rate_and_a_detector_flags_them() {
 
     let mut d = Detector::new(
         DetectorSpec::new("anomaly-detector", model, forest, &set, 5).expect("spec"),
-        Training::Inline,
+        TrainingMode::Inline,
     )
     .expect("detector");
     assert!(d.seed(&s.t, &s.v, end_ms, "synthetic"));

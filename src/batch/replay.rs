@@ -29,7 +29,7 @@ use super::{BatchError, number};
 use crate::agent::Pipeline;
 use crate::config::{Config, ModelKind};
 use crate::features::{FeatureSet, StepResult};
-use crate::model::detector::{Detector, Scored, Training};
+use crate::model::detector::{Detector, Scored, TrainingMode};
 use crate::model::forecaster::{Forecast, Forecaster};
 use crate::series::labels::METRIC_NAME;
 use crate::series::{Prefilter, Sample};
@@ -372,8 +372,8 @@ fn models(
     pipeline: &Pipeline,
     config: &Config,
 ) -> Result<(Option<Detector>, Option<Forecaster>), BatchError> {
-    let mut detectors = pipeline.detectors(config, || Training::Inline)?;
-    let mut forecasters = pipeline.forecasters(config, || Training::Inline)?;
+    let mut detectors = pipeline.detectors(config, || TrainingMode::Inline)?;
+    let mut forecasters = pipeline.forecasters(config, || TrainingMode::Inline)?;
     if detectors.len() > 1 || forecasters.len() > 1 || detectors.len() + forecasters.len() == 0 {
         let kinds: Vec<String> = config
             .models

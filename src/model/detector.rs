@@ -7,7 +7,7 @@
 //!   through the [`AnomalyGate`], and decides when training is due: the first fit once the
 //!   stream has given `max_samples` vectors, then a partial retrain every `retrain_interval` of
 //!   event time.
-//! - Training runs where [`Training`] says: `Background` hands the job to the model's trainer
+//! - Training runs where [`TrainingMode`] says: `Background` hands the job to the model's trainer
 //!   thread through a channel of one (a retrain still running when the next is due is skipped and
 //!   counted, never queued), `Inline` runs it on the caller's thread, which `replay` uses so that
 //!   the same file always gives the same scores.
@@ -223,7 +223,7 @@ struct TrainJob {
 }
 
 /// Where training runs.
-pub enum Training {
+pub enum TrainingMode {
     /// On the caller's thread: deterministic, for `replay` and tests.
     Inline,
     /// On the model's trainer thread.
@@ -264,7 +264,7 @@ pub struct Detector {
 impl Detector {
     /// A detector with no model yet. `Background` starts the trainer thread, which ends when the
     /// detector is dropped.
-    pub fn new(spec: DetectorSpec, training: Training) -> Result<Detector, DetectorError> {
+    pub fn new(spec: DetectorSpec, training: TrainingMode) -> Result<Detector, DetectorError> {
         let reservoir = Reservoir::new(
             spec.indices.len(),
             spec.reservoir_size,
@@ -279,8 +279,8 @@ impl Detector {
         let reference = Arc::new(ArcSwap::from_pointee(ScoreReference::default()));
         let info = Arc::new(ArcSwap::from_pointee(TrainingInfo::default()));
         let trainer = match training {
-            Training::Inline => Trainer::Inline,
-            Training::Background => {
+            TrainingMode::Inline => Trainer::Inline,
+            TrainingMode::Background => {
                 let (tx, rx) = std::sync::mpsc::sync_channel(1);
                 let cells = Published {
                     forest: published.clone(),
@@ -764,7 +764,7 @@ mod tests {
         };
         let spec = DetectorSpec::new("d", m, f, &set, 5).expect("spec");
         (
-            Detector::new(spec, Training::Inline).expect("detector"),
+            Detector::new(spec, TrainingMode::Inline).expect("detector"),
             set,
         )
     }
@@ -850,8 +850,8 @@ mod tests {
             panic!("kind")
         };
         let spec = || DetectorSpec::new("d", m, f, &set, 5).expect("spec");
-        let mut replay = Detector::new(spec(), Training::Inline).expect("detector");
-        let mut live = Detector::new(spec(), Training::Background).expect("detector");
+        let mut replay = Detector::new(spec(), TrainingMode::Inline).expect("detector");
+        let mut live = Detector::new(spec(), TrainingMode::Background).expect("detector");
         // A fresh fit (the warm-up's) can repeat a generation: the fit's start time tells them
         // apart.
         let generation = |d: &Detector| {
@@ -994,7 +994,7 @@ mod tests {
         };
         let mut d = Detector::new(
             DetectorSpec::new("d", m, f, &set, 5).expect("spec"),
-            Training::Background,
+            TrainingMode::Background,
         )
         .expect("detector");
         for k in 0..16 {

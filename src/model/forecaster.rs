@@ -14,7 +14,7 @@ use std::time::Instant;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use metrics::{counter, gauge, histogram};
 
-use super::detector::{Training, TrainingInfo};
+use super::detector::{TrainingInfo, TrainingMode};
 use super::rforest::{RandomForestParams, RandomForestRegressor};
 use super::windows::{WindowSpec, training_windows};
 use crate::config::{ModelConfig, RandomForestConfig};
@@ -158,13 +158,16 @@ pub struct Forecaster {
 }
 
 impl Forecaster {
-    pub fn new(spec: ForecasterSpec, training: Training) -> Result<Forecaster, ForecasterError> {
+    pub fn new(
+        spec: ForecasterSpec,
+        training: TrainingMode,
+    ) -> Result<Forecaster, ForecasterError> {
         let spec = Arc::new(spec);
         let published = Arc::new(ArcSwapOption::empty());
         let info = Arc::new(ArcSwap::from_pointee(TrainingInfo::default()));
         let trainer = match training {
-            Training::Inline => Trainer::Inline,
-            Training::Background => {
+            TrainingMode::Inline => Trainer::Inline,
+            TrainingMode::Background => {
                 let (tx, rx) = std::sync::mpsc::sync_channel::<(i64, Vec<f64>)>(1);
                 let (shared, target, info) = (spec.clone(), published.clone(), info.clone());
                 std::thread::Builder::new()
@@ -478,7 +481,7 @@ mod tests {
         };
         Forecaster::new(
             ForecasterSpec::new("f", m, f, &set, 5).expect("spec"),
-            Training::Inline,
+            TrainingMode::Inline,
         )
         .expect("forecaster")
     }

@@ -108,10 +108,10 @@ pub struct PrometheusClient {
 pub type RangeSeries = (Labels, Vec<(i64, f64)>);
 
 #[derive(Deserialize)]
-struct Answer {
+struct QueryRangeAnswer {
     status: String,
     #[serde(default)]
-    data: Option<AnswerData>,
+    data: Option<QueryRangeData>,
     #[serde(default, rename = "errorType")]
     error_type: String,
     #[serde(default)]
@@ -119,7 +119,7 @@ struct Answer {
 }
 
 #[derive(Deserialize)]
-struct AnswerData {
+struct QueryRangeData {
     #[serde(rename = "resultType")]
     result_type: String,
     result: Vec<MatrixSeries>,
@@ -285,7 +285,7 @@ fn read_body(response: reqwest::blocking::Response) -> Result<String, String> {
 
 /// Parses a `query_range` answer body.
 fn parse_matrix(query: &str, body: &str) -> Result<Vec<RangeSeries>, PrometheusError> {
-    let answer: Answer = serde_json::from_str(body)
+    let answer: QueryRangeAnswer = serde_json::from_str(body)
         .map_err(|e| PrometheusError::Body(format!("{e}: {}", snippet(body))))?;
     if answer.status != "success" {
         return Err(PrometheusError::Query {
