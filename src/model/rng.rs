@@ -1,47 +1,44 @@
 //! The models' seeded random number generator.
 //!
-//! canopy owns its generator (xoshiro256** seeded through SplitMix64) instead of depending on a
-//! crate's, so that "the same data and seed give the same model bytes" holds across dependency
-//! upgrades and platforms: every draw here is defined by this file alone.
+//! xoshiro256** seeded through SplitMix64, from `rand_xoshiro`, behind rand's traits
+//! (`rand_core::{RngCore, SeedableRng}`), so that any rand-compatible code can draw from it.
+//! "The same data and seed give the same model bytes" rests on its stream never changing: the
+//! tests below compare it, draw for draw, with the algorithm as its authors define it, so an
+//! upgrade that changed the stream would fail them before it changed a model.
+
+use rand_core::{RngCore, SeedableRng};
+use rand_xoshiro::Xoshiro256StarStar;
 
 /// xoshiro256**: fast, 256 bits of state, good statistical quality for sampling and splits.
 #[derive(Debug, Clone)]
 pub struct Rng {
-    s: [u64; 4],
+    core: Xoshiro256StarStar,
+    /// The first word of the seeded state, from which [`Rng::fork`] derives sub-streams.
+    fork_base: u64,
 }
 
 impl Rng {
-    /// A generator whose whole stream is determined by `seed`.
+    /// A generator whose whole stream is determined by `seed` (SplitMix64 expands it into the
+    /// 256-bit state).
     pub fn new(seed: u64) -> Self {
-        let mut sm = seed;
-        let mut next = || {
-            sm = sm.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = sm;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        };
-        Rng {
-            s: [next(), next(), next(), next()],
-        }
+        let mut first = [0u8; 8];
+        let core = Xoshiro256StarStar::seed_from_u64(seed);
+        // The state's first word is SplitMix64's first output; reading it costs a second
+        // expansion, not a draw from `core`.
+        rand_xoshiro::SplitMix64::seed_from_u64(seed).fill_bytes(&mut first);
+        let fork_base = u64::from_le_bytes(first);
+        Rng { core, fork_base }
     }
 
     /// An independent stream for sub-task `index` (one tree, say), so that trees can be grown in
-    /// any order or on any thread and still come out the same.
+    /// any order or on any thread and still come out the same. Derived from the seed alone, not
+    /// from how far this generator has drawn.
     pub fn fork(&self, index: u64) -> Rng {
-        Rng::new(self.s[0] ^ index.wrapping_mul(0xd6e8_feb8_6659_fd93).rotate_left(17))
+        Rng::new(self.fork_base ^ index.wrapping_mul(0xd6e8_feb8_6659_fd93).rotate_left(17))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        let result = self.s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
-        let t = self.s[1] << 17;
-        self.s[2] ^= self.s[0];
-        self.s[3] ^= self.s[1];
-        self.s[1] ^= self.s[2];
-        self.s[0] ^= self.s[3];
-        self.s[2] ^= t;
-        self.s[3] = self.s[3].rotate_left(45);
-        result
+        self.core.next_u64()
     }
 
     /// Uniform in [0, 1), 53 bits.
@@ -90,9 +87,95 @@ impl Rng {
     }
 }
 
+impl RngCore for Rng {
+    fn next_u32(&mut self) -> u32 {
+        self.core.next_u32()
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.core.next_u64()
+    }
+
+    fn fill_bytes(&mut self, dst: &mut [u8]) {
+        self.core.fill_bytes(dst)
+    }
+}
+
+impl SeedableRng for Rng {
+    /// The models are seeded with one `u64`: these are its little-endian bytes.
+    type Seed = [u8; 8];
+
+    fn from_seed(seed: [u8; 8]) -> Rng {
+        Rng::new(u64::from_le_bytes(seed))
+    }
+
+    fn seed_from_u64(seed: u64) -> Rng {
+        Rng::new(seed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// xoshiro256** and SplitMix64 as their authors publish them (Blackman and Vigna,
+    /// xoshiro256starstar.c and splitmix64.c): the reference the generator must equal.
+    struct Reference {
+        s: [u64; 4],
+    }
+
+    impl Reference {
+        fn new(seed: u64) -> Reference {
+            let mut x = seed;
+            let mut splitmix = || {
+                x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let mut z = x;
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                z ^ (z >> 31)
+            };
+            Reference {
+                s: [splitmix(), splitmix(), splitmix(), splitmix()],
+            }
+        }
+
+        fn next(&mut self) -> u64 {
+            let result = self.s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
+            let t = self.s[1] << 17;
+            self.s[2] ^= self.s[0];
+            self.s[3] ^= self.s[1];
+            self.s[1] ^= self.s[2];
+            self.s[0] ^= self.s[3];
+            self.s[2] ^= t;
+            self.s[3] = self.s[3].rotate_left(45);
+            result
+        }
+    }
+
+    #[test]
+    fn the_stream_is_the_published_xoshiro256starstar_seeded_by_splitmix64() {
+        for seed in [0, 1, 42, 0x9e37_79b9_7f4a_7c15, u64::MAX] {
+            let (mut ours, mut reference) = (Rng::new(seed), Reference::new(seed));
+            assert_eq!(ours.fork_base, reference.s[0], "seed {seed}");
+            for i in 0..10_000 {
+                assert_eq!(ours.next_u64(), reference.next(), "seed {seed}, draw {i}");
+            }
+            // forks, as every tree of every forest is seeded
+            for k in [0u64, 1, 57, 1 << 40] {
+                let key = Reference::new(seed).s[0]
+                    ^ k.wrapping_mul(0xd6e8_feb8_6659_fd93).rotate_left(17);
+                let (mut ours, mut reference) = (Rng::new(seed).fork(k), Reference::new(key));
+                for _ in 0..1_000 {
+                    assert_eq!(ours.next_u64(), reference.next());
+                }
+            }
+        }
+        // rand's traits draw the same stream
+        let mut a = <Rng as SeedableRng>::seed_from_u64(42);
+        let mut b = Reference::new(42);
+        assert_eq!(RngCore::next_u64(&mut a), b.next());
+        assert_eq!(RngCore::next_u32(&mut a), (b.next() >> 32) as u32);
+    }
 
     #[test]
     fn same_seed_same_stream_and_forks_differ() {
