@@ -9,7 +9,6 @@
 
 pub mod agent;
 pub mod batch;
-pub mod calendar;
 pub mod checkpoint;
 pub mod config;
 pub mod entity_metrics;

@@ -388,10 +388,22 @@ mod tests {
             (1969, 12, 31, 365, 3, 23, 59)
         );
         for days in (-800_000i64..800_000).step_by(997) {
-            let (y, m, dd) = crate::calendar::civil_from_days(days);
+            let t =
+                time::OffsetDateTime::from_unix_timestamp(days * 86_400 + 3_723).expect("in range");
             let g = GoDate::from_unix(days * 86_400 + 3_723);
-            assert_eq!((g.year, g.month, g.day, g.hour, g.minute), (y, m, dd, 1, 2));
-            assert_eq!(g.weekday, (days + 4).rem_euclid(7));
+            assert_eq!(
+                (g.year, g.month, g.day, g.year_day, g.hour, g.minute),
+                (
+                    i64::from(t.year()),
+                    i64::from(u8::from(t.month())),
+                    i64::from(t.day()),
+                    i64::from(t.ordinal()),
+                    1,
+                    2
+                )
+            );
+            assert_eq!(g.weekday, i64::from(t.weekday().number_days_from_sunday()));
+            assert_eq!(g.days_in_month(), i64::from(t.month().length(t.year())));
         }
         assert_eq!(go_int64(f64::NAN), i64::MIN);
         assert_eq!(go_int64(f64::INFINITY), i64::MIN);

@@ -8,12 +8,14 @@
 //! - Rows may come in any order: they are sorted by time, stably, and a repeated timestamp keeps
 //!   its first row, so the result does not depend on how a file was concatenated.
 //!
-//! Parsing is hand-written because the format is this small: no quoting beyond optional double
-//! quotes around a whole cell, no embedded commas. Every error names the line it is on.
+//! Records are read by the `csv` crate (RFC 4180 quoting: a quoted cell may hold commas and
+//! doubled quotes) and calendar times by the `time` crate. Every error names the line it is on.
 
 use std::path::Path;
 
-use crate::calendar::{civil_from_days, days_from_civil};
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+use time::{OffsetDateTime, PrimitiveDateTime};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CsvError {
@@ -77,15 +79,6 @@ pub struct Table {
     pub rows: Vec<Row>,
 }
 
-/// Strips surrounding whitespace and one pair of double quotes.
-fn cell(raw: &str) -> &str {
-    let s = raw.trim();
-    s.strip_prefix('"')
-        .and_then(|s| s.strip_suffix('"'))
-        .unwrap_or(s)
-        .trim()
-}
-
 impl Table {
     /// Reads and parses the file at `path`.
     pub fn read(path: &Path) -> Result<Table, CsvError> {
@@ -100,11 +93,22 @@ impl Table {
     pub fn parse(text: &str, origin: &str) -> Result<Table, CsvError> {
         let origin = origin.to_owned();
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
-        let Some((_, header)) = lines.next() else {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            // Rows of the wrong length are reported below with their line, not by the reader.
+            .flexible(true)
+            .trim(csv::Trim::All)
+            .from_reader(text.as_bytes());
+        let mut records = reader.records().map(|r| {
+            // The reader refuses only what is not UTF-8, which a `&str` cannot hold.
+            let record = r.expect("text that is UTF-8 reads as records");
+            let line = record.position().map_or(0, |p| p.line() as usize);
+            (line, record)
+        });
+        let Some((_, header)) = records.next() else {
             return Err(CsvError::Empty { origin });
         };
-        let mut names = header.split(',').map(cell);
+        let mut names = header.iter();
         let first = names.next().unwrap_or_default();
         if !first.eq_ignore_ascii_case("timestamp") {
             return Err(CsvError::NoTimestampColumn {
@@ -132,11 +136,10 @@ impl Table {
             return Err(CsvError::NoColumns { origin });
         }
         let mut rows = Vec::new();
-        for (line, text) in lines {
-            if text.trim().is_empty() {
-                continue;
+        for (line, cells) in records {
+            if cells.iter().all(str::is_empty) {
+                continue; // a line of spaces
             }
-            let cells: Vec<&str> = text.split(',').map(cell).collect();
             if cells.len() != columns.len() + 1 {
                 return Err(CsvError::ColumnCount {
                     origin,
@@ -145,18 +148,18 @@ impl Table {
                     expected: columns.len() + 1,
                 });
             }
-            let t_ms = parse_timestamp(cells[0]).ok_or_else(|| CsvError::BadTimestamp {
+            let t_ms = parse_timestamp(&cells[0]).ok_or_else(|| CsvError::BadTimestamp {
                 origin: origin.clone(),
                 line,
                 value: cells[0].to_owned(),
             })?;
             let mut values = Vec::with_capacity(columns.len());
-            for (c, raw) in cells[1..].iter().enumerate() {
+            for (c, raw) in cells.iter().skip(1).enumerate() {
                 values.push(parse_value(raw).ok_or_else(|| CsvError::NotANumber {
                     origin: origin.clone(),
                     line,
                     column: columns[c].clone(),
-                    value: (*raw).to_owned(),
+                    value: raw.to_owned(),
                 })?);
             }
             rows.push(Row { t_ms, line, values });
@@ -187,103 +190,55 @@ fn parse_value(raw: &str) -> Option<Option<f64>> {
     }
 }
 
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
+/// `YYYY-MM-DD HH:MM:SS`, `T` or `t` between date and time, and any fraction of a second.
+const DATE_TIME: &[BorrowedFormatItem<'_>] = format_description!(
+    "[year]-[month]-[day][first [ ][T][t]][hour]:[minute]:[second][optional [.[subsecond]]]"
+);
+/// The same with a numeric offset (`+02:00`).
+const DATE_TIME_OFFSET: &[BorrowedFormatItem<'_>] = format_description!(
+    "[year]-[month]-[day][first [ ][T][t]][hour]:[minute]:[second][optional [.[subsecond]]][offset_hour sign:mandatory]:[offset_minute]"
+);
+const FORMATTED: &[BorrowedFormatItem<'_>] =
+    format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
 
-/// Fixed-width decimal digits, or `None`.
-fn digits(s: &str) -> Option<i64> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
-}
-
-/// Unix milliseconds of a timestamp in any of the accepted forms, or `None`.
+/// Unix milliseconds of a timestamp in any of the accepted forms, or `None`. Fractions of a
+/// millisecond are rounded to the nearest millisecond.
 pub fn parse_timestamp(s: &str) -> Option<i64> {
     let s = s.trim();
-    if !s.contains(['-', ':']) || (s.starts_with('-') && !s[1..].contains(['-', ':'])) {
-        // Unix seconds, possibly fractional or negative.
+    let nanos = if !s.contains(['-', ':']) || (s.starts_with('-') && !s[1..].contains(['-', ':'])) {
+        // Unix seconds, possibly fractional or negative, within the calendar's years.
         let secs: f64 = s.parse().ok()?;
         let ms = (secs * 1000.0).round();
-        return (ms.is_finite() && ms.abs() < 1e17).then_some(ms as i64);
-    }
-    // Byte offsets below index characters only in ASCII text.
-    if !s.is_ascii() {
-        return None;
-    }
-    let b = s.as_bytes();
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    if !matches!(b[10], b' ' | b'T' | b't') {
-        return None;
-    }
-    let (y, mo, d) = (digits(&s[0..4])?, digits(&s[5..7])?, digits(&s[8..10])?);
-    let (h, mi, sec) = (
-        digits(&s[11..13])?,
-        digits(&s[14..16])?,
-        digits(&s[17..19])?,
-    );
-    if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 59
-    {
-        return None;
-    }
-    let mut rest = &s[19..];
-    let mut ms = 0;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let end = frac
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(frac.len());
-        if end == 0 {
+        if !ms.is_finite() || ms.abs() >= 1e17 {
             return None;
         }
-        // Milliseconds, rounded from however many digits are given.
-        let f: f64 = format!("0.{}", &frac[..end]).parse().ok()?;
-        ms = (f * 1000.0).round() as i64;
-        rest = &frac[end..];
-    }
-    let offset_s = match rest {
-        "" | "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.as_bytes()[0] {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            let off = &rest[1..];
-            if off.len() != 5 || off.as_bytes()[2] != b':' {
-                return None;
-            }
-            let (oh, om) = (digits(&off[0..2])?, digits(&off[3..5])?);
-            if oh > 23 || om > 59 {
-                return None;
-            }
-            sign * (oh * 3600 + om * 60)
-        }
+        let ms = ms as i64;
+        OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).ok()?;
+        return Some(ms);
+    } else if let Some(utc) = s.strip_suffix(['Z', 'z']) {
+        PrimitiveDateTime::parse(utc, DATE_TIME)
+            .ok()?
+            .assume_utc()
+            .unix_timestamp_nanos()
+    } else if let Ok(t) = PrimitiveDateTime::parse(s, DATE_TIME) {
+        t.assume_utc().unix_timestamp_nanos()
+    } else {
+        OffsetDateTime::parse(s, DATE_TIME_OFFSET)
+            .ok()?
+            .unix_timestamp_nanos()
     };
-    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - offset_s;
-    Some(secs * 1000 + ms)
+    Some((nanos + 500_000).div_euclid(1_000_000) as i64)
 }
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC), with `.mmm` when the time has milliseconds: the form canopy
-/// writes in its CSV output, which [`parse_timestamp`] reads back.
+/// writes in its CSV output, which [`parse_timestamp`] reads back. A time beyond the years
+/// `parse_timestamp` reads (which no parsed row can hold) is written as Unix seconds.
 pub fn format_timestamp(t_ms: i64) -> String {
-    let secs = t_ms.div_euclid(1000);
     let ms = t_ms.rem_euclid(1000);
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let tod = secs.rem_euclid(86_400);
-    let base = format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        tod / 3600,
-        tod % 3600 / 60,
-        tod % 60
-    );
+    let Ok(t) = OffsetDateTime::from_unix_timestamp(t_ms.div_euclid(1000)) else {
+        return format!("{}.{ms:03}", t_ms.div_euclid(1000));
+    };
+    let base = t.format(FORMATTED).expect("a UTC time in range formats");
     if ms == 0 {
         base
     } else {
@@ -368,6 +323,14 @@ mod tests {
         );
         assert_eq!(t.rows[2].line, 2, "the first of the repeated rows is kept");
         assert_eq!(t.column("b"), Some(1));
+        // RFC 4180 quoting: a quoted name or cell may hold a comma and a doubled quote
+        let t = Table::parse(
+            "timestamp,\"a,\"\"b\"\"\"\n\"2014-04-01 00:00:00\",\"1.5\"\n",
+            "q.csv",
+        )
+        .expect("parses");
+        assert_eq!(t.columns, ["a,\"b\""]);
+        assert_eq!(t.rows[0].values, [Some(1.5)]);
     }
 
     #[test]
