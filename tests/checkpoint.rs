@@ -434,6 +434,41 @@ fn a_format_1_forecaster_file_loads_with_the_same_predictions() {
     assert_eq!(forecaster_forest(&again), forecaster_forest(&back));
 }
 
+/// A forecaster file written by canopy as of format 1 itself, not re-created here:
+/// `tests/format1/check.sh` writes it with that commit's code and sets `CANOPY_FORMAT1_DIR`.
+#[test]
+#[ignore = "needs a file written by format 1 canopy: run tests/format1/check.sh"]
+fn a_file_written_by_format_1_canopy_loads_with_its_predictions() {
+    let dir =
+        std::env::var("CANOPY_FORMAT1_DIR").expect("CANOPY_FORMAT1_DIR (tests/format1/check.sh)");
+    let dir = Path::new(&dir);
+    let bytes = std::fs::read(dir.join("model.ckpt")).expect("model.ckpt");
+    assert_eq!(version_of(&bytes), OLDEST_FORMAT_VERSION);
+    let model = decode(&bytes).expect("a format 1 file decodes");
+    let forest = forecaster_forest(&model);
+    let lines = std::fs::read_to_string(dir.join("predictions.txt")).expect("predictions.txt");
+    let mut rows = 0;
+    for line in lines.lines() {
+        let values: Vec<f64> = (line.split(' '))
+            .map(|h| f64::from_bits(u64::from_str_radix(h, 16).expect("hex bits")))
+            .collect();
+        let (row, want) = values.split_at(forest.n_features());
+        let got = forest.predict(row).expect("predict");
+        assert!(
+            got.iter()
+                .zip(want)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+                && got.len() == want.len(),
+            "row {rows}: {got:?} against format 1 canopy's {want:?}"
+        );
+        rows += 1;
+    }
+    assert!(rows > 100, "only {rows} rows");
+    // written again, it is a format 2 file of the same model
+    let again = decode(&encode(&model)).expect("decode");
+    assert_eq!(forecaster_forest(&again), forest);
+}
+
 #[test]
 fn bad_leaf_references_are_refused_with_a_reason_and_never_panic() {
     let f = sharing_forecaster();

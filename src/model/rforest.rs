@@ -201,27 +201,62 @@ fn entries_of<'e>(entries: &'e [LeafEntry], leaf: &Node) -> &'e [LeafEntry] {
     &entries[..n]
 }
 
-/// Adds the weighted mean of `entries` (rows of `table`, `k` values each), whose weights add up
-/// to `weight`, to `out` (`k` values). The operations are the fit's: each product `weight · y`
-/// summed in entry order from zero, then divided by the total, so the mean has the fit's bits.
+/// Adds the weighted mean of a leaf's entries (rows of `table`, `k` values each) to `out` (`k`
+/// values): `entries` starts at the leaf's first and runs at least to its last, whose weights add
+/// up to `weight`. The operations are the fit's: each product `weight · y` summed in entry order
+/// from zero, then divided by the total, so the mean has the fit's bits.
 #[inline]
 fn add_mean(entries: &[LeafEntry], weight: f64, table: &[f64], k: usize, out: &mut [f64]) {
-    /// Outputs summed at once, in registers; 12 (the default forecast) takes one pass.
-    const CHUNK: usize = 16;
-    let mut acc = [0.0f64; CHUNK];
-    for (from, out) in (0..k).step_by(CHUNK).zip(out.chunks_mut(CHUNK)) {
-        let acc = &mut acc[..out.len()];
-        acc.fill(0.0);
+    // a loop of known length keeps the sums in registers, as vectors
+    macro_rules! fixed {
+        ($($k:literal)*) => {
+            match k {
+                $($k => return add_mean_of::<$k>(entries, weight, table, out),)*
+                _ => {}
+            }
+        };
+    }
+    fixed!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
+    let total = weight as u64;
+    for from in (0..k).step_by(16) {
+        let width = 16.min(k - from);
+        let mut acc = [0.0f64; 16];
+        let mut seen = 0u64;
         for e in entries {
             let w = f64::from(e.weight);
             let at = e.row as usize * k + from;
-            for (a, y) in acc.iter_mut().zip(&table[at..at + out.len()]) {
+            for (a, y) in acc[..width].iter_mut().zip(&table[at..at + width]) {
                 *a += w * y;
             }
+            seen += u64::from(e.weight);
+            if seen >= total {
+                break;
+            }
         }
-        for (o, a) in out.iter_mut().zip(acc.iter()) {
+        for (o, a) in out[from..from + width].iter_mut().zip(&acc) {
             *o += a / weight;
         }
+    }
+}
+
+#[inline(always)]
+fn add_mean_of<const K: usize>(entries: &[LeafEntry], weight: f64, table: &[f64], out: &mut [f64]) {
+    let total = weight as u64;
+    let mut acc = [0.0f64; K];
+    let mut seen = 0u64;
+    for e in entries {
+        let w = f64::from(e.weight);
+        let at = e.row as usize * K;
+        for (a, y) in acc.iter_mut().zip(&table[at..at + K]) {
+            *a += w * y;
+        }
+        seen += u64::from(e.weight);
+        if seen >= total {
+            break;
+        }
+    }
+    for (o, a) in out.iter_mut().zip(&acc) {
+        *o += a / weight;
     }
 }
 
@@ -484,7 +519,8 @@ impl RandomForestRegressor {
                 *o += y;
             }
         } else {
-            add_mean(tree.leaf_entries(leaf), leaf.value, &self.targets, k, out);
+            let entries = tree.entries.get(leaf.child as usize..).unwrap_or(&[]);
+            add_mean(entries, leaf.value, &self.targets, k, out);
         }
     }
 
@@ -538,9 +574,22 @@ impl RandomForestRegressor {
     }
 
     fn predict_unchecked(&self, x: &[f64], out: &mut [f64]) {
+        /// Trees descended before their leaves are summed.
+        const BATCH: usize = 32;
         out.fill(0.0);
-        for t in &self.trees {
-            self.add_leaf_value(t, t.tree.leaf(x), out);
+        // Descending a batch of trees first keeps each descent's chain of loads apart from the
+        // leaves' (node, entries, then table rows), so the CPU overlaps the descents; the
+        // leaves are still added in tree order, which the bits depend on.
+        let mut leaves = [None; BATCH];
+        for trees in self.trees.chunks(BATCH) {
+            for (slot, t) in leaves.iter_mut().zip(trees) {
+                *slot = Some(t.tree.leaf(x));
+            }
+            for (leaf, t) in leaves.iter().zip(trees) {
+                if let Some(leaf) = leaf {
+                    self.add_leaf_value(t, leaf, out);
+                }
+            }
         }
         let scale = 1.0 / self.trees.len() as f64;
         for o in out {
