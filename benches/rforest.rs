@@ -1,11 +1,17 @@
 //! Random forest timings: predicting one row (the KServe path: 120 inputs → 12 outputs, 100
 //! trees), a batch of rows, and fitting a smaller forest. The fit at the budget's size, against
 //! scikit-learn, is `benches/compare/rforest_vs_sklearn.py`.
+//!
+//! Predictions are timed twice in the same run: with the leaves as a fit leaves them (naming rows
+//! of the shared target table) and, as the anchor, with every leaf holding its means in the
+//! table (the layout of a forest read from a format 1 checkpoint, and the memory layout canopy
+//! used before leaves were shared: 16-byte nodes and `n_outputs` values per leaf).
 
 use std::hint::black_box;
 
-use canopy::model::rforest::{RandomForestParams, RandomForestRegressor};
+use canopy::model::rforest::{RandomForestParams, RandomForestRegressor, RegressionTree};
 use canopy::model::rng::Rng;
+use canopy::model::tree::Node;
 use canopy::model::windows::{WindowSpec, training_windows};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
@@ -33,33 +39,63 @@ fn windows(steps: usize) -> (Vec<f64>, Vec<f64>, usize) {
     (w.x, w.y, rows)
 }
 
+/// `forest` with every leaf holding its means as a table row of its own: the same predictions,
+/// in the layout of stored means.
+fn with_leaf_means(forest: &RandomForestRegressor) -> RandomForestRegressor {
+    let k = forest.n_outputs();
+    let mut means = Vec::new();
+    let trees = (forest.trees().iter())
+        .map(|t| {
+            let mut nodes = t.tree.nodes.clone();
+            for node in nodes.iter_mut().filter(|n| n.is_leaf()) {
+                let at = means.len();
+                means.resize(at + k, 0.0);
+                forest.add_leaf_value(t, node, &mut means[at..]);
+                *node = Node::leaf((at / k) as u32, 0.0);
+            }
+            let mut tree = t.tree.clone();
+            tree.nodes = nodes;
+            RegressionTree {
+                tree,
+                entries: Vec::new(),
+            }
+        })
+        .collect();
+    let p = forest.params().clone();
+    RandomForestRegressor::from_parts(p, forest.n_features(), k, means, trees).expect("valid")
+}
+
 fn bench(c: &mut Criterion) {
     let (x, y, rows) = windows(8640 + 35);
-    let forest =
+    let shared =
         RandomForestRegressor::fit(&RandomForestParams::default(), &x, 120, &y, 12).expect("fit");
-    let mut out = vec![0.0; 12];
-    let mut g = c.benchmark_group("rforest_predict_100_trees_120_to_12");
-    g.throughput(Throughput::Elements(1));
-    let mut i = 0;
-    g.bench_function("one_row", |b| {
-        b.iter(|| {
-            i = (i + 7919) % rows;
-            forest
-                .predict_row(black_box(&x[i * 120..(i + 1) * 120]), &mut out)
-                .expect("predict");
-            black_box(&out);
-        })
-    });
+    let means = with_leaf_means(&shared);
     let batch = &x[..1000 * 120];
+    assert!(shared.predict(batch).expect("predict") == means.predict(batch).expect("predict"));
+    let mut out = vec![0.0; 12];
     let mut outs = vec![0.0; 1000 * 12];
-    g.throughput(Throughput::Elements(1000));
-    g.bench_function("batch_1000_rows", |b| {
-        b.iter(|| {
-            forest
-                .predict_into(black_box(batch), &mut outs)
-                .expect("predict")
-        })
-    });
+    let mut g = c.benchmark_group("rforest_predict_100_trees_120_to_12");
+    for (layout, forest) in [("shared_leaves", &shared), ("leaf_means", &means)] {
+        g.throughput(Throughput::Elements(1));
+        let mut i = 0;
+        g.bench_function(format!("one_row/{layout}"), |b| {
+            b.iter(|| {
+                i = (i + 7919) % rows;
+                forest
+                    .predict_row(black_box(&x[i * 120..(i + 1) * 120]), &mut out)
+                    .expect("predict");
+                black_box(&out);
+            })
+        });
+        g.throughput(Throughput::Elements(1000));
+        g.bench_function(format!("batch_1000_rows/{layout}"), |b| {
+            b.iter(|| {
+                forest
+                    .predict_into(black_box(batch), &mut outs)
+                    .expect("predict")
+            })
+        });
+    }
     g.finish();
 
     let (x, y, _) = windows(2000 + 35);

@@ -84,8 +84,7 @@ fn main() -> anyhow::Result<()> {
         .sum::<f64>()
         / yt.len().max(1) as f64;
     let nodes: usize = model.trees().iter().map(|t| t.tree.nodes.len()).sum();
-    let leaf_values: usize = model.trees().iter().map(|t| t.leaf_values.len()).sum();
-    let model_bytes = nodes * std::mem::size_of::<canopy::model::tree::Node>() + leaf_values * 8;
+    let model_bytes = model.heap_bytes();
     println!(
         "{{\"fit_seconds\": {fit_seconds}, \"predict_seconds\": {predict_seconds}, \"mae\": {mae}, \"threads\": {threads}, \"nodes\": {nodes}, \"model_bytes\": {model_bytes}}}"
     );

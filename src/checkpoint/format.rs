@@ -11,8 +11,14 @@ use super::saved::SavedModel;
 /// The first 8 bytes of every checkpoint.
 pub const MAGIC: &[u8; 8] = b"CANOPYCK";
 
-/// The format version this canopy writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest format version, which this canopy writes for a forecaster: 2 since forecaster
+/// leaves refer to a shared table of target rows, which an older canopy cannot read, so it must
+/// refuse the file by its version rather than find its forest invalid.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format version this canopy reads, and writes for a model whose layout has not
+/// changed since (the detector), so that an older canopy still reads those files.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
 const HEADER: usize = 8 + 4 + 8;
 const TRAILER: usize = 4;
@@ -24,7 +30,7 @@ pub fn encode(model: &SavedModel) -> Vec<u8> {
     let len = message.encoded_len();
     let mut out = Vec::with_capacity(HEADER + len + TRAILER);
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&model.format_version().to_le_bytes());
     out.extend_from_slice(&(len as u64).to_le_bytes());
     message.encode_raw(&mut out);
     let crc = crc32fast::hash(&out);
@@ -73,7 +79,7 @@ pub fn unframe(bytes: &[u8]) -> Result<&[u8], CheckpointError> {
         });
     }
     let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-    if version != FORMAT_VERSION {
+    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(CheckpointError::UnsupportedVersion {
             found: version,
             supported: FORMAT_VERSION,
@@ -130,10 +136,20 @@ mod tests {
             unframe(&bad),
             Err(CheckpointError::BadMagic { .. })
         ));
+        assert_eq!(
+            unframe(&frame(payload, OLDEST_FORMAT_VERSION)).unwrap(),
+            payload
+        );
+        for old_or_new in [0, FORMAT_VERSION + 1] {
+            assert!(matches!(
+                unframe(&frame(payload, old_or_new)),
+                Err(CheckpointError::UnsupportedVersion { .. })
+            ));
+        }
         let future = frame(payload, FORMAT_VERSION + 1);
         assert!(matches!(
             unframe(&future),
-            Err(CheckpointError::UnsupportedVersion { found: 2, .. })
+            Err(CheckpointError::UnsupportedVersion { found: 3, .. })
         ));
         for i in HEADER..file.len() {
             let mut flipped = file.clone();

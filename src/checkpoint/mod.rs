@@ -16,7 +16,7 @@
 //! ```text
 //! offset  size  what
 //! 0       8     magic  b"CANOPYCK"
-//! 8       4     format version, u32 little-endian (currently 1)
+//! 8       4     format version, u32 little-endian: 2 for a forecaster, 1 for a detector
 //! 12      8     payload length n, u64 little-endian
 //! 20      n     payload: the protobuf `canopy.checkpoint.Checkpoint` (proto/canopy/checkpoint.proto)
 //! 20+n    4     CRC32 (IEEE, crc32fast) of bytes 0..20+n, u32 little-endian
@@ -26,7 +26,10 @@
 //! and finally every index the models will follow, so no file, however damaged, can make the
 //! agent panic or index out of bounds. Within a format version the schema only grows (new fields,
 //! new numbers), so a newer canopy reads older files; the version changes only for a change an
-//! older reader must refuse.
+//! older reader must refuse. Version 2 is the forecaster's shared leaves (a leaf names rows of
+//! one target table instead of storing its mean); a file is written with the oldest version that
+//! reads it, so a detector's files stay version 1 and an older canopy still reads them, while
+//! this canopy reads both.
 //!
 //! # Writing ([`file`], [`writer`])
 //! The bytes go to `.model.ckpt.tmp`, which is fsynced, renamed over `model.ckpt`, and the folder
@@ -56,7 +59,7 @@ pub mod saved;
 pub mod writer;
 
 pub use file::{CHECKPOINT_FILE, TEMP_FILE, load_registry, model_path, write_atomic};
-pub use format::{FORMAT_VERSION, MAGIC, decode, encode};
+pub use format::{FORMAT_VERSION, MAGIC, OLDEST_FORMAT_VERSION, decode, encode};
 pub use saved::{SavedData, SavedModel};
 
 /// The protobuf types generated from `proto/canopy/checkpoint.proto`.
@@ -71,7 +74,7 @@ pub enum CheckpointError {
     Truncated { len: usize, expected: u64 },
     #[error("not a canopy checkpoint (bad magic {found:02x?})")]
     BadMagic { found: Vec<u8> },
-    #[error("unsupported format version {found} (this canopy reads version {supported})")]
+    #[error("unsupported format version {found} (this canopy reads versions 1 to {supported})")]
     UnsupportedVersion { found: u32, supported: u32 },
     #[error("CRC mismatch: stored {stored:08x}, computed {computed:08x}")]
     CrcMismatch { stored: u32, computed: u32 },

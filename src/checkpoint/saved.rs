@@ -10,7 +10,7 @@ use super::proto;
 use crate::model::detector::{Detector, TrainingInfo};
 use crate::model::forecaster::Forecaster;
 use crate::model::iforest::{Contamination, IsolationForest, IsolationTreeParts};
-use crate::model::rforest::{RandomForestParams, RandomForestRegressor, RegressionTree};
+use crate::model::rforest::{LeafEntry, RandomForestParams, RandomForestRegressor, RegressionTree};
 use crate::model::tree::{FlatTree, Node};
 use crate::series::Labels;
 
@@ -73,6 +73,15 @@ impl SavedModel {
         match self.data {
             SavedData::Detector { .. } => "isolation_forest",
             SavedData::Forecaster { .. } => "random_forest",
+        }
+    }
+
+    /// The oldest format version that reads this model, which its file is written with: a
+    /// detector's layout is format 1's, a forecaster's leaves need format 2.
+    pub fn format_version(&self) -> u32 {
+        match self.data {
+            SavedData::Detector { .. } => super::format::OLDEST_FORMAT_VERSION,
+            SavedData::Forecaster { .. } => super::format::FORMAT_VERSION,
         }
     }
 
@@ -204,8 +213,17 @@ impl SavedModel {
                     n_features: forest.n_features() as u64,
                     n_outputs: forest.n_outputs() as u64,
                     trees: Some(flat_trees(trees.iter().map(|t| t.tree.nodes.as_slice()))),
-                    leaf_value_counts: trees.iter().map(|t| t.leaf_values.len() as u32).collect(),
-                    leaf_values: trees.iter().flat_map(|t| &t.leaf_values).copied().collect(),
+                    targets: forest.targets().to_vec(),
+                    entry_counts: trees.iter().map(|t| t.entries.len() as u32).collect(),
+                    entry_rows: trees
+                        .iter()
+                        .flat_map(|t| &t.entries)
+                        .map(|e| e.row)
+                        .collect(),
+                    entry_weights: (trees.iter().flat_map(|t| &t.entries))
+                        .map(|e| e.weight)
+                        .collect(),
+                    ..Default::default()
                 });
                 let data = proto::checkpoint::Data::History(proto::EntityHistory {
                     n_features: self.features.len() as u64,
@@ -474,29 +492,21 @@ fn forecaster_data(
         )));
     }
     let nodes = split_trees(f.trees)?;
-    if f.leaf_value_counts.len() != nodes.len() {
-        return Err(invalid(format!(
-            "{} trees but {} leaf value counts",
-            nodes.len(),
-            f.leaf_value_counts.len()
-        )));
-    }
-    let total: u64 = f.leaf_value_counts.iter().map(|&c| u64::from(c)).sum();
-    if total != f.leaf_values.len() as u64 {
-        return Err(invalid(format!(
-            "leaf value counts sum to {total} but {} leaf values are stored",
-            f.leaf_values.len()
-        )));
-    }
-    let mut values = f.leaf_values.into_iter();
-    let trees = nodes
-        .into_iter()
-        .zip(&f.leaf_value_counts)
-        .map(|(nodes, &count)| RegressionTree {
-            tree: FlatTree { nodes },
-            leaf_values: values.by_ref().take(count as usize).collect(),
-        })
-        .collect();
+    let (targets, trees) = if f.leaf_value_counts.is_empty() {
+        shared_leaves(
+            nodes,
+            f.targets,
+            f.entry_counts,
+            f.entry_rows,
+            f.entry_weights,
+        )?
+    } else if f.targets.is_empty() && f.entry_counts.is_empty() && f.entry_rows.is_empty() {
+        leaf_means(nodes, f.leaf_value_counts, f.leaf_values, f.n_outputs)?
+    } else {
+        return Err(invalid(
+            "the random forest has both format 1 leaf values and format 2 leaf entries",
+        ));
+    };
     let params = RandomForestParams {
         n_estimators: size(p.n_estimators, "n_estimators")?,
         max_depth: match p.max_depth {
@@ -516,6 +526,7 @@ fn forecaster_data(
         params,
         f.n_features as usize,
         f.n_outputs as usize,
+        targets,
         trees,
     )
     .map_err(|e| invalid(format!("random forest: {e}")))?;
@@ -547,4 +558,99 @@ fn forecaster_data(
         horizon,
         history,
     })
+}
+
+/// Format 2's trees: each tree's leaf entries cut from the concatenated entry arrays. Rows,
+/// weights and leaf runs are checked by `RandomForestRegressor::from_parts`.
+fn shared_leaves(
+    nodes: Vec<Vec<Node>>,
+    targets: Vec<f64>,
+    counts: Vec<u32>,
+    rows: Vec<u32>,
+    weights: Vec<u32>,
+) -> Result<(Vec<f64>, Vec<RegressionTree>), CheckpointError> {
+    if counts.len() != nodes.len() {
+        return Err(invalid(format!(
+            "{} trees but {} leaf entry counts",
+            nodes.len(),
+            counts.len()
+        )));
+    }
+    let total: u64 = counts.iter().map(|&c| u64::from(c)).sum();
+    if total != rows.len() as u64 || total != weights.len() as u64 {
+        return Err(invalid(format!(
+            "leaf entry counts sum to {total} but {} entry rows and {} weights are stored",
+            rows.len(),
+            weights.len()
+        )));
+    }
+    let mut entries = rows
+        .into_iter()
+        .zip(weights)
+        .map(|(row, weight)| LeafEntry { row, weight });
+    let trees = nodes
+        .into_iter()
+        .zip(counts)
+        .map(|(nodes, count)| RegressionTree {
+            tree: FlatTree { nodes },
+            entries: entries.by_ref().take(count as usize).collect(),
+        })
+        .collect();
+    Ok((targets, trees))
+}
+
+/// Format 1's trees, whose leaves stored their means: the means become the target table and
+/// each leaf holds its own row (weight 0), so predictions keep their bits.
+fn leaf_means(
+    mut nodes: Vec<Vec<Node>>,
+    counts: Vec<u32>,
+    values: Vec<f64>,
+    n_outputs: u64,
+) -> Result<(Vec<f64>, Vec<RegressionTree>), CheckpointError> {
+    if counts.len() != nodes.len() {
+        return Err(invalid(format!(
+            "{} trees but {} leaf value counts",
+            nodes.len(),
+            counts.len()
+        )));
+    }
+    let total: u64 = counts.iter().map(|&c| u64::from(c)).sum();
+    if total != values.len() as u64 {
+        return Err(invalid(format!(
+            "leaf value counts sum to {total} but {} leaf values are stored",
+            values.len()
+        )));
+    }
+    let k = n_outputs.max(1);
+    let mut base = 0u64;
+    for (t, (nodes, &count)) in nodes.iter_mut().zip(&counts).enumerate() {
+        let count = u64::from(count);
+        if count % k != 0 {
+            return Err(invalid(format!(
+                "tree {t}: {count} leaf values is not a whole number of leaves of {k} outputs"
+            )));
+        }
+        let leaves = count / k;
+        for (i, node) in nodes.iter_mut().enumerate().filter(|(_, n)| n.is_leaf()) {
+            let leaf = u64::from(node.child);
+            if leaf >= leaves {
+                return Err(invalid(format!(
+                    "tree {t}: leaf node {i} points at leaf {leaf} of {leaves}"
+                )));
+            }
+            // below the total of `values`, whose length is a usize
+            let row = u32::try_from(base + leaf)
+                .map_err(|_| invalid(format!("tree {t}: leaf row {} past 2^32", base + leaf)))?;
+            *node = Node::leaf(row, 0.0);
+        }
+        base += leaves;
+    }
+    let trees = nodes
+        .into_iter()
+        .map(|nodes| RegressionTree {
+            tree: FlatTree { nodes },
+            entries: Vec::new(),
+        })
+        .collect();
+    Ok((values, trees))
 }

@@ -25,6 +25,20 @@
 //! levels); below them every candidate threshold is evaluated either way, and the thresholds would
 //! no longer be scikit-learn's.
 //!
+//! # Leaves: references into one table of target rows
+//! A leaf's prediction is the weighted mean of its bootstrap rows' outputs, and with the default
+//! `min_samples_leaf` 2 and `min_samples_split` 5 a leaf holds only 2 to 4 distinct rows (3 on
+//! average for the 8,640-window default forecaster), while every tree draws from the same training
+//! rows. So a leaf keeps [`LeafEntry`]s (a row of the forest's target table and its bootstrap
+//! count, 8 bytes each) rather than `n_outputs` means (96 bytes for 12 outputs), and the forest
+//! keeps each training row's outputs once. Predicting computes the mean with the very operations
+//! the fit used (the products `count · y` summed in the node's row order from zero, divided by the
+//! summed count), so a prediction has the same bits as one from stored means. For the default
+//! forecaster this halves the forest (`examples/rforest_size.rs`). A leaf with more rows than its
+//! mean would take (more than `n_outputs + 1` entries, e.g. a depth-limited leaf) stores its mean
+//! as a table row of its own with one entry of weight 1, so few outputs never cost more than the
+//! stored means did; a forest from a format-1 checkpoint has only such leaves.
+//!
 //! # Determinism
 //! Tree `i` draws everything (bootstrap, feature order) from `Rng::new(seed).fork(i)`, trees are
 //! grown on `std::thread::scope` threads in any order and stored by index, and every sum is taken
@@ -140,13 +154,110 @@ pub enum RandomForestError {
     BadTree { tree: usize, reason: String },
 }
 
-/// One fitted tree: the flat node array, and its leaves' outputs in one table
-/// (`leaf_values[leaf.child · n_outputs ..][..n_outputs]`). A leaf's `value` is its weighted row
-/// count.
+/// One row of a leaf's weighted mean: a row of the forest's target table and its weight (the
+/// row's bootstrap count in the tree).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct LeafEntry {
+    pub row: u32,
+    pub weight: u32,
+}
+
+/// One fitted tree: the flat node array and its leaves' entries. A leaf is one of two kinds,
+/// told apart by its `value`:
+/// - weight `value` ≥ 1: its entries are the run from entry `child` whose weights add up to
+///   `value`, the divisor of the mean as the fit computed it (so no per-leaf count is stored);
+/// - `value` 0: its mean is row `child` of the forest's target table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegressionTree {
     pub tree: FlatTree,
-    pub leaf_values: Vec<f64>,
+    pub entries: Vec<LeafEntry>,
+}
+
+impl RegressionTree {
+    /// The entries of `leaf`, a leaf node of this tree (empty for a leaf that holds its mean, or
+    /// one that is not of a valid tree).
+    #[inline]
+    pub fn leaf_entries(&self, leaf: &Node) -> &[LeafEntry] {
+        entries_of(&self.entries, leaf)
+    }
+}
+
+#[inline]
+fn entries_of<'e>(entries: &'e [LeafEntry], leaf: &Node) -> &'e [LeafEntry] {
+    if leaf.value == 0.0 {
+        return &[];
+    }
+    let entries = entries.get(leaf.child as usize..).unwrap_or(&[]);
+    let total = leaf.value as u64;
+    let (mut sum, mut n) = (0u64, 0);
+    for e in entries {
+        sum += u64::from(e.weight);
+        n += 1;
+        if sum >= total {
+            break;
+        }
+    }
+    &entries[..n]
+}
+
+/// Adds the weighted mean of a leaf's entries (rows of `table`, `k` values each) to `out` (`k`
+/// values): `entries` starts at the leaf's first and runs at least to its last, whose weights add
+/// up to `weight`. The operations are the fit's: each product `weight · y` summed in entry order
+/// from zero, then divided by the total, so the mean has the fit's bits.
+#[inline]
+fn add_mean(entries: &[LeafEntry], weight: f64, table: &[f64], k: usize, out: &mut [f64]) {
+    // a loop of known length keeps the sums in registers, as vectors
+    macro_rules! fixed {
+        ($($k:literal)*) => {
+            match k {
+                $($k => return add_mean_of::<$k>(entries, weight, table, out),)*
+                _ => {}
+            }
+        };
+    }
+    fixed!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
+    let total = weight as u64;
+    for from in (0..k).step_by(16) {
+        let width = 16.min(k - from);
+        let mut acc = [0.0f64; 16];
+        let mut seen = 0u64;
+        for e in entries {
+            let w = f64::from(e.weight);
+            let at = e.row as usize * k + from;
+            for (a, y) in acc[..width].iter_mut().zip(&table[at..at + width]) {
+                *a += w * y;
+            }
+            seen += u64::from(e.weight);
+            if seen >= total {
+                break;
+            }
+        }
+        for (o, a) in out[from..from + width].iter_mut().zip(&acc) {
+            *o += a / weight;
+        }
+    }
+}
+
+#[inline(always)]
+fn add_mean_of<const K: usize>(entries: &[LeafEntry], weight: f64, table: &[f64], out: &mut [f64]) {
+    let total = weight as u64;
+    let mut acc = [0.0f64; K];
+    let mut seen = 0u64;
+    for e in entries {
+        let w = f64::from(e.weight);
+        let at = e.row as usize * K;
+        for (a, y) in acc.iter_mut().zip(&table[at..at + K]) {
+            *a += w * y;
+        }
+        seen += u64::from(e.weight);
+        if seen >= total {
+            break;
+        }
+    }
+    for (o, a) in out.iter_mut().zip(&acc) {
+        *o += a / weight;
+    }
 }
 
 /// A fitted multi-output random forest.
@@ -155,7 +266,81 @@ pub struct RandomForestRegressor {
     params: RandomForestParams,
     n_features: usize,
     n_outputs: usize,
+    /// The rows leaves refer to, `n_outputs` values each, row-major: the training rows some
+    /// leaf's entries name, then the means of leaves that hold their own.
+    targets: Vec<f64>,
     trees: Vec<RegressionTree>,
+}
+
+/// A tree as one thread grew it: entries name training rows, and a leaf that holds its mean
+/// points at row `child` of `own`.
+struct GrownTree {
+    tree: RegressionTree,
+    own: Vec<f64>,
+}
+
+/// Lays out the forest's target table and points every leaf into it: the training rows some
+/// entry names, in row order, then every tree's own means. If the rows named would take more
+/// bytes than the means of the leaves naming them (few trees, so few leaves share a row), those
+/// leaves hold their means instead, computed as predicting would have.
+fn share_rows(y: &[f64], k: usize, mut grown: Vec<GrownTree>) -> (Vec<f64>, Vec<RegressionTree>) {
+    const UNUSED: u32 = u32::MAX;
+    let mut slot = vec![UNUSED; y.len() / k];
+    let mut named = 0usize;
+    for e in grown.iter().flat_map(|g| &g.tree.entries) {
+        named += usize::from(slot[e.row as usize] == UNUSED);
+        slot[e.row as usize] = 0;
+    }
+    let sharing: usize = grown
+        .iter()
+        .flat_map(|g| &g.tree.tree.nodes)
+        .filter(|n| n.is_leaf() && n.value != 0.0)
+        .count();
+    let entries: usize = grown.iter().map(|g| g.tree.entries.len()).sum();
+    if entries * std::mem::size_of::<LeafEntry>() + named * k * 8 > sharing * k * 8 {
+        for g in &mut grown {
+            let entries = std::mem::take(&mut g.tree.entries);
+            for node in g.tree.tree.nodes.iter_mut() {
+                if node.is_leaf() && node.value != 0.0 {
+                    let at = g.own.len();
+                    g.own.resize(at + k, 0.0);
+                    add_mean(
+                        entries_of(&entries, node),
+                        node.value,
+                        y,
+                        k,
+                        &mut g.own[at..],
+                    );
+                    *node = Node::leaf((at / k) as u32, 0.0);
+                }
+            }
+        }
+        slot.fill(UNUSED);
+    }
+    let mut targets = Vec::new();
+    for (i, s) in slot.iter_mut().enumerate() {
+        if *s != UNUSED {
+            *s = (targets.len() / k) as u32;
+            targets.extend_from_slice(&y[i * k..(i + 1) * k]);
+        }
+    }
+    let trees = grown
+        .into_iter()
+        .map(|mut g| {
+            let base = (targets.len() / k) as u32;
+            for node in g.tree.tree.nodes.iter_mut() {
+                if node.is_leaf() && node.value == 0.0 {
+                    node.child += base;
+                }
+            }
+            for e in &mut g.tree.entries {
+                e.row = slot[e.row as usize];
+            }
+            targets.extend_from_slice(&g.own);
+            g.tree
+        })
+        .collect();
+    (targets, trees)
 }
 
 impl RandomForestRegressor {
@@ -218,7 +403,7 @@ impl RandomForestRegressor {
         let root = Rng::new(params.seed);
         let next = AtomicUsize::new(0);
         let threads = threads.get().min(params.n_estimators);
-        let mut grown: Vec<(usize, RegressionTree)> = std::thread::scope(|scope| {
+        let mut grown: Vec<(usize, GrownTree)> = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads)
                 .map(|_| {
                     scope.spawn(|| {
@@ -244,20 +429,25 @@ impl RandomForestRegressor {
                 .collect()
         });
         grown.sort_unstable_by_key(|(i, _)| *i);
+        let (targets, trees) =
+            share_rows(y, n_outputs, grown.into_iter().map(|(_, t)| t).collect());
         Ok(RandomForestRegressor {
             params: params.clone(),
             n_features,
             n_outputs,
-            trees: grown.into_iter().map(|(_, t)| t).collect(),
+            targets,
+            trees,
         })
     }
 
     /// Rebuilds a model from its parts (a checkpoint), checking that every tree is well formed so
-    /// that predicting can never index out of bounds.
+    /// that predicting can never index out of bounds: `targets` holds whole rows of `n_outputs`,
+    /// and every leaf's entries refer to rows of it and add up to the leaf's weight.
     pub fn from_parts(
         params: RandomForestParams,
         n_features: usize,
         n_outputs: usize,
+        targets: Vec<f64>,
         trees: Vec<RegressionTree>,
     ) -> Result<Self, RandomForestError> {
         if trees.is_empty() {
@@ -270,14 +460,16 @@ impl RandomForestRegressor {
                 "n_outputs must be at least 1".into(),
             ));
         }
+        let rows = check_matrix("targets", &targets, n_outputs)?;
         for (i, t) in trees.iter().enumerate() {
-            validate_tree(t, n_features, n_outputs)
+            validate_tree(t, n_features, rows)
                 .map_err(|reason| RandomForestError::BadTree { tree: i, reason })?;
         }
         Ok(RandomForestRegressor {
             params,
             n_features,
             n_outputs,
+            targets,
             trees,
         })
     }
@@ -296,6 +488,40 @@ impl RandomForestRegressor {
 
     pub fn trees(&self) -> &[RegressionTree] {
         &self.trees
+    }
+
+    /// The rows leaf entries refer to, `n_outputs` values each, row-major.
+    pub fn targets(&self) -> &[f64] {
+        &self.targets
+    }
+
+    /// The bytes the fitted model holds on the heap: nodes, leaf entries and the target table.
+    pub fn heap_bytes(&self) -> usize {
+        let trees: usize = self
+            .trees
+            .iter()
+            .map(|t| {
+                t.tree.nodes.len() * std::mem::size_of::<Node>()
+                    + t.entries.len() * std::mem::size_of::<LeafEntry>()
+            })
+            .sum();
+        trees + self.targets.len() * std::mem::size_of::<f64>()
+    }
+
+    /// Adds the value of `leaf` (a leaf of `tree`) to `out`, `n_outputs` values, with the bits
+    /// the fit gave it.
+    #[inline]
+    pub fn add_leaf_value(&self, tree: &RegressionTree, leaf: &Node, out: &mut [f64]) {
+        let k = self.n_outputs;
+        if leaf.value == 0.0 {
+            let at = leaf.child as usize * k;
+            for (o, y) in out.iter_mut().zip(&self.targets[at..at + k]) {
+                *o += y;
+            }
+        } else {
+            let entries = tree.entries.get(leaf.child as usize..).unwrap_or(&[]);
+            add_mean(entries, leaf.value, &self.targets, k, out);
+        }
     }
 
     /// Predicts one row (`n_features` values) into `out` (`n_outputs` values), allocating nothing.
@@ -348,12 +574,21 @@ impl RandomForestRegressor {
     }
 
     fn predict_unchecked(&self, x: &[f64], out: &mut [f64]) {
+        /// Trees descended before their leaves are summed.
+        const BATCH: usize = 32;
         out.fill(0.0);
-        let k = self.n_outputs;
-        for t in &self.trees {
-            let leaf = t.tree.leaf(x).child as usize * k;
-            for (o, v) in out.iter_mut().zip(&t.leaf_values[leaf..leaf + k]) {
-                *o += v;
+        // Descending a batch of trees first keeps each descent's chain of loads apart from the
+        // leaves' (node, entries, then table rows), so the CPU overlaps the descents; the
+        // leaves are still added in tree order, which the bits depend on.
+        let mut leaves = [None; BATCH];
+        for trees in self.trees.chunks(BATCH) {
+            for (slot, t) in leaves.iter_mut().zip(trees) {
+                *slot = Some(t.tree.leaf(x));
+            }
+            for (leaf, t) in leaves.iter().zip(trees) {
+                if let Some(leaf) = leaf {
+                    self.add_leaf_value(t, leaf, out);
+                }
             }
         }
         let scale = 1.0 / self.trees.len() as f64;
@@ -399,26 +634,14 @@ fn check_finite(what: &'static str, row: usize, values: &[f64]) -> Result<(), Ra
     }
 }
 
-fn validate_tree(t: &RegressionTree, n_features: usize, n_outputs: usize) -> Result<(), String> {
+fn validate_tree(t: &RegressionTree, n_features: usize, rows: usize) -> Result<(), String> {
     let nodes = &t.tree.nodes;
     if nodes.is_empty() {
         return Err("no nodes".into());
     }
-    if t.leaf_values.len() % n_outputs != 0 {
-        return Err(format!(
-            "{} leaf values is not a whole number of leaves of {n_outputs} outputs",
-            t.leaf_values.len()
-        ));
-    }
-    let leaves = t.leaf_values.len() / n_outputs;
     for (i, node) in nodes.iter().enumerate() {
         if node.is_leaf() {
-            if node.child as usize >= leaves {
-                return Err(format!(
-                    "node {i} points at leaf {} of {leaves}",
-                    node.child
-                ));
-            }
+            validate_leaf(t, i, node, rows)?;
         } else {
             // children must come after their parent, so that every descent ends at a leaf
             let c = node.child as usize;
@@ -431,6 +654,57 @@ fn validate_tree(t: &RegressionTree, n_features: usize, n_outputs: usize) -> Res
         }
     }
     Ok(())
+}
+
+/// Checks that a leaf holding its mean names a row of the table, or that a leaf's weight is a
+/// whole number and its entries, from its first, name rows of the table and add up to exactly
+/// that weight within the tree's entries.
+fn validate_leaf(t: &RegressionTree, i: usize, leaf: &Node, rows: usize) -> Result<(), String> {
+    let weight = leaf.value;
+    if weight == 0.0 {
+        return match leaf.child as usize {
+            row if row < rows => Ok(()),
+            row => Err(format!("leaf node {i} holds row {row} of {rows}")),
+        };
+    }
+    // up to 2^53 every whole number is an f64, so the entries' sum is exactly the divisor
+    if !(weight >= 1.0 && weight <= (1u64 << 53) as f64 && weight.fract() == 0.0) {
+        return Err(format!(
+            "leaf node {i} has weight {weight}: a leaf's weight is a whole number of rows (0 for \
+             a leaf that holds its mean)"
+        ));
+    }
+    let first = leaf.child as usize;
+    if first >= t.entries.len() {
+        return Err(format!(
+            "leaf node {i} starts at entry {first} of {}",
+            t.entries.len()
+        ));
+    }
+    let (weight, mut sum) = (weight as u64, 0u64);
+    for (at, e) in t.entries[first..].iter().enumerate() {
+        if e.row as usize >= rows || e.weight == 0 {
+            return Err(format!(
+                "leaf node {i}: entry {} refers to row {} of {rows} with weight {}",
+                first + at,
+                e.row,
+                e.weight
+            ));
+        }
+        sum += u64::from(e.weight);
+        if sum >= weight {
+            return if sum == weight {
+                Ok(())
+            } else {
+                Err(format!(
+                    "leaf node {i}: its entries' weights pass its weight {weight} without reaching it"
+                ))
+            };
+        }
+    }
+    Err(format!(
+        "leaf node {i}: its entries' weights add up to {sum}, short of its weight {weight}"
+    ))
 }
 
 /// The training data laid out for split search, shared read-only by every tree's thread.
@@ -527,8 +801,9 @@ struct TreeBuilder<'a> {
     data: &'a Training<'a>,
     /// Bootstrap count per original row.
     counts: Vec<u32>,
-    /// Original row → this tree's compact row index.
+    /// Original row → this tree's compact row index, and back.
     compact: Vec<u32>,
+    original: Vec<u32>,
     /// Per compact row: weight, weight × outputs (in [`Lane`]s, zero-padded), weight × Σ outputs².
     weight: Vec<f64>,
     wy: Vec<Lane>,
@@ -557,6 +832,7 @@ impl<'a> TreeBuilder<'a> {
             data,
             counts: vec![0; data.n],
             compact: vec![0; data.n],
+            original: Vec::new(),
             weight: Vec::new(),
             wy: Vec::new(),
             wyy: Vec::new(),
@@ -585,6 +861,7 @@ impl<'a> TreeBuilder<'a> {
             self.counts.fill(1);
         }
         self.weight.clear();
+        self.original.clear();
         self.wy.clear();
         self.wyy.clear();
         for (i, &c) in self.counts.iter().enumerate() {
@@ -592,6 +869,7 @@ impl<'a> TreeBuilder<'a> {
                 continue;
             }
             self.compact[i] = self.weight.len() as u32;
+            self.original.push(i as u32);
             let w = f64::from(c);
             let row = &d.y[i * d.n_outputs..(i + 1) * d.n_outputs];
             self.weight.push(w);
@@ -623,7 +901,7 @@ impl<'a> TreeBuilder<'a> {
         m
     }
 
-    fn grow(&mut self, rng: &mut Rng) -> RegressionTree {
+    fn grow(&mut self, rng: &mut Rng) -> GrownTree {
         let m = self.sample_rows(rng);
         // the feature order is shuffled in place at every node: restart it from the same order
         // for every tree, or a tree would depend on the trees this thread grew before it
@@ -635,7 +913,7 @@ impl<'a> TreeBuilder<'a> {
         let max_depth = p.max_depth.unwrap_or(usize::MAX);
         let k = d.n_outputs;
         let mut nodes = vec![Node::leaf(0, 0.0)];
-        let mut leaf_values = Vec::new();
+        let (mut entries, mut own) = (Vec::new(), Vec::new());
         let mut stack = vec![Pending {
             node: 0,
             start: 0,
@@ -654,9 +932,20 @@ impl<'a> TreeBuilder<'a> {
                 None
             };
             let Some(split) = split else {
-                let leaf = (leaf_values.len() / k) as u32;
-                leaf_values.extend(self.total.as_flattened()[..k].iter().map(|t| t / w_node));
-                nodes[at.node] = Node::leaf(leaf, w_node);
+                let rows = &self.order[at.rows_in * m + at.start..at.rows_in * m + at.end];
+                // an entry is 8 bytes, a mean of its own 8 · k
+                if rows.len() <= k {
+                    // in the order `node_totals` summed them, so that predicting sums them alike
+                    nodes[at.node] = Node::leaf(entries.len() as u32, w_node);
+                    entries.extend(rows.iter().map(|&j| {
+                        let row = self.original[j as usize];
+                        let weight = self.counts[row as usize];
+                        LeafEntry { row, weight }
+                    }));
+                } else {
+                    nodes[at.node] = Node::leaf((own.len() / k) as u32, 0.0);
+                    own.extend(self.total.as_flattened()[..k].iter().map(|t| t / w_node));
+                }
                 continue;
             };
             let child = nodes.len();
@@ -687,9 +976,12 @@ impl<'a> TreeBuilder<'a> {
                 rows_in,
             });
         }
-        RegressionTree {
-            tree: FlatTree { nodes },
-            leaf_values,
+        GrownTree {
+            tree: RegressionTree {
+                tree: FlatTree { nodes },
+                entries,
+            },
+            own,
         }
     }
 
@@ -1083,15 +1375,18 @@ mod tests {
         for t in f.trees() {
             assert!(depth(&t.tree, 0) <= 5);
             assert!(depth(&t.tree, 0) >= 3, "500 rows should grow past depth 2");
-            // without bootstrap every row has weight 1: a leaf's value is its row count
-            let mut rows_per_leaf = vec![0usize; t.leaf_values.len() / 2];
+            // without bootstrap every row is in the tree once: count the rows reaching each leaf
+            let mut rows_per_leaf = vec![0usize; t.tree.nodes.len()];
             for row in x.chunks_exact(3) {
-                rows_per_leaf[t.tree.leaf(row).child as usize] += 1;
+                rows_per_leaf[leaf_index(&t.tree, row)] += 1;
             }
             for (i, node) in t.tree.nodes.iter().enumerate() {
                 if node.is_leaf() {
-                    assert!(node.value >= 7.0, "leaf {i} has {} rows", node.value);
-                    assert_eq!(node.value, rows_per_leaf[node.child as usize] as f64);
+                    assert!(
+                        rows_per_leaf[i] >= 7,
+                        "leaf {i} has {} rows",
+                        rows_per_leaf[i]
+                    );
                 }
             }
         }
@@ -1172,19 +1467,155 @@ mod tests {
 
     #[test]
     fn from_parts_rejects_trees_that_would_index_out_of_bounds() {
-        let (x, y) = toy(100, 7);
-        let f = RandomForestRegressor::fit(&params(2, 0), &x, 3, &y, 2).unwrap();
-        let ok = RandomForestRegressor::from_parts(f.params().clone(), 3, 2, f.trees().to_vec());
-        assert_eq!(ok.unwrap(), f);
-        let mut trees = f.trees().to_vec();
-        trees[1].leaf_values.truncate(2);
+        let (x, y) = toy12(300, 7);
+        let f = RandomForestRegressor::fit(&params(10, 0), &x, 3, &y, 12).unwrap();
+        let rebuild = |targets: Vec<f64>, trees: Vec<RegressionTree>| {
+            RandomForestRegressor::from_parts(f.params().clone(), 3, 12, targets, trees)
+        };
+        let t = || f.targets().to_vec();
+        assert_eq!(rebuild(t(), f.trees().to_vec()).unwrap(), f);
+        // each way a leaf can be wrong, named in the error
+        type Spoil = fn(&mut RegressionTree, usize, usize);
+        let cases: [(&str, Spoil); 7] = [
+            ("entries cut short", |t, _, e| t.entries.truncate(e + 1)),
+            ("entry past the table", |t, _, e| {
+                t.entries[e].row = u32::MAX
+            }),
+            ("zero weight", |t, _, e| t.entries[e].weight = 0),
+            ("leaf past the entries", |t, l, _| {
+                t.tree.nodes[l].child = u32::MAX
+            }),
+            ("fractional weight", |t, l, _| t.tree.nodes[l].value += 0.5),
+            ("weights past the leaf's", |t, _, e| {
+                t.entries[e].weight = u32::MAX
+            }),
+            ("mean past the table", |t, l, _| {
+                t.tree.nodes[l] = Node::leaf(u32::MAX, 0.0);
+            }),
+        ];
+        for (what, spoil) in cases {
+            let mut trees = f.trees().to_vec();
+            let tree = &trees[1];
+            let leaf = (tree.tree.nodes.iter())
+                .position(|n| n.is_leaf() && tree.leaf_entries(n).len() >= 2)
+                .expect("a leaf of two entries");
+            let first = tree.tree.nodes[leaf].child as usize;
+            spoil(&mut trees[1], leaf, first);
+            match rebuild(t(), trees) {
+                Err(RandomForestError::BadTree { tree: 1, reason }) => {
+                    assert!(reason.starts_with("leaf node"), "{what}: {reason}")
+                }
+                other => panic!("{what}: {:?}", other.map(|_| "accepted")),
+            }
+        }
+        let mut short = t();
+        short.truncate(short.len() - 12);
         assert!(matches!(
-            RandomForestRegressor::from_parts(f.params().clone(), 3, 2, trees),
-            Err(RandomForestError::BadTree { tree: 1, .. })
+            rebuild(short, f.trees().to_vec()),
+            Err(RandomForestError::BadTree { .. })
         ));
         assert!(matches!(
-            RandomForestRegressor::from_parts(f.params().clone(), 2, 2, f.trees().to_vec()),
+            rebuild(vec![0.0; 13], f.trees().to_vec()),
+            Err(RandomForestError::Ragged { .. })
+        ));
+        assert!(matches!(
+            RandomForestRegressor::from_parts(f.params().clone(), 2, 12, t(), f.trees().to_vec()),
             Err(RandomForestError::BadTree { tree: 0, .. })
         ));
+    }
+
+    /// `toy`'s rows with 12 outputs (each of `toy`'s two, shifted by 0..6), as a forecast has.
+    fn toy12(n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
+        let (x, y) = toy(n, seed);
+        let y = y
+            .chunks_exact(2)
+            .flat_map(|r| (0..12).map(move |o| r[o % 2] + (o / 2) as f64))
+            .collect();
+        (x, y)
+    }
+
+    /// The index of the leaf `x` falls into.
+    fn leaf_index(tree: &FlatTree, x: &[f64]) -> usize {
+        let mut i = 0;
+        while !tree.nodes[i].is_leaf() {
+            let n = &tree.nodes[i];
+            i = n.child as usize + usize::from(x[n.feature as usize] > n.value);
+        }
+        i
+    }
+
+    #[test]
+    fn a_leaf_is_the_weighted_mean_of_the_bootstrap_rows_that_reach_it() {
+        // Independently of the entries: redraw each tree's bootstrap counts, route every drawn
+        // training row to its leaf, and compare the weighted mean of their outputs.
+        let (x, y) = toy12(400, 8);
+        let p = params(20, 3);
+        let f = RandomForestRegressor::fit(&p, &x, 3, &y, 12).unwrap();
+        let root = Rng::new(p.seed);
+        let mut shared = 0;
+        for (i, t) in f.trees().iter().enumerate() {
+            let mut rng = root.fork(i as u64);
+            let mut counts = vec![0u32; 400];
+            for _ in 0..400 {
+                counts[rng.below(400)] += 1;
+            }
+            let mut sums = vec![[0.0f64; 13]; t.tree.nodes.len()];
+            for (r, row) in x
+                .chunks_exact(3)
+                .enumerate()
+                .filter(|(r, _)| counts[*r] > 0)
+            {
+                let s = &mut sums[leaf_index(&t.tree, row)];
+                let w = f64::from(counts[r]);
+                for o in 0..12 {
+                    s[o] += w * y[12 * r + o];
+                }
+                s[12] += w;
+            }
+            for (n, node) in t.tree.nodes.iter().enumerate().filter(|(_, n)| n.is_leaf()) {
+                if node.value != 0.0 {
+                    // names its rows: its weight is their bootstrap count
+                    assert_eq!(node.value, sums[n][12], "tree {i} leaf {n}");
+                    assert!(t.leaf_entries(node).len() <= 12);
+                    shared += 1;
+                }
+                let mut value = [0.0; 12];
+                f.add_leaf_value(t, node, &mut value);
+                for o in 0..12 {
+                    let want = sums[n][o] / sums[n][12];
+                    assert!(
+                        (value[o] - want).abs() <= 1e-12 * want.abs().max(1.0),
+                        "tree {i} leaf {n} output {o}: {} against {want}",
+                        value[o]
+                    );
+                }
+            }
+        }
+        assert!(shared > 500, "only {shared} leaves name their rows");
+    }
+
+    #[test]
+    fn the_forest_never_takes_more_bytes_than_stored_means() {
+        let means_bytes = |f: &RandomForestRegressor| -> usize {
+            let trees = f.trees().iter();
+            let nodes: usize = trees.clone().map(|t| t.tree.nodes.len()).sum();
+            let leaves = trees
+                .flat_map(|t| &t.tree.nodes)
+                .filter(|n| n.is_leaf())
+                .count();
+            nodes * std::mem::size_of::<Node>() + leaves * f.n_outputs() * 8
+        };
+        let (x, y) = toy12(600, 9);
+        // many trees of 12 outputs: leaves name their rows, for well under the means' bytes
+        let f = RandomForestRegressor::fit(&params(30, 1), &x, 3, &y, 12).unwrap();
+        assert!(f.heap_bytes() * 10 < means_bytes(&f) * 6);
+        // one tree: few leaves share a row, so naming rows would cost more than the means
+        let f = RandomForestRegressor::fit(&params(1, 1), &x, 3, &y, 12).unwrap();
+        assert!(f.trees()[0].entries.is_empty());
+        assert_eq!(f.heap_bytes(), means_bytes(&f));
+        // one output: only a leaf of one row can name it, for as many bytes as its mean
+        let y0: Vec<f64> = y.iter().step_by(12).copied().collect();
+        let f = RandomForestRegressor::fit(&params(30, 1), &x, 3, &y0, 1).unwrap();
+        assert!(f.heap_bytes() <= means_bytes(&f));
     }
 }

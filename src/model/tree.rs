@@ -3,8 +3,8 @@
 //! A tree is one `Vec<Node>` of 16-byte nodes, children stored as adjacent pairs (the right child
 //! is always `left + 1`), so scoring a row is a tight loop over one contiguous array with no
 //! pointer chasing and no allocation. The forests differ only in what a leaf carries: the
-//! isolation forest keeps its path-length contribution in `value`; the random forest keeps an
-//! index into its own table of leaf outputs in `child`.
+//! isolation forest keeps its path-length contribution in `value`; the random forest keeps its
+//! first leaf entry (or its row of means) in `child` and the entries' total weight in `value`.
 
 /// Marks a leaf in [`Node::feature`].
 pub const LEAF: u32 = u32::MAX;

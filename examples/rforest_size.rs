@@ -1,0 +1,186 @@
+//! The default forecaster's size in memory and in its checkpoint, with its leaves as canopy
+//! stores them (naming rows of one shared target table) and as format 1 stored them (every
+//! leaf's `n_outputs` means), both computed in this run from the same fitted forest: the format 1
+//! memory by its layout (16 bytes a node, 8 per leaf value), its file by encoding the format 1
+//! fields as `tests/checkpoint.rs` does.
+//!
+//! The forest is `predictive-analytics`' default (100 trees, depth 20, split 5, leaf 2) on the
+//! data of `benches/checkpoint.rs`: 30 days of 5 node-like features at 5 minutes, windows of 24
+//! steps → the next 12 cpu values (8,605 rows of 120 → 12).
+//!
+//! Usage: `cargo run --release --example rforest_size`
+
+use std::sync::Arc;
+
+use canopy::checkpoint::format::{OLDEST_FORMAT_VERSION, frame};
+use canopy::checkpoint::saved::SavedEntity;
+use canopy::checkpoint::{SavedData, SavedModel, encode, proto};
+use canopy::model::detector::TrainingInfo;
+use canopy::model::rforest::{RandomForestParams, RandomForestRegressor};
+use canopy::model::rng::Rng;
+use canopy::model::tree::Node;
+use canopy::model::windows::{WindowSpec, training_windows};
+use canopy::series::Labels;
+use prost::Message;
+
+/// 5 node-like features per step (as `benches/checkpoint.rs`).
+fn node_history(steps: usize, period: f64) -> Vec<f64> {
+    let mut rng = Rng::new(1);
+    let mut h = Vec::with_capacity(steps * 5);
+    for t in 0..steps {
+        let day = std::f64::consts::TAU * t as f64 / period;
+        let mut noise = |s: f64| s * (rng.next_f64() - 0.5);
+        h.push(0.45 + 0.25 * day.sin() + noise(0.1));
+        h.push(0.60 + 0.10 * (day - 0.5).sin() + noise(0.05));
+        h.push(0.30 + 0.2 * t as f64 / steps as f64 + noise(0.01));
+        h.push(1e6 * (1.0 + 0.6 * (day + 0.3).sin()) + noise(1e5));
+        h.push(6e5 * (1.0 + 0.5 * (day + 0.2).sin()) + noise(8e4));
+    }
+    h
+}
+
+fn forecaster(forest: RandomForestRegressor, history: Vec<f64>) -> SavedModel {
+    let config = canopy::config::Config::default_config().expect("default config");
+    let features: Vec<String> = ["cpu", "memory", "disk", "net_rx", "net_tx"]
+        .map(String::from)
+        .to_vec();
+    SavedModel {
+        name: "predictive-analytics".into(),
+        expressions: (features.iter())
+            .map(|f| config.features.get(f).map_or("", |e| e.trim()).to_owned())
+            .collect(),
+        features,
+        step_ms: 300_000,
+        retrain_interval_ms: 3_600_000,
+        max_age_ms: 30 * 86_400_000,
+        training: TrainingInfo {
+            source: "live".into(),
+            trained_at_ms: Some(0),
+            generation: 1,
+        },
+        data: SavedData::Forecaster {
+            forest: Arc::new(forest),
+            targets: vec!["cpu".into()],
+            lookback: 24,
+            horizon: 12,
+            history: vec![SavedEntity {
+                labels: Labels::default(),
+                timestamps_ms: (0..8_640).map(|k| k * 300_000).collect(),
+                values: history,
+            }],
+        },
+    }
+}
+
+/// The checkpoint message with the forest's leaves as format 1 stored them: each leaf's means,
+/// its node's `child` its index among its tree's leaves.
+fn as_format_1(forest: &RandomForestRegressor, message: &mut proto::Checkpoint) {
+    let Some(proto::checkpoint::Model::RandomForest(f)) = &mut message.model else {
+        unreachable!("a forecaster's checkpoint holds a random forest")
+    };
+    let trees = f.trees.as_mut().expect("trees");
+    let k = forest.n_outputs();
+    let (mut at, mut counts, mut values) = (0, Vec::new(), Vec::new());
+    for t in forest.trees() {
+        let before = values.len();
+        for (i, node) in t.tree.nodes.iter().enumerate().filter(|(_, n)| n.is_leaf()) {
+            trees.child[at + i] = ((values.len() - before) / k) as u32;
+            let from = values.len();
+            values.resize(from + k, 0.0);
+            forest.add_leaf_value(t, node, &mut values[from..]);
+        }
+        at += t.tree.nodes.len();
+        counts.push((values.len() - before) as u32);
+    }
+    (f.leaf_value_counts, f.leaf_values) = (counts, values);
+    f.targets.clear();
+    f.entry_counts.clear();
+    f.entry_rows.clear();
+    f.entry_weights.clear();
+}
+
+fn forest_bytes(message: &proto::Checkpoint) -> usize {
+    match &message.model {
+        Some(proto::checkpoint::Model::RandomForest(f)) => f.encoded_len(),
+        _ => 0,
+    }
+}
+
+fn mb(bytes: usize) -> String {
+    format!("{:.2} MB", bytes as f64 / 1e6)
+}
+
+fn main() {
+    let history = node_history(8_640, 288.0);
+    let spec = WindowSpec {
+        n_features: 5,
+        lookback: 24,
+        horizon: 12,
+        targets: vec![0],
+    };
+    let w = training_windows(&history, &spec).expect("windows");
+    let params = RandomForestParams::default();
+    let forest = RandomForestRegressor::fit(&params, &w.x, 120, &w.y, 12).expect("fit");
+
+    let k = forest.n_outputs();
+    let nodes: Vec<&Node> = forest.trees().iter().flat_map(|t| &t.tree.nodes).collect();
+    let leaves: Vec<&&Node> = nodes.iter().filter(|n| n.is_leaf()).collect();
+    let naming = leaves.iter().filter(|n| n.value != 0.0).count();
+    let entries: usize = forest.trees().iter().map(|t| t.entries.len()).sum();
+    println!(
+        "{} training rows of {} → {k}, {} trees: {} nodes, {} leaves ({naming} name {entries} rows, \
+         {:.2} each; {} hold their mean), a table of {} rows",
+        w.rows(),
+        forest.n_features(),
+        forest.trees().len(),
+        nodes.len(),
+        leaves.len(),
+        entries as f64 / naming.max(1) as f64,
+        leaves.len() - naming,
+        forest.targets().len() / k,
+    );
+
+    let node_bytes = nodes.len() * std::mem::size_of::<Node>();
+    let means_bytes = node_bytes + leaves.len() * k * 8;
+    let shared_bytes = forest.heap_bytes();
+    println!(
+        "memory: format 1 layout {} (nodes {}, leaf means {}); shared leaves {} (entries {}, \
+         table {}): {:.3} of format 1",
+        mb(means_bytes),
+        mb(node_bytes),
+        mb(leaves.len() * k * 8),
+        mb(shared_bytes),
+        mb(entries * 8),
+        mb(forest.targets().len() * 8),
+        shared_bytes as f64 / means_bytes as f64,
+    );
+
+    let model = forecaster(forest, history);
+    let SavedData::Forecaster { forest, .. } = &model.data else {
+        unreachable!("built as a forecaster")
+    };
+    let file = encode(&model);
+    let mut old = model.to_proto();
+    let forest_new = forest_bytes(&old);
+    as_format_1(forest, &mut old);
+    let forest_old = forest_bytes(&old);
+    let old_file = frame(&old.encode_to_vec(), OLDEST_FORMAT_VERSION);
+    println!(
+        "checkpoint: format 1 {} (forest {}); format 2 {} (forest {}): {:.3} of format 1 \
+         (forest {:.3}); the 8,640 × 5 history is {} of each",
+        mb(old_file.len()),
+        mb(forest_old),
+        mb(file.len()),
+        mb(forest_new),
+        file.len() as f64 / old_file.len() as f64,
+        forest_new as f64 / forest_old as f64,
+        mb(old_file.len() - forest_old),
+    );
+    let back = canopy::checkpoint::decode(&old_file).expect("the format 1 file decodes");
+    let SavedData::Forecaster { forest: old, .. } = &back.data else {
+        unreachable!("decoded from a forecaster")
+    };
+    let rows = &w.x[..1000 * 120];
+    let (a, b) = (forest.predict(rows), old.predict(rows));
+    assert!(a == b, "the two layouts predict the same bits");
+}
