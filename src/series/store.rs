@@ -238,6 +238,11 @@ impl Shard {
                 slot
             }
             None => {
+                if self.slots.len() == self.slots.capacity() {
+                    // Grown by an eighth, not doubled: a shard's slots are its biggest block
+                    // (a series is 112 bytes), and doubling left up to half of it unused.
+                    self.slots.reserve_exact(self.slots.len() / 8 + 16);
+                }
                 self.slots.push(Some(series));
                 (self.slots.len() - 1) as u32
             }
@@ -759,6 +764,17 @@ mod tests {
         st.select(&sel("m"), 0, i64::MAX, &mut out);
         assert_eq!(out.iter().next().expect("series").1.len(), kept);
         assert!(out.iter().next().expect("series").1[0].t >= cutoff);
+    }
+
+    #[test]
+    fn a_slot_stays_within_its_budget() {
+        // 100,000 series hold 100,000 slots: tests/memory.rs counts them, this names the cause
+        // when a new field makes every series fatter.
+        assert!(
+            size_of::<Option<Series>>() <= 112,
+            "{}",
+            size_of::<Option<Series>>()
+        );
     }
 
     #[test]
