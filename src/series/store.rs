@@ -1,9 +1,13 @@
 //! The series store: per-series rolling windows of samples, sharded for concurrent ingest.
 //!
-//! Ingest appends, the evaluator selects, and a periodic sweep evicts. Each shard is a short
+//! Ingest appends, the evaluator visits, and a periodic sweep evicts. Each shard is a short
 //! critical section behind its own mutex (no lock is ever held across I/O, an await, or training),
-//! so many remote-write connections append in parallel and a feature evaluation copies out the
-//! samples it needs without stopping ingest for longer than one series' copy.
+//! so many remote-write connections append in parallel and a feature evaluation stops ingest in
+//! one shard at a time, for as long as it takes to read that shard's matched series.
+//!
+//! A shard counts a generation, bumped whenever a series enters or leaves it, so the evaluator
+//! can keep which series a selector matched ([`Postings`]) from step to step and match labels
+//! again only where series came or went.
 //!
 //! Time is event time: retention is measured back from the newest sample timestamp the store has
 //! accepted, not from the wall clock, so replayed and backfilled history age the same way as live
