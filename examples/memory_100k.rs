@@ -1,8 +1,13 @@
-//! Memory at 100k active matched series: ingests, through the real remote-write path, 100,000
-//! series that the default features select, each with 15 minutes of samples at a 30 s scrape
-//! interval (the default retention), then prints the process's resident memory as JSON.
+//! Memory at 100k active matched series: 100,000 series that the default features select, each
+//! with 15 minutes of samples at a 30 s scrape interval (the default retention), sent as
+//! snappy-compressed remote-write 1.0 requests of 2,000 series (one sample each) per round.
 //!
-//! `memory_100k [series] [samples_per_series]`
+//! - `memory_100k [series] [samples_per_series]` ingests in this process through
+//!   `Ingestor::write` (no HTTP) and prints the process's resident memory and the store's counts
+//!   as JSON: the store's own cost, without a server around it.
+//! - `memory_100k --url URL [series] [samples_per_series]` posts the same requests to a running
+//!   receiver (canopy's `/api/v1/write`, or any other remote-write receiver) and prints what was
+//!   sent; `benches/compare/memory_100k_http.sh` reads the receiver's peak RSS from `/proc`.
 
 use canopy::agent::Pipeline;
 use canopy::config::Config;
@@ -20,66 +25,123 @@ fn rss_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Metrics the default features select with any labels: every series is kept.
+const NAMES: [&str; 4] = [
+    "node_memory_MemAvailable_bytes",
+    "node_memory_MemTotal_bytes",
+    "container_network_receive_bytes_total",
+    "container_network_transmit_bytes_total",
+];
+
+/// Round `round`'s requests: every series once, 2,000 series a request, snappy-compressed.
+fn requests(series: usize, round: usize, t_ms: i64) -> impl Iterator<Item = Vec<u8>> {
+    (0..series).step_by(2_000).map(move |first| {
+        let timeseries = (first..(first + 2_000).min(series))
+            .map(|i| v1::TimeSeries {
+                labels: [
+                    ("__name__", NAMES[i % NAMES.len()].to_string()),
+                    ("container", format!("c{}", i % 7)),
+                    (
+                        "instance",
+                        format!("10.{}.{}.{}:9100", i / 65_536, (i / 256) % 256, i % 256),
+                    ),
+                    ("job", "kubernetes-nodes".to_string()),
+                    ("namespace", format!("ns-{}", i % 50)),
+                    ("pod", format!("pod-{}", i / 4)),
+                ]
+                .into_iter()
+                .map(|(n, v)| v1::Label {
+                    name: n.into(),
+                    value: v,
+                })
+                .collect(),
+                samples: vec![v1::Sample {
+                    value: (i + round) as f64,
+                    timestamp: t_ms,
+                }],
+                ..Default::default()
+            })
+            .collect();
+        let body = v1::WriteRequest {
+            timeseries,
+            metadata: vec![],
+        }
+        .encode_to_vec();
+        snap::raw::Encoder::new()
+            .compress_vec(&body)
+            .expect("snappy")
+    })
+}
+
 fn main() {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    let series = args.first().copied().unwrap_or(100_000);
-    let per_series = args.get(1).copied().unwrap_or(30);
-    let config = Config::default_config().expect("default config");
-    let pipeline = Pipeline::new(&config).expect("pipeline");
-    let before = rss_kib("VmRSS:");
-    // Metrics the default features select with any labels: every series is kept.
-    let names = [
-        "node_memory_MemAvailable_bytes",
-        "node_memory_MemTotal_bytes",
-        "container_network_receive_bytes_total",
-        "container_network_transmit_bytes_total",
-    ];
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let url = args
+        .iter()
+        .position(|a| a == "--url")
+        .map(|i| args.drain(i..(i + 2).min(args.len())).nth(1));
+    let url = match url {
+        Some(Some(url)) => Some(url),
+        Some(None) => {
+            eprintln!("usage: memory_100k [--url URL] [series] [samples_per_series]");
+            std::process::exit(2);
+        }
+        None => None,
+    };
+    let nums: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    let series = nums.first().copied().unwrap_or(100_000);
+    let per_series = nums.get(1).copied().unwrap_or(30);
     // Stamped in the last minutes by the wall clock: samples from the future are dropped.
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after 1970")
         .as_millis() as i64;
     let t0 = now_ms - per_series as i64 * 30_000;
+    match url {
+        Some(url) => send(&url, series, per_series, t0),
+        None => in_process(series, per_series, t0),
+    }
+}
+
+fn send(url: &str, series: usize, per_series: usize, t0: i64) {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .expect("http client");
+    let (mut ok, mut failed) = (0usize, 0usize);
     for round in 0..per_series {
-        for chunk in (0..series).collect::<Vec<_>>().chunks(2_000) {
-            let timeseries = chunk
-                .iter()
-                .map(|&i| v1::TimeSeries {
-                    labels: [
-                        ("__name__", names[i % names.len()].to_string()),
-                        ("container", format!("c{}", i % 7)),
-                        (
-                            "instance",
-                            format!("10.{}.{}.{}:9100", i / 65_536, (i / 256) % 256, i % 256),
-                        ),
-                        ("job", "kubernetes-nodes".to_string()),
-                        ("namespace", format!("ns-{}", i % 50)),
-                        ("pod", format!("pod-{}", i / 4)),
-                    ]
-                    .into_iter()
-                    .map(|(n, v)| v1::Label {
-                        name: n.into(),
-                        value: v,
-                    })
-                    .collect(),
-                    samples: vec![v1::Sample {
-                        value: (i + round) as f64,
-                        timestamp: t0 + round as i64 * 30_000,
-                    }],
-                    ..Default::default()
-                })
-                .collect();
-            let body = v1::WriteRequest {
-                timeseries,
-                metadata: vec![],
+        for body in requests(series, round, t0 + round as i64 * 30_000) {
+            let r = client
+                .post(url)
+                .header("Content-Type", "application/x-protobuf")
+                .header("Content-Encoding", "snappy")
+                .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+                .body(body)
+                .send();
+            match r {
+                Ok(r) if r.status().is_success() => ok += 1,
+                Ok(r) => {
+                    failed += 1;
+                    eprintln!("{}: {}", r.status(), r.text().unwrap_or_default());
+                }
+                Err(e) => {
+                    failed += 1;
+                    eprintln!("{e}");
+                }
             }
-            .encode_to_vec();
-            let body = snap::raw::Encoder::new()
-                .compress_vec(&body)
-                .expect("snappy");
+        }
+    }
+    println!(
+        "{{\"series\": {series}, \"samples_sent\": {}, \"requests_ok\": {ok}, \"requests_failed\": {failed}}}",
+        series * per_series
+    );
+}
+
+fn in_process(series: usize, per_series: usize, t0: i64) {
+    let config = Config::default_config().expect("default config");
+    let pipeline = Pipeline::new(&config).expect("pipeline");
+    let before = rss_kib("VmRSS:");
+    for round in 0..per_series {
+        for body in requests(series, round, t0 + round as i64 * 30_000) {
             pipeline
                 .ingestor
                 .write(Protocol::V1, &body, &mut Allowance::unlimited())

@@ -4,8 +4,9 @@
 //! instant or range selector sees, how a subquery steps, the order series are visited in (label
 //! order), when `__name__` is dropped, vector matching (one-to-one, `group_left`/`group_right`,
 //! the set operators), label functions, and the errors a step can raise. The float algorithms
-//! live in [`super::kernels`]. Reads the store through [`SeriesStore::select`] only; never writes
-//! to it, and knows nothing of ingest, HTTP or models.
+//! live in [`super::kernels`]. Reads the store through [`SeriesStore::visit`] only, one series'
+//! window at a time, keeping each selector's matched series ([`Postings`]) and their label order
+//! across steps; never writes to the store, and knows nothing of ingest, HTTP or models.
 //!
 //! Series labels flow through the evaluation as a shared `Arc<Labels>` plus a "name dropped"
 //! flag, so `sum(rate(x[5m]))` over 10,000 series allocates no label set: new label sets are
@@ -18,7 +19,7 @@ use std::sync::Arc;
 
 use crate::series::labels::METRIC_NAME;
 use crate::series::store::is_stale_marker;
-use crate::series::{Labels, Sample, Selection, SeriesStore};
+use crate::series::{Labels, Postings, Sample, SeriesStore};
 
 use super::golang;
 use super::kernels::{self, Accumulator, Bucket, Window};
@@ -76,23 +77,34 @@ pub enum EvalErrorKind {
 }
 
 /// A series' labels during evaluation: the stored set, possibly without `__name__`.
+///
+/// A selected series names its label set by index into the selector's shared list, so an
+/// element costs one increment of that list's count, on a cache line every element shares,
+/// where an `Arc` per label set touched 10,000 scattered counts a step (and again to drop
+/// them); the label set itself is read only where PromQL reads labels.
 #[derive(Clone, Debug)]
 struct SeriesLabels {
-    base: Arc<Labels>,
+    set: Arc<[Arc<Labels>]>,
+    index: u32,
     drop_name: bool,
 }
 
 impl SeriesLabels {
     fn new(labels: Labels) -> SeriesLabels {
         SeriesLabels {
-            base: Arc::new(labels),
+            set: Arc::new([Arc::new(labels)]),
+            index: 0,
             drop_name: false,
         }
     }
 
+    fn base(&self) -> &Labels {
+        &self.set[self.index as usize]
+    }
+
     fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
         let drop = self.drop_name;
-        self.base
+        self.base()
             .iter()
             .filter(move |(n, _)| !(drop && *n == METRIC_NAME))
     }
@@ -101,7 +113,7 @@ impl SeriesLabels {
         if self.drop_name && name == METRIC_NAME {
             None
         } else {
-            self.base.get(name)
+            self.base().get(name)
         }
     }
 
@@ -111,17 +123,17 @@ impl SeriesLabels {
 
     fn cmp(&self, other: &SeriesLabels) -> Ordering {
         if !self.drop_name && !other.drop_name {
-            self.base.cmp(&other.base)
+            self.base().cmp(other.base())
         } else {
             self.iter().cmp(other.iter())
         }
     }
 
     fn to_labels(&self) -> Labels {
-        if self.drop_name && self.base.get(METRIC_NAME).is_some() {
-            self.base.filter(|n| n != METRIC_NAME)
+        if self.drop_name && self.base().get(METRIC_NAME).is_some() {
+            self.base().filter(|n| n != METRIC_NAME)
         } else {
-            Labels::clone(&self.base)
+            self.base().clone()
         }
     }
 }
@@ -196,22 +208,43 @@ enum Val {
     Vector(Vector),
 }
 
-/// The order of one selector's series, kept across steps: the store returns series in shard
+/// The order of one selector's series, kept across steps: the store visits series in shard
 /// order, and sorting 10,000 label sets every step would cost more than the evaluation itself.
-/// The cached permutation is reused while the store returns the very same series (by pointer).
-#[derive(Default)]
+/// Recomputed only when the store reports that the selector's series changed.
 struct SortedOrder {
-    series: Vec<Arc<Labels>>,
+    /// The series the permutation orders, as the store numbered them; shared by the elements
+    /// of every vector this selector yields.
+    series: Arc<[Arc<Labels>]>,
     perm: Vec<u32>,
 }
 
+impl Default for SortedOrder {
+    fn default() -> SortedOrder {
+        SortedOrder {
+            series: Arc::new([]),
+            perm: Vec::new(),
+        }
+    }
+}
+
+/// What the evaluator keeps of one selector across steps: the series it matches, and their
+/// label order.
+#[derive(Default)]
+struct SelectorState {
+    postings: Postings,
+    order: SortedOrder,
+}
+
 /// Evaluates plans; holds the buffers and caches reused from step to step. One per thread.
-/// The order cache has one entry per distinct selector (and range) evaluated, so it stays as
+/// The selector cache has one entry per distinct selector (and range) evaluated, so it stays as
 /// small as the configured features.
 #[derive(Default)]
 pub struct Evaluator {
-    selection: Selection,
-    orders: HashMap<String, SortedOrder>,
+    selectors: HashMap<String, SelectorState>,
+    /// One series' samples as the store decodes them.
+    scratch: Vec<Sample>,
+    /// Each visited series' value (or none), in the store's numbering.
+    values: Vec<Option<f64>>,
     /// Range samples without staleness markers, when a series has any.
     fresh: Vec<Sample>,
     /// Signature scratch for grouping and matching.
@@ -353,9 +386,17 @@ impl Evaluator {
                     check_holt_winters(&args)?;
                 }
                 let mut v = self.range_source(store, plan, source, *func, &args, t)?;
+                // A selector that pins the metric name yields series of that one name: dropping
+                // it cannot reorder or collide them, so no series' labels need reading.
+                let one_name = matches!(source, RangeSource::Selector(i)
+                    if plan.selector_uses()[*i].selector.metric_name.is_some());
                 // last_over_time acts like an offset: the series keeps its name.
                 if *func != RangeFunc::LastOverTime {
-                    v.drop_names()?;
+                    if one_name {
+                        v.elems.iter_mut().for_each(|e| e.labels.drop_name = true);
+                    } else {
+                        v.drop_names()?;
+                    }
                 }
                 Val::Vector(v)
             }
@@ -583,45 +624,64 @@ impl Evaluator {
         Ok(Val::Vector(v))
     }
 
-    /// Selects `[from, to]` into `self.selection`, keeping the selection's label order.
-    fn select(&mut self, store: &SeriesStore, u: &SelectorUse, from: i64, to: i64) {
-        store.select(&u.selector, from, to, &mut self.selection);
-        self.keep_order(u);
-    }
-
-    /// As [`select`](Self::select), each series' newest sample only.
-    fn select_last(&mut self, store: &SeriesStore, u: &SelectorUse, from: i64, to: i64) {
-        store.select_last(&u.selector, from, to, &mut self.selection);
-        self.keep_order(u);
-    }
-
-    /// Makes sure `self.orders[key]` holds the label order of exactly the selected series.
-    fn keep_order(&mut self, u: &SelectorUse) {
-        let sel = &self.selection;
-        let same = self.orders.get(&u.key).is_some_and(|o| {
-            o.series.len() == sel.len()
-                && o.series
-                    .iter()
-                    .zip(sel.iter())
-                    .all(|(a, (b, _))| Arc::ptr_eq(a, b))
-        });
-        if !same {
-            let series: Vec<Arc<Labels>> = sel.iter().map(|(l, _)| l.clone()).collect();
-            let perm = match self.orders.remove(&u.key) {
-                Some(old) => resort(&old, &series),
-                None => {
-                    let mut perm: Vec<u32> = (0..series.len() as u32).collect();
-                    perm.sort_unstable_by(|&a, &b| series[a as usize].cmp(&series[b as usize]));
-                    perm
-                }
-            };
-            self.orders
-                .insert(u.key.clone(), SortedOrder { series, perm });
+    /// Visits the series `u` matches with their samples in `[from, to]` (only the newest when
+    /// `last_only`), setting `self.values[i]` to `value(samples)` for the `i`-th, then returns
+    /// the values as elements in label order. Series no value came from are left out.
+    fn visit(
+        &mut self,
+        store: &SeriesStore,
+        u: &SelectorUse,
+        (from, to): (i64, i64),
+        last_only: bool,
+        mut value: impl FnMut(&[Sample], &mut Vec<Sample>) -> Option<f64>,
+    ) -> Vector {
+        if !self.selectors.contains_key(&u.key) {
+            self.selectors
+                .insert(u.key.clone(), SelectorState::default());
         }
-    }
-
-    fn order(&self, u: &SelectorUse) -> &[u32] {
-        self.orders.get(&u.key).map_or(&[], |o| o.perm.as_slice())
+        let state = self.selectors.get_mut(&u.key).expect("inserted above");
+        let (values, fresh) = (&mut self.values, &mut self.fresh);
+        values.clear();
+        let changed = store.visit(
+            &u.selector,
+            &mut state.postings,
+            from,
+            to,
+            last_only,
+            &mut self.scratch,
+            |_, samples| values.push(value(samples, fresh)),
+        );
+        let labels = state.postings.labels();
+        if changed {
+            let perm = if state.order.series.is_empty() {
+                let mut perm: Vec<u32> = (0..labels.len() as u32).collect();
+                perm.sort_unstable_by(|&a, &b| labels[a as usize].cmp(&labels[b as usize]));
+                perm
+            } else {
+                resort(&state.order, labels)
+            };
+            state.order = SortedOrder {
+                series: labels.into(),
+                perm,
+            };
+        }
+        let mut elems = Vec::with_capacity(labels.len());
+        for &i in &state.order.perm {
+            if let Some(v) = self.values[i as usize] {
+                elems.push(Elem {
+                    labels: SeriesLabels {
+                        set: state.order.series.clone(),
+                        index: i,
+                        drop_name: false,
+                    },
+                    v,
+                });
+            }
+        }
+        Vector {
+            elems,
+            sorted: true,
+        }
     }
 
     /// An instant selector: each series' newest sample in [T−o−5m, T−o] (T is the `@` time when
@@ -635,28 +695,18 @@ impl Evaluator {
         value: fn(&Sample) -> f64,
     ) -> Vector {
         let end = u.at_ms.unwrap_or(t) - u.offset_ms;
-        self.select_last(store, u, end - LOOKBACK_DELTA_MS, end);
-        let mut elems = Vec::with_capacity(self.selection.len());
-        for &i in self.order(u) {
-            let Some((labels, samples)) = self.selection.get(i as usize) else {
-                continue;
-            };
-            if let Some(last) = samples.last()
-                && !is_stale_marker(last.v)
-            {
-                elems.push(Elem {
-                    labels: SeriesLabels {
-                        base: labels.clone(),
-                        drop_name: false,
-                    },
-                    v: value(last),
-                });
-            }
-        }
-        Vector {
-            elems,
-            sorted: true,
-        }
+        self.visit(
+            store,
+            u,
+            (end - LOOKBACK_DELTA_MS, end),
+            true,
+            |samples, _| {
+                samples
+                    .last()
+                    .filter(|last| !is_stale_marker(last.v))
+                    .map(value)
+            },
+        )
     }
 
     fn range_source(
@@ -730,38 +780,25 @@ impl Evaluator {
             start: end - u.range_ms.unwrap_or(0),
             end,
         };
-        self.select(store, u, window.start, window.end);
-        let mut elems = Vec::with_capacity(self.selection.len());
-        let perm = self
-            .orders
-            .get(&u.key)
-            .map_or(&[][..], |o| o.perm.as_slice());
-        for &i in perm {
-            let Some((labels, samples)) = self.selection.get(i as usize) else {
-                continue;
-            };
-            let samples = if samples.iter().any(|s| is_stale_marker(s.v)) {
-                self.fresh.clear();
-                self.fresh
-                    .extend(samples.iter().filter(|s| !is_stale_marker(s.v)));
-                &self.fresh[..]
-            } else {
-                samples
-            };
-            if let Some(v) = kernels::range_func(func, samples, window, params, t) {
-                elems.push(Elem {
-                    labels: SeriesLabels {
-                        base: labels.clone(),
-                        drop_name: false,
-                    },
-                    v,
-                });
-            }
-        }
-        Vector {
-            elems,
-            sorted: true,
-        }
+        self.visit(
+            store,
+            u,
+            (window.start, window.end),
+            false,
+            |samples, fresh| {
+                let samples = if samples.iter().any(|s| is_stale_marker(s.v)) {
+                    fresh.clear();
+                    fresh.extend(samples.iter().filter(|s| !is_stale_marker(s.v)));
+                    &fresh[..]
+                } else {
+                    samples
+                };
+                if samples.is_empty() {
+                    return None;
+                }
+                kernels::range_func(func, samples, window, params, t)
+            },
+        )
     }
 
     /// A range function over a subquery: the inner expression evaluated at every multiple of
@@ -1097,8 +1134,8 @@ impl Evaluator {
             same_name &= e.labels.name() == first_name.as_deref();
             let labels = if keeps_lhs_labels {
                 SeriesLabels {
-                    base: e.labels.base,
                     drop_name: e.labels.drop_name || drop,
+                    ..e.labels
                 }
             } else {
                 result_labels(&e.labels, &o.labels, drop, m)
@@ -2087,7 +2124,7 @@ mod tests {
         let (a, b, c, d) = (l("a"), l("b"), l("c"), l("d"));
         // previously selected in store order [c, a, d]; sorted a, c, d
         let old = SortedOrder {
-            series: vec![c.clone(), a.clone(), d.clone()],
+            series: vec![c.clone(), a.clone(), d.clone()].into(),
             perm: vec![1, 0, 2],
         };
         // now d is gone and b arrived, store order [b, c, a]

@@ -13,4 +13,4 @@ pub mod store;
 pub use labels::Labels;
 pub use prefilter::Prefilter;
 pub use selector::Selector;
-pub use store::{AppendOutcome, Sample, Selection, SeriesStore, StoreLimits};
+pub use store::{AppendOutcome, Postings, Sample, Selection, SeriesStore, StoreLimits};

@@ -1,9 +1,13 @@
 //! The series store: per-series rolling windows of samples, sharded for concurrent ingest.
 //!
-//! Ingest appends, the evaluator selects, and a periodic sweep evicts. Each shard is a short
+//! Ingest appends, the evaluator visits, and a periodic sweep evicts. Each shard is a short
 //! critical section behind its own mutex (no lock is ever held across I/O, an await, or training),
-//! so many remote-write connections append in parallel and a feature evaluation copies out the
-//! samples it needs without stopping ingest for longer than one series' copy.
+//! so many remote-write connections append in parallel and a feature evaluation stops ingest in
+//! one shard at a time, for as long as it takes to read that shard's matched series.
+//!
+//! A shard counts a generation, bumped whenever a series enters or leaves it, so the evaluator
+//! can keep which series a selector matched ([`Postings`]) from step to step and match labels
+//! again only where series came or went.
 //!
 //! Time is event time: retention is measured back from the newest sample timestamp the store has
 //! accepted, not from the wall clock, so replayed and backfilled history age the same way as live
@@ -12,7 +16,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::ops::Range;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::chunk::Chunk;
@@ -165,12 +169,7 @@ impl Series {
             if chunk.is_empty() || chunk.first_t() > to {
                 break;
             }
-            out.extend(
-                chunk
-                    .iter()
-                    .skip_while(|x| x.t < from)
-                    .take_while(|x| x.t <= to),
-            );
+            chunk.decode_window(from, to, out);
         }
     }
 
@@ -206,21 +205,32 @@ impl Series {
 
 #[derive(Default)]
 struct Shard {
-    /// Label-set hash to the slots holding series with that hash (collisions compare labels).
-    by_hash: HashMap<u64, Vec<u32>>,
+    /// Label-set hash to the slot holding the series with that hash: one entry of 12 bytes per
+    /// series, where a list per hash cost a heap allocation each.
+    by_hash: HashMap<u64, u32>,
+    /// Hashes that two or more held series share (vanishingly rare at 64 bits, never wrong):
+    /// every slot with that hash, and no entry in `by_hash`.
+    collided: HashMap<u64, Vec<u32>>,
     /// Metric name to slots: selectors with a pinned name read only these.
     by_name: HashMap<Box<str>, Vec<u32>>,
     slots: Vec<Option<Series>>,
     free: Vec<u32>,
+    /// Bumped whenever a series is created in or removed from this shard: a [`Postings`] list
+    /// built at an older generation may name the wrong slots.
+    generation: u64,
 }
 
 impl Shard {
     fn find(&self, hash: u64, pairs: &[(&str, &str)]) -> Option<u32> {
-        self.by_hash.get(&hash)?.iter().copied().find(|&slot| {
+        let same = |slot: u32| {
             self.slots[slot as usize]
                 .as_ref()
                 .is_some_and(|s| s.labels.iter().eq(pairs.iter().copied()))
-        })
+        };
+        match self.collided.get(&hash) {
+            Some(slots) => slots.iter().copied().find(|&slot| same(slot)),
+            None => self.by_hash.get(&hash).copied().filter(|&slot| same(slot)),
+        }
     }
 
     fn add(&mut self, hash: u64, labels: Labels) -> u32 {
@@ -232,12 +242,23 @@ impl Shard {
                 slot
             }
             None => {
+                if self.slots.len() == self.slots.capacity() {
+                    // Grown by an eighth, not doubled: a shard's slots are its biggest block
+                    // (a series is 112 bytes), and doubling left up to half of it unused.
+                    self.slots.reserve_exact(self.slots.len() / 8 + 16);
+                }
                 self.slots.push(Some(series));
                 (self.slots.len() - 1) as u32
             }
         };
-        self.by_hash.entry(hash).or_default().push(slot);
+        if let Some(slots) = self.collided.get_mut(&hash) {
+            slots.push(slot);
+        } else if let Some(other) = self.by_hash.insert(hash, slot) {
+            self.by_hash.remove(&hash);
+            self.collided.insert(hash, vec![other, slot]);
+        }
         self.by_name.entry(name).or_default().push(slot);
+        self.generation += 1;
         slot
     }
 
@@ -245,11 +266,14 @@ impl Shard {
         let Some(series) = self.slots[slot as usize].take() else {
             return;
         };
-        if let Some(v) = self.by_hash.get_mut(&hash) {
-            v.retain(|&s| s != slot);
-            if v.is_empty() {
-                self.by_hash.remove(&hash);
+        if let Some(slots) = self.collided.get_mut(&hash) {
+            slots.retain(|&s| s != slot);
+            if let [last] = slots[..] {
+                self.collided.remove(&hash);
+                self.by_hash.insert(hash, last);
             }
+        } else if self.by_hash.get(&hash) == Some(&slot) {
+            self.by_hash.remove(&hash);
         }
         let name = series.labels.metric_name();
         if let Some(v) = self.by_name.get_mut(name) {
@@ -259,6 +283,49 @@ impl Shard {
             }
         }
         self.free.push(slot);
+        self.generation += 1;
+    }
+
+    /// The slots of the series `selector` matches, in slot order within its name's list.
+    fn matching(&self, selector: &Selector, out: &mut Vec<u32>) {
+        out.clear();
+        let matches = |slot: &u32| {
+            self.slots[*slot as usize]
+                .as_ref()
+                .is_some_and(|s| selector.matches(|n| s.labels.get(n)))
+        };
+        match &selector.metric_name {
+            Some(name) => out.extend(
+                self.by_name
+                    .get(name.as_str())
+                    .into_iter()
+                    .flatten()
+                    .filter(|s| matches(s)),
+            ),
+            None => out.extend((0..self.slots.len() as u32).filter(matches)),
+        }
+    }
+}
+
+/// The series one selector matches, found once and kept across steps (the evaluator holds one
+/// per selector): a step then visits only these series, without matching any label. A shard's
+/// list is found again only when a series was created in it or left it since (its generation
+/// moved), so 10,000 matched series cost no label comparison at a step where no series came or
+/// went.
+#[derive(Debug, Default)]
+pub struct Postings {
+    /// The store the lists were found in: another store's generations say nothing of them.
+    store: u64,
+    /// Per shard: the generation the list was found at (`None`: never) and its slots.
+    shards: Vec<(Option<u64>, Vec<u32>)>,
+    /// The matched series' label sets, shard after shard, as [`SeriesStore::visit`] numbers them.
+    labels: Vec<Arc<Labels>>,
+}
+
+impl Postings {
+    /// The label sets of the matched series, indexed as [`SeriesStore::visit`] numbers them.
+    pub fn labels(&self) -> &[Arc<Labels>] {
+        &self.labels
     }
 }
 
@@ -299,6 +366,8 @@ impl Selection {
 }
 
 pub struct SeriesStore {
+    /// Unique per store in this process, so a [`Postings`] knows which store it lists.
+    id: u64,
     shards: Box<[Mutex<Shard>]>,
     hasher: foldhash::fast::RandomState,
     limits: StoreLimits,
@@ -310,7 +379,9 @@ const SHARDS: usize = 32;
 
 impl SeriesStore {
     pub fn new(limits: StoreLimits) -> SeriesStore {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         SeriesStore {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             hasher: foldhash::fast::RandomState::default(),
             limits,
@@ -450,6 +521,63 @@ impl SeriesStore {
                 None => shard.slots.iter().flatten().for_each(&mut take),
             }
         }
+    }
+
+    /// Calls `f(i, samples)` for every series `selector` matches, in the order of
+    /// `postings.labels()` (`i` its index there), with its samples in `[from, to]` (ms, both ends
+    /// included; only the newest of them when `last_only`, as an instant selector reads), which
+    /// may be none. The samples are decoded into `scratch`, one series at a time, so a step holds
+    /// one series' window, not every series' at once. Returns true when the matched series
+    /// changed since `postings` was last used (the caller's order of them is stale).
+    ///
+    /// A shard's lock is held while its matched series are visited: `f` must be short (a range
+    /// function over one window).
+    #[allow(clippy::too_many_arguments)]
+    pub fn visit(
+        &self,
+        selector: &Selector,
+        postings: &mut Postings,
+        from: i64,
+        to: i64,
+        last_only: bool,
+        scratch: &mut Vec<Sample>,
+        mut f: impl FnMut(usize, &[Sample]),
+    ) -> bool {
+        let mut changed = postings.store != self.id || postings.shards.len() != self.shards.len();
+        if changed {
+            postings.store = self.id;
+            postings.shards = vec![(None, Vec::new()); self.shards.len()];
+        }
+        let mut i = 0;
+        for (k, shard) in self.shards.iter().enumerate() {
+            let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            let (generation, slots) = &mut postings.shards[k];
+            if *generation != Some(shard.generation) {
+                shard.matching(selector, slots);
+                *generation = Some(shard.generation);
+                changed = true;
+            }
+            for &slot in slots.iter() {
+                let Some(series) = &shard.slots[slot as usize] else {
+                    continue;
+                };
+                if changed {
+                    // From the first changed shard on, every label set is collected again.
+                    postings.labels.truncate(i);
+                    postings.labels.push(series.labels.clone());
+                }
+                scratch.clear();
+                if last_only {
+                    series.copy_last(from, to, scratch);
+                } else {
+                    series.copy_window(from, to, scratch);
+                }
+                f(i, scratch);
+                i += 1;
+            }
+        }
+        postings.labels.truncate(i);
+        changed
     }
 
     /// Drops samples older than the retention and removes series left with none (gone stale).
@@ -640,6 +768,128 @@ mod tests {
         st.select(&sel("m"), 0, i64::MAX, &mut out);
         assert_eq!(out.iter().next().expect("series").1.len(), kept);
         assert!(out.iter().next().expect("series").1[0].t >= cutoff);
+    }
+
+    #[test]
+    fn a_slot_stays_within_its_budget() {
+        // 100,000 series hold 100,000 slots: tests/memory.rs counts them, this names the cause
+        // when a new field makes every series fatter.
+        assert!(
+            size_of::<Option<Series>>() <= 112,
+            "{}",
+            size_of::<Option<Series>>()
+        );
+    }
+
+    #[test]
+    fn series_sharing_a_hash_are_told_apart() {
+        // The store's hasher is seeded at random, so two label sets are given one hash here.
+        let mut shard = Shard::default();
+        let a = [("__name__", "m"), ("k", "a")];
+        let b = [("__name__", "m"), ("k", "b")];
+        let slot_a = shard.add(7, Labels::from_sorted(&a));
+        assert_eq!(shard.find(7, &b), None);
+        let slot_b = shard.add(7, Labels::from_sorted(&b));
+        assert_eq!(
+            (shard.find(7, &a), shard.find(7, &b)),
+            (Some(slot_a), Some(slot_b))
+        );
+        let generation = shard.generation;
+        shard.remove(slot_a, 7);
+        assert!(
+            shard.generation > generation,
+            "removal invalidates postings"
+        );
+        assert_eq!((shard.find(7, &a), shard.find(7, &b)), (None, Some(slot_b)));
+        shard.remove(slot_b, 7);
+        assert_eq!(shard.find(7, &b), None);
+        assert!(shard.by_hash.is_empty() && shard.collided.is_empty());
+    }
+
+    #[test]
+    fn visit_reads_what_select_reads_and_sees_series_come_and_go() {
+        let st = store(100);
+        for i in 0..40 {
+            let v = format!("{i:02}");
+            st.append(
+                &[("__name__", "m"), ("i", v.as_str())],
+                &[s(1000, i as f64), s(2000, 2.0 * i as f64)],
+            );
+        }
+        st.append(&[("__name__", "other")], &[s(1000, 1.0)]);
+        let selector = Selector::new(
+            Some("m"),
+            &[promql_parser::label::Matcher::new(
+                promql_parser::label::MatchOp::NotEqual,
+                "i",
+                "07",
+            )],
+        );
+        let (mut postings, mut scratch) = (Postings::default(), Vec::new());
+        let mut visited = |postings: &mut Postings, last_only: bool| {
+            let mut got = Vec::new();
+            let changed = st.visit(
+                &selector,
+                postings,
+                0,
+                1500,
+                last_only,
+                &mut scratch,
+                |i, xs| got.push((i, xs.to_vec())),
+            );
+            let mut by_labels: Vec<(String, Vec<Sample>)> = got
+                .into_iter()
+                .map(|(i, xs)| (postings.labels()[i].to_string(), xs))
+                .collect();
+            by_labels.sort_by(|a, b| a.0.cmp(&b.0));
+            (changed, by_labels)
+        };
+        let mut out = Selection::default();
+        let selected = |sel: &mut Selection| {
+            st.select(&selector, 0, 1500, sel);
+            let mut v: Vec<(String, Vec<Sample>)> = sel
+                .iter()
+                .map(|(l, xs)| (l.to_string(), xs.to_vec()))
+                .collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        let (changed, first) = visited(&mut postings, false);
+        assert!(changed, "the first visit finds the series");
+        assert_eq!(first.len(), 39);
+        assert_eq!(first, selected(&mut out));
+        let (changed, again) = visited(&mut postings, true);
+        assert!(!changed, "no series came or went");
+        assert_eq!(again, first);
+        // A new series, then an evicted one: each is seen at the next visit.
+        st.append(&[("__name__", "m"), ("i", "zz")], &[s(1500, 9.0)]);
+        let (changed, more) = visited(&mut postings, false);
+        assert!(changed);
+        assert_eq!(more.len(), 40);
+        assert_eq!(more, selected(&mut out));
+        st.append(&[("__name__", "m"), ("i", "zz")], &[s(100_000, 9.0)]);
+        st.evict();
+        let (changed, after) = visited(&mut postings, false);
+        assert!(changed);
+        assert_eq!(
+            after.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(),
+            [r#"{__name__="m", i="zz"}"#]
+        );
+        assert!(after[0].1.is_empty(), "its samples lie outside the window");
+        // A postings list from another store is not trusted.
+        let other = store(10);
+        other.append(&[("__name__", "m"), ("i", "01")], &[s(1000, 1.0)]);
+        let mut n = 0;
+        assert!(other.visit(
+            &selector,
+            &mut postings,
+            0,
+            1500,
+            false,
+            &mut scratch,
+            |_, _| n += 1
+        ));
+        assert_eq!((n, postings.labels().len()), (1, 1));
     }
 
     #[test]
