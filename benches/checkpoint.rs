@@ -13,31 +13,17 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use canopy::checkpoint::saved::{SavedEntity, SavedReservoir};
+use canopy::checkpoint::saved::SavedReservoir;
 use canopy::checkpoint::{SavedData, SavedModel, decode, encode, model_path, write_atomic};
 use canopy::model::detector::TrainingInfo;
 use canopy::model::iforest::{IsolationForest, IsolationForestParams};
 use canopy::model::rforest::{RandomForestParams, RandomForestRegressor};
-use canopy::model::rng::Rng;
 use canopy::model::windows::{WindowSpec, training_windows};
-use canopy::series::Labels;
 use criterion::{Criterion, criterion_group, criterion_main};
 
-/// 5 node-like features per step.
-fn node_history(steps: usize, period: f64) -> Vec<f64> {
-    let mut rng = Rng::new(1);
-    let mut h = Vec::with_capacity(steps * 5);
-    for t in 0..steps {
-        let day = std::f64::consts::TAU * t as f64 / period;
-        let mut noise = |s: f64| s * (rng.next_f64() - 0.5);
-        h.push(0.45 + 0.25 * day.sin() + noise(0.1));
-        h.push(0.60 + 0.10 * (day - 0.5).sin() + noise(0.05));
-        h.push(0.30 + 0.2 * t as f64 / steps as f64 + noise(0.01));
-        h.push(1e6 * (1.0 + 0.6 * (day + 0.3).sin()) + noise(1e5));
-        h.push(6e5 * (1.0 + 0.5 * (day + 0.2).sin()) + noise(8e4));
-    }
-    h
-}
+#[path = "payload/models.rs"]
+mod models;
+use models::node_history;
 
 fn features() -> Vec<String> {
     ["cpu", "memory", "restarts", "net_rx", "net_tx"]
@@ -94,33 +80,7 @@ fn forecaster() -> SavedModel {
     let w = training_windows(&history, &spec).expect("windows");
     let forest = RandomForestRegressor::fit(&RandomForestParams::default(), &w.x, 120, &w.y, 12)
         .expect("fit");
-    let features: Vec<String> = ["cpu", "memory", "disk", "net_rx", "net_tx"]
-        .map(String::from)
-        .to_vec();
-    SavedModel {
-        name: "predictive-analytics".into(),
-        expressions: expressions(&features),
-        features,
-        step_ms: 300_000,
-        retrain_interval_ms: 3_600_000,
-        max_age_ms: 30 * 86_400_000,
-        training: TrainingInfo {
-            source: "live".into(),
-            trained_at_ms: Some(0),
-            generation: 1,
-        },
-        data: SavedData::Forecaster {
-            forest: Arc::new(forest),
-            targets: vec!["cpu".into()],
-            lookback: 24,
-            horizon: 12,
-            history: vec![SavedEntity {
-                labels: Labels::default(),
-                timestamps_ms: (0..8_640).map(|k| k * 300_000).collect(),
-                values: history,
-            }],
-        },
-    }
+    models::forecaster(forest, history)
 }
 
 fn bench(c: &mut Criterion) {

@@ -13,8 +13,9 @@ use canopy::agent::Pipeline;
 use canopy::config::Config;
 use canopy::ingest::Protocol;
 use canopy::ingest::decode::Allowance;
-use canopy::ingest::proto::v1;
-use prost::Message;
+
+#[path = "../benches/payload/memory.rs"]
+mod memory;
 
 fn rss_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -25,52 +26,11 @@ fn rss_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Metrics the default features select with any labels: every series is kept.
-const NAMES: [&str; 4] = [
-    "node_memory_MemAvailable_bytes",
-    "node_memory_MemTotal_bytes",
-    "container_network_receive_bytes_total",
-    "container_network_transmit_bytes_total",
-];
-
-/// Round `round`'s requests: every series once, 2,000 series a request, snappy-compressed.
+/// Round `round`'s requests: every series once.
 fn requests(series: usize, round: usize, t_ms: i64) -> impl Iterator<Item = Vec<u8>> {
-    (0..series).step_by(2_000).map(move |first| {
-        let timeseries = (first..(first + 2_000).min(series))
-            .map(|i| v1::TimeSeries {
-                labels: [
-                    ("__name__", NAMES[i % NAMES.len()].to_string()),
-                    ("container", format!("c{}", i % 7)),
-                    (
-                        "instance",
-                        format!("10.{}.{}.{}:9100", i / 65_536, (i / 256) % 256, i % 256),
-                    ),
-                    ("job", "kubernetes-nodes".to_string()),
-                    ("namespace", format!("ns-{}", i % 50)),
-                    ("pod", format!("pod-{}", i / 4)),
-                ]
-                .into_iter()
-                .map(|(n, v)| v1::Label {
-                    name: n.into(),
-                    value: v,
-                })
-                .collect(),
-                samples: vec![v1::Sample {
-                    value: (i + round) as f64,
-                    timestamp: t_ms,
-                }],
-                ..Default::default()
-            })
-            .collect();
-        let body = v1::WriteRequest {
-            timeseries,
-            metadata: vec![],
-        }
-        .encode_to_vec();
-        snap::raw::Encoder::new()
-            .compress_vec(&body)
-            .expect("snappy")
-    })
+    (0..series)
+        .step_by(memory::PER_REQUEST)
+        .map(move |first| memory::request(series, first, round, t_ms))
 }
 
 fn main() {

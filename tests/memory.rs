@@ -16,8 +16,9 @@ use canopy::features::stepper::Stepper;
 use canopy::features::{FeatureEngine, FeatureSet};
 use canopy::ingest::Protocol;
 use canopy::ingest::decode::Allowance;
-use canopy::ingest::proto::v1;
-use prost::Message;
+
+#[path = "../benches/payload/memory.rs"]
+mod memory;
 
 /// The System allocator, keeping count of the bytes live allocations occupy.
 struct Counting;
@@ -63,51 +64,6 @@ const AGENT_IDLE_BYTES: f64 = 11.0 * 1024.0 * 1024.0;
 const SERIES: usize = 20_000;
 const SAMPLES: usize = 30;
 
-const NAMES: [&str; 4] = [
-    "node_memory_MemAvailable_bytes",
-    "node_memory_MemTotal_bytes",
-    "container_network_receive_bytes_total",
-    "container_network_transmit_bytes_total",
-];
-
-/// `examples/memory_100k.rs`'s requests: Prometheus-shaped label sets, 2,000 series a request.
-fn request(first: usize, round: usize, t_ms: i64) -> Vec<u8> {
-    let timeseries = (first..(first + 2_000).min(SERIES))
-        .map(|i| v1::TimeSeries {
-            labels: [
-                ("__name__", NAMES[i % NAMES.len()].to_string()),
-                ("container", format!("c{}", i % 7)),
-                (
-                    "instance",
-                    format!("10.{}.{}.{}:9100", i / 65_536, (i / 256) % 256, i % 256),
-                ),
-                ("job", "kubernetes-nodes".to_string()),
-                ("namespace", format!("ns-{}", i % 50)),
-                ("pod", format!("pod-{}", i / 4)),
-            ]
-            .into_iter()
-            .map(|(n, v)| v1::Label {
-                name: n.into(),
-                value: v,
-            })
-            .collect(),
-            samples: vec![v1::Sample {
-                value: (i + round) as f64,
-                timestamp: t_ms,
-            }],
-            ..Default::default()
-        })
-        .collect();
-    let body = v1::WriteRequest {
-        timeseries,
-        metadata: vec![],
-    }
-    .encode_to_vec();
-    snap::raw::Encoder::new()
-        .compress_vec(&body)
-        .expect("snappy")
-}
-
 #[test]
 fn matched_series_fit_the_memory_budget_at_a_fifth_of_its_scale() {
     let config = Config::default_config().expect("default config");
@@ -123,8 +79,8 @@ fn matched_series_fit_the_memory_budget_at_a_fifth_of_its_scale() {
         .as_millis() as i64;
     let t0 = now_ms - SAMPLES as i64 * 30_000;
     for round in 0..SAMPLES {
-        for first in (0..SERIES).step_by(2_000) {
-            let body = request(first, round, t0 + round as i64 * 30_000);
+        for first in (0..SERIES).step_by(memory::PER_REQUEST) {
+            let body = memory::request(SERIES, first, round, t0 + round as i64 * 30_000);
             pipeline
                 .ingestor
                 .write(Protocol::V1, &body, &mut Allowance::unlimited())
