@@ -3,7 +3,8 @@
 //!
 //! - `remote_write_decode`: snappy + decode + validate + prefilter, no store, on
 //!   [`payload::prometheus_mix`] (10 labels a series, a third matched). Budget: at least 5 M
-//!   samples/s per core.
+//!   samples/s per core. `snappy_only_*` decompresses the same bodies and nothing more: the
+//!   floor the rest is measured against.
 //! - `remote_write_ingest`: the same plus the append to the store, on [`payload::payload`] (the
 //!   mix earlier figures were measured on), so that figures compare across versions.
 
@@ -42,6 +43,16 @@ fn decode(c: &mut Criterion) {
                     .ingestor
                     .decode_and_filter(Protocol::V1, black_box(&body), &mut Allowance::unlimited())
                     .expect("valid payload")
+            })
+        });
+        // The floor: snappy alone, into a buffer reused as the ingestor reuses its own.
+        let mut buf = vec![0u8; snap::raw::decompress_len(&body).expect("snappy header")];
+        let mut decoder = snap::raw::Decoder::new();
+        group.bench_function(format!("snappy_only_{samples}_samples_per_request"), |b| {
+            b.iter(|| {
+                decoder
+                    .decompress(black_box(&body), &mut buf)
+                    .expect("valid snappy")
             })
         });
     }

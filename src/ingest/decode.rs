@@ -184,19 +184,34 @@ pub struct Unmatched {
     pub exemplars: u64,
 }
 
-/// Decides, from a valid series' sorted labels, whether it is kept: the ingest prefilter.
-pub type Keep<'k> = &'k dyn Fn(&[(&str, &str)]) -> bool;
+/// Decides whether a valid series is kept: the ingest prefilter.
+pub trait Filter {
+    /// What the metric name alone decides: `Some(keep)`, or `None` when the other labels
+    /// decide. Asked before a series' labels are collected, so a series dropped by its name
+    /// costs only its scan and validation.
+    fn by_name(&self, name: &str) -> Option<bool>;
+    /// Whether the series with these sorted labels is kept.
+    fn keep(&self, pairs: &[(&str, &str)]) -> bool;
+}
 
 /// Keeps every valid series.
-pub fn keep_all(_: &[(&str, &str)]) -> bool {
-    true
+pub struct KeepAll;
+
+impl Filter for KeepAll {
+    fn by_name(&self, _: &str) -> Option<bool> {
+        Some(true)
+    }
+
+    fn keep(&self, _: &[(&str, &str)]) -> bool {
+        true
+    }
 }
 
 /// How a decoder judges each series: the label limits and the filter.
 #[derive(Clone, Copy)]
 pub struct Rules<'k> {
     pub limits: &'k LabelLimits,
-    pub keep: Keep<'k>,
+    pub filter: &'k dyn Filter,
 }
 
 impl<'a> Batch<'a> {
@@ -332,7 +347,25 @@ impl<'a> Reader<'a> {
 }
 
 /// Decodes a `Sample` (both versions share fields 1 and 2; 2.0's start_timestamp is skipped).
+#[inline]
 fn decode_sample(buf: &[u8]) -> Result<Sample, WireError> {
+    // Nearly always the value then the timestamp, both non-zero: read without the general walk.
+    if let [0x09, v @ ..] = buf
+        && let Some((v, [0x10, ..])) = v.split_first_chunk::<8>()
+    {
+        let mut r = Reader {
+            buf,
+            pos: 10,
+            message: "Sample",
+        };
+        let t = r.varint()? as i64;
+        if r.done() {
+            return Ok(Sample {
+                t,
+                v: f64::from_le_bytes(*v),
+            });
+        }
+    }
     let mut r = Reader::new(buf, "Sample");
     let mut s = Sample { t: 0, v: 0.0 };
     while !r.done() {
@@ -426,14 +459,8 @@ fn finish_series<'a>(
         problem = validate(&mut batch.labels[label_start..], rules.limits);
         // Refused by the filter: counted, and its labels and samples given back at once, so
         // the batch holds only what the store will see.
-        if problem.is_none() && !(rules.keep)(&batch.labels[label_start..]) {
-            let u = &mut batch.unmatched;
-            u.series += 1;
-            u.samples += (batch.samples.len() - sample_start) as u64;
-            u.histograms += histograms;
-            u.exemplars += exemplars;
-            batch.labels.truncate(label_start);
-            batch.samples.truncate(sample_start);
+        if problem.is_none() && !rules.filter.keep(&batch.labels[label_start..]) {
+            drop_unmatched(batch, (label_start, sample_start), (histograms, exemplars));
             return Ok(());
         }
     }
@@ -457,14 +484,14 @@ pub fn decode_v1<'a>(
         body,
         Rules {
             limits,
-            keep: &keep_all,
+            filter: &KeepAll,
         },
         allowance,
     )
 }
 
 /// Decodes a remote-write 1.0 `prometheus.WriteRequest`, keeping the valid series that
-/// `rules.keep` accepts.
+/// `rules.filter` keeps.
 pub fn decode_v1_with<'a>(
     body: &'a [u8],
     rules: Rules<'_>,
@@ -502,7 +529,6 @@ fn decode_series_v1<'a>(
 ) -> Result<(), WireError> {
     let (label_start, sample_start) = (batch.labels.len(), batch.samples.len());
     let (mut histograms, mut exemplars) = (0, 0);
-    let mut problem = None;
     raw.clear();
     // The bytes spanned by the series' Label messages, checked as UTF-8 in one pass below.
     let (mut lo, mut hi) = (buf.len(), 0);
@@ -513,22 +539,7 @@ fn decode_series_v1<'a>(
                 r.expect(1, w, LEN)?;
                 let label = r.bytes()?;
                 (lo, hi) = (lo.min(r.pos - label.len()), r.pos);
-                let mut lr = Reader::new(label, "Label");
-                let (mut name, mut value): (&[u8], &[u8]) = (b"", b"");
-                while !lr.done() {
-                    match lr.key()? {
-                        (1, w) => {
-                            lr.expect(1, w, LEN)?;
-                            name = lr.bytes()?;
-                        }
-                        (2, w) => {
-                            lr.expect(2, w, LEN)?;
-                            value = lr.bytes()?;
-                        }
-                        (f, w) => lr.skip(f, w)?,
-                    }
-                }
-                allowance.push(raw, (name, value))?;
+                allowance.push(raw, split_label(label)?)?;
             }
             (2, w) => {
                 r.expect(2, w, LEN)?;
@@ -564,13 +575,43 @@ fn decode_series_v1<'a>(
             None => std::str::from_utf8(s).ok(),
         }
     };
+    let counts = (histograms, exemplars);
+    // Nearly every series is valid with its labels sent in order: its metric name decides
+    // whether it is kept before anything is built for it, so a dropped series costs only its scan
+    // and these checks. Anything else takes the general path below, which names the problem.
+    if let Some(name) = plain_series_name(raw, rules.limits, text) {
+        let verdict = rules.filter.by_name(name);
+        if verdict != Some(false) {
+            for &(n, v) in raw.iter() {
+                if let (Some(n), Some(v)) = (text(n), text(v))
+                    && (!v.is_empty() || n == METRIC_NAME)
+                {
+                    allowance.push(&mut batch.labels, (n, v))?;
+                }
+            }
+        }
+        if verdict == Some(false)
+            || (verdict.is_none() && !rules.filter.keep(&batch.labels[label_start..]))
+        {
+            drop_unmatched(batch, (label_start, sample_start), counts);
+            return Ok(());
+        }
+        let entry = SeriesEntry {
+            labels: label_start..batch.labels.len(),
+            samples: sample_start..batch.samples.len(),
+            histograms,
+            exemplars,
+            problem: None,
+        };
+        return allowance.push(&mut batch.series, entry);
+    }
+    let mut problem = None;
     for &(name, value) in raw.iter() {
         match (text(name), text(value)) {
             (Some(n), Some(v)) => allowance.push(&mut batch.labels, (n, v))?,
             _ => problem = problem.or(Some(SeriesProblem::InvalidUtf8)),
         }
     }
-    let counts = (histograms, exemplars);
     finish_series(
         batch,
         (label_start, sample_start),
@@ -579,6 +620,93 @@ fn decode_series_v1<'a>(
         rules,
         allowance,
     )
+}
+
+/// The metric name of a series whose labels are valid UTF-8, within the limits and sent sorted
+/// without repeats (empty values, which Prometheus treats as absent labels, skipped), or `None`
+/// when any of that fails and the general path must look closer.
+#[inline]
+fn plain_series_name<'a>(
+    raw: &[(&'a [u8], &'a [u8])],
+    limits: &LabelLimits,
+    text: impl Fn(&'a [u8]) -> Option<&'a str>,
+) -> Option<&'a str> {
+    let mut name = None;
+    let mut count = 0;
+    let mut prev: &[u8] = b"";
+    for &(n, v) in raw {
+        let (tn, tv) = (text(n)?, text(v)?);
+        if v.is_empty() {
+            if tn == METRIC_NAME {
+                return None;
+            }
+            continue;
+        }
+        count += 1;
+        // Strictly after the previous name (the first name only needs to be non-empty); the
+        // first bytes settle nearly every comparison without a call to memcmp.
+        let after = match prev.first().cmp(&n.first()) {
+            std::cmp::Ordering::Less => true,
+            std::cmp::Ordering::Greater => false,
+            std::cmp::Ordering::Equal => prev < n,
+        };
+        if !after || n.len() > limits.max_name_bytes || v.len() > limits.max_value_bytes {
+            return None;
+        }
+        if n.len() == METRIC_NAME.len() && tn == METRIC_NAME {
+            name = Some(tv);
+        }
+        prev = n;
+    }
+    if count > limits.max_labels {
+        return None;
+    }
+    name
+}
+
+/// Counts a valid series the filter refused and gives back what the batch held of it.
+fn drop_unmatched(
+    batch: &mut Batch<'_>,
+    (label_start, sample_start): (usize, usize),
+    (histograms, exemplars): (u64, u64),
+) {
+    let u = &mut batch.unmatched;
+    u.series += 1;
+    u.samples += (batch.samples.len() - sample_start) as u64;
+    u.histograms += histograms;
+    u.exemplars += exemplars;
+    batch.labels.truncate(label_start);
+    batch.samples.truncate(sample_start);
+}
+
+/// A `Label`'s name and value. Nearly always the name then the value, each under 128 bytes: one
+/// tag and one length byte each, read without the general walk.
+#[inline]
+fn split_label(label: &[u8]) -> Result<(&[u8], &[u8]), WireError> {
+    if let [0x0a, l1, rest @ ..] = label
+        && *l1 < 0x80
+        && let Some((name, [0x12, l2, value @ ..])) = rest.split_at_checked(usize::from(*l1))
+        && *l2 < 0x80
+        && usize::from(*l2) == value.len()
+    {
+        return Ok((name, value));
+    }
+    let mut lr = Reader::new(label, "Label");
+    let (mut name, mut value): (&[u8], &[u8]) = (b"", b"");
+    while !lr.done() {
+        match lr.key()? {
+            (1, w) => {
+                lr.expect(1, w, LEN)?;
+                name = lr.bytes()?;
+            }
+            (2, w) => {
+                lr.expect(2, w, LEN)?;
+                value = lr.bytes()?;
+            }
+            (f, w) => lr.skip(f, w)?,
+        }
+    }
+    Ok((name, value))
 }
 
 /// Decodes a remote-write 2.0 `io.prometheus.write.v2.Request`, keeping every valid series.
@@ -591,14 +719,14 @@ pub fn decode_v2<'a>(
         body,
         Rules {
             limits,
-            keep: &keep_all,
+            filter: &KeepAll,
         },
         allowance,
     )
 }
 
 /// Decodes a remote-write 2.0 `io.prometheus.write.v2.Request`, keeping the valid series that
-/// `rules.keep` accepts.
+/// `rules.filter` keeps.
 pub fn decode_v2_with<'a>(
     body: &'a [u8],
     rules: Rules<'_>,
@@ -1087,6 +1215,146 @@ mod tests {
         body.extend_from_slice(&ts);
         let b = decode_v1(&body, &LIMITS, &mut Allowance::unlimited()).expect("wire is fine");
         assert_eq!(b.series[0].problem, Some(SeriesProblem::InvalidUtf8));
+    }
+
+    /// Keeps series named `keep*`, drops `drop*`, and lets the labels decide the rest (kept
+    /// when they have `job="k"`); `by_name` off forces every series through `keep`.
+    struct ByName {
+        by_name: bool,
+    }
+
+    impl Filter for ByName {
+        fn by_name(&self, name: &str) -> Option<bool> {
+            if !self.by_name {
+                return None;
+            }
+            if name.starts_with("keep") {
+                Some(true)
+            } else if name.starts_with("drop") {
+                Some(false)
+            } else {
+                None
+            }
+        }
+
+        fn keep(&self, pairs: &[(&str, &str)]) -> bool {
+            let name = pairs.iter().find(|(n, _)| *n == METRIC_NAME).map(|p| p.1);
+            let by_name = ByName { by_name: true }.by_name(name.unwrap_or(""));
+            by_name.unwrap_or_else(|| pairs.contains(&("job", "k")))
+        }
+    }
+
+    /// A kept or invalid series: its labels, its problem and its number of samples.
+    type Sifted<'a> = (Vec<(&'a str, &'a str)>, Option<SeriesProblem>, usize);
+
+    /// Each series' labels and problem, and the unmatched tally.
+    fn sift(body: &[u8], by_name: bool) -> (Vec<Sifted<'_>>, Unmatched) {
+        let rules = Rules {
+            limits: &LIMITS,
+            filter: &ByName { by_name },
+        };
+        let b = decode_v1_with(body, rules, &mut Allowance::unlimited()).expect("decodes");
+        let series = b
+            .series
+            .iter()
+            .map(|e| {
+                (
+                    b.pairs(e).to_vec(),
+                    e.problem.clone(),
+                    b.samples_of(e).len(),
+                )
+            })
+            .collect();
+        (series, b.unmatched)
+    }
+
+    #[test]
+    fn v1_the_name_first_path_decides_as_the_general_one() {
+        let long = "x".repeat(200);
+        let mut cases = vec![
+            // Sorted and valid, decided by the name: kept, dropped, and by the labels.
+            vec![label("__name__", "keep_a"), label("job", "j")],
+            vec![label("__name__", "drop_a"), label("job", "j")],
+            vec![label("__name__", "other"), label("job", "k")],
+            vec![label("__name__", "other"), label("job", "j")],
+            // Empty values are absent labels, wherever they are.
+            vec![
+                label("__name__", "keep_b"),
+                label("a", ""),
+                label("job", "j"),
+            ],
+            vec![
+                label("__name__", "drop_b"),
+                label("job", ""),
+                label("job", "k"),
+            ],
+            vec![
+                label("__name__", "other"),
+                label("job", "k"),
+                label("z", ""),
+            ],
+            // Unsorted, repeated, empty or missing names: the general path's answers.
+            vec![label("job", "k"), label("__name__", "other")],
+            vec![
+                label("__name__", "drop_c"),
+                label("a", "1"),
+                label("a", "2"),
+            ],
+            vec![label("__name__", "drop_d"), label("", "x")],
+            vec![label("__name__", ""), label("job", "k")],
+            vec![label("job", "k")],
+            vec![label("__name__", "drop_e"), label("v", &long)],
+            (0..5).map(|i| label(&format!("l{i}"), "v")).collect(),
+            // Non-ASCII text, and a value past 127 bytes (two-byte lengths).
+            vec![label("__name__", "keep_é"), label("job", "ü")],
+            vec![
+                label("__name__", "other"),
+                label("job", "k"),
+                label("x", &long[..130]),
+            ],
+        ];
+        cases.push(vec![label("__name__", "drop_f"), label("y", "")]);
+        let req = v1::WriteRequest {
+            timeseries: cases
+                .into_iter()
+                .map(|labels| series(labels, &[(1, 1.0), (0, 0.0)]))
+                .collect(),
+            metadata: vec![],
+        };
+        let body = req.encode_to_vec();
+        let (fast, fast_unmatched) = sift(&body, true);
+        let (general, general_unmatched) = sift(&body, false);
+        assert_eq!(fast, general);
+        assert_eq!(fast_unmatched, general_unmatched);
+        let names: Vec<_> = fast
+            .iter()
+            .map(|(p, problem, _)| {
+                (
+                    p.first().map(|l| l.1),
+                    problem.as_ref().map(SeriesProblem::reason),
+                )
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                (Some("keep_a"), None),
+                (Some("other"), None),
+                (Some("keep_b"), None),
+                (Some("other"), None),
+                (Some("other"), None),
+                (Some("drop_c"), Some("duplicate_label")),
+                (Some("x"), Some("empty_label_name")),
+                (Some(""), Some("missing_metric_name")),
+                (Some("k"), Some("missing_metric_name")),
+                (Some("drop_e"), Some("label_value_too_long")),
+                (Some("v"), Some("too_many_labels")),
+                (Some("keep_é"), None),
+                (Some("other"), Some("label_value_too_long")),
+            ]
+        );
+        assert_eq!(fast_unmatched.series, 4);
+        assert_eq!(fast_unmatched.samples, 8);
     }
 
     #[test]

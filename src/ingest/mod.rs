@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use metrics::counter;
 
 use crate::series::{Prefilter, SeriesStore};
-use decode::{Allowance, Batch, LabelLimits, Rules, SeriesProblem, WireError};
+use decode::{Allowance, Batch, Filter, LabelLimits, Rules, SeriesProblem, WireError};
 
 /// The prost types generated from `proto/` at build time.
 pub mod proto {
@@ -199,10 +199,9 @@ impl Ingestor {
         body: &'a [u8],
         allowance: &mut Allowance<'_>,
     ) -> Result<Batch<'a>, IngestError> {
-        let accepts = |pairs: &[(&str, &str)]| self.prefilter.accepts(pairs);
         let rules = Rules {
             limits: &self.limits.labels,
-            keep: &accepts,
+            filter: &self.prefilter,
         };
         match protocol {
             Protocol::V1 => decode::decode_v1_with(body, rules, allowance),
@@ -287,6 +286,16 @@ impl Ingestor {
         }
         metrics::gauge!("canopy_active_series").set(self.store.active_series() as f64);
         out
+    }
+}
+
+impl Filter for Prefilter {
+    fn by_name(&self, name: &str) -> Option<bool> {
+        Prefilter::by_name(self, name)
+    }
+
+    fn keep(&self, pairs: &[(&str, &str)]) -> bool {
+        self.accepts(pairs)
     }
 }
 
