@@ -43,28 +43,9 @@ pub fn payload(samples: usize, series: usize, conn: usize, t0: i64) -> Vec<u8> {
             ),
             ("namespace", format!("ns-{}", i % 5)),
         ];
-        out.push(v1::TimeSeries {
-            labels: labels
-                .into_iter()
-                .map(|(n, v)| v1::Label {
-                    name: n.into(),
-                    value: v,
-                })
-                .collect(),
-            samples: vec![v1::Sample {
-                value: (t0 + j as i64) as f64 * 0.001,
-                timestamp: t0 + j as i64,
-            }],
-            ..Default::default()
-        });
+        out.push(one_sample(labels, t0 + j as i64));
     }
-    let req = v1::WriteRequest {
-        timeseries: out,
-        metadata: vec![],
-    };
-    snap::raw::Encoder::new()
-        .compress_vec(&req.encode_to_vec())
-        .expect("snappy of a valid buffer")
+    compressed(out)
 }
 
 /// (metric name, `mode` label, matched by the default config's features): three of nine matched,
@@ -107,24 +88,38 @@ pub fn prometheus_mix(samples: usize, series: usize, conn: usize, t0: i64) -> Ve
             ("pod", format!("app-{}-{conn}-7d9f8b6c4-{:05}", i % 7, i)),
             ("service", format!("svc-{}", i % 11)),
         ];
-        out.push(v1::TimeSeries {
-            labels: labels
-                .into_iter()
-                .filter(|(_, v)| !v.is_empty())
-                .map(|(n, v)| v1::Label {
-                    name: n.into(),
-                    value: v,
-                })
-                .collect(),
-            samples: vec![v1::Sample {
-                value: (t0 + j as i64) as f64 * 0.001,
-                timestamp: t0 + j as i64,
-            }],
-            ..Default::default()
-        });
+        out.push(one_sample(labels, t0 + j as i64));
     }
+    compressed(out)
+}
+
+/// One series of one sample at `t_ms` (its value the time in seconds); labels with an empty
+/// value are left out, as senders leave them out.
+fn one_sample(
+    labels: impl IntoIterator<Item = (&'static str, String)>,
+    t_ms: i64,
+) -> v1::TimeSeries {
+    v1::TimeSeries {
+        labels: labels
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(n, v)| v1::Label {
+                name: n.into(),
+                value: v,
+            })
+            .collect(),
+        samples: vec![v1::Sample {
+            value: t_ms as f64 * 0.001,
+            timestamp: t_ms,
+        }],
+        ..Default::default()
+    }
+}
+
+/// The snappy-compressed remote-write 1.0 request of `timeseries`.
+fn compressed(timeseries: Vec<v1::TimeSeries>) -> Vec<u8> {
     let req = v1::WriteRequest {
-        timeseries: out,
+        timeseries,
         metadata: vec![],
     };
     snap::raw::Encoder::new()
