@@ -17,8 +17,7 @@ use canopy::checkpoint::saved::SavedReservoir;
 use canopy::checkpoint::{SavedData, SavedModel, decode, encode, model_path, write_atomic};
 use canopy::model::detector::TrainingInfo;
 use canopy::model::iforest::{IsolationForest, IsolationForestParams};
-use canopy::model::rforest::{RandomForestParams, RandomForestRegressor};
-use canopy::model::windows::{WindowSpec, training_windows};
+use canopy::model::rforest::RandomForestParams;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 #[path = "payload/models.rs"]
@@ -70,16 +69,7 @@ fn detector() -> SavedModel {
 }
 
 fn forecaster() -> SavedModel {
-    let history = node_history(8_640, 288.0);
-    let spec = WindowSpec {
-        n_features: 5,
-        lookback: 24,
-        horizon: 12,
-        targets: vec![0],
-    };
-    let w = training_windows(&history, &spec).expect("windows");
-    let forest = RandomForestRegressor::fit(&RandomForestParams::default(), &w.x, 120, &w.y, 12)
-        .expect("fit");
+    let (forest, history, _) = models::default_forest(&RandomForestParams::default());
     models::forecaster(forest, history)
 }
 

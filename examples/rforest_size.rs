@@ -14,12 +14,11 @@ use canopy::checkpoint::format::{OLDEST_FORMAT_VERSION, frame};
 use canopy::checkpoint::{SavedData, encode, proto};
 use canopy::model::rforest::{RandomForestParams, RandomForestRegressor};
 use canopy::model::tree::Node;
-use canopy::model::windows::{WindowSpec, training_windows};
 use prost::Message;
 
 #[path = "../benches/payload/models.rs"]
 mod models;
-use models::{forecaster, node_history};
+use models::{default_forest, forecaster};
 
 /// The checkpoint message with the forest's leaves as format 1 stored them: each leaf's means,
 /// its node's `child` its index among its tree's leaves.
@@ -60,16 +59,8 @@ fn mb(bytes: usize) -> String {
 }
 
 fn main() {
-    let history = node_history(8_640, 288.0);
-    let spec = WindowSpec {
-        n_features: 5,
-        lookback: 24,
-        horizon: 12,
-        targets: vec![0],
-    };
-    let w = training_windows(&history, &spec).expect("windows");
     let params = RandomForestParams::default();
-    let forest = RandomForestRegressor::fit(&params, &w.x, 120, &w.y, 12).expect("fit");
+    let (forest, history, w) = default_forest(&params);
 
     let k = forest.n_outputs();
     let nodes: Vec<&Node> = forest.trees().iter().flat_map(|t| &t.tree.nodes).collect();

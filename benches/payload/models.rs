@@ -6,8 +6,9 @@ use std::sync::Arc;
 use canopy::checkpoint::saved::SavedEntity;
 use canopy::checkpoint::{SavedData, SavedModel};
 use canopy::model::detector::TrainingInfo;
-use canopy::model::rforest::RandomForestRegressor;
+use canopy::model::rforest::{RandomForestParams, RandomForestRegressor};
 use canopy::model::rng::Rng;
+use canopy::model::windows::{WindowSpec, Windows, training_windows};
 use canopy::series::Labels;
 
 /// 5 node-like features per step.
@@ -58,4 +59,19 @@ pub fn forecaster(forest: RandomForestRegressor, history: Vec<f64>) -> SavedMode
             }],
         },
     }
+}
+
+/// `predictive-analytics`' default forest fitted on 30 days of node history at 5 minutes (windows
+/// of 24 steps → the next 12 cpu values: 8,605 rows of 120 → 12), that history and its windows.
+pub fn default_forest(params: &RandomForestParams) -> (RandomForestRegressor, Vec<f64>, Windows) {
+    let history = node_history(8_640, 288.0);
+    let spec = WindowSpec {
+        n_features: 5,
+        lookback: 24,
+        horizon: 12,
+        targets: vec![0],
+    };
+    let w = training_windows(&history, &spec).expect("windows");
+    let forest = RandomForestRegressor::fit(params, &w.x, 120, &w.y, 12).expect("fit");
+    (forest, history, w)
 }

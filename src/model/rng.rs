@@ -21,12 +21,12 @@ impl Rng {
     /// A generator whose whole stream is determined by `seed` (SplitMix64 expands it into the
     /// 256-bit state).
     pub fn new(seed: u64) -> Self {
-        let mut first = [0u8; 8];
-        let core = Xoshiro256StarStar::seed_from_u64(seed);
-        // The state's first word is SplitMix64's first output; reading it costs a second
-        // expansion, not a draw from `core`.
-        rand_xoshiro::SplitMix64::seed_from_u64(seed).fill_bytes(&mut first);
-        let fork_base = u64::from_le_bytes(first);
+        // What `Xoshiro256StarStar::seed_from_u64` does, with the state kept in view so that its
+        // first word can seed the forks: SplitMix64's output, little-endian, as the 256-bit seed.
+        let mut state = [0u8; 32];
+        rand_xoshiro::SplitMix64::seed_from_u64(seed).fill_bytes(&mut state);
+        let fork_base = u64::from_le_bytes(state[..8].try_into().expect("8 bytes"));
+        let core = Xoshiro256StarStar::from_seed(state);
         Rng { core, fork_base }
     }
 
