@@ -348,23 +348,28 @@ fn every_feature_equals_prometheus_query_range() {
 
     // Let at least 100 s of samples flow in all, then give canopy's watermark time to pass the end.
     std::thread::sleep(Duration::from_secs(55));
+    let history = |name: &str| -> Matrix {
+        let body: serde_json::Value = http()
+            .get(agent.url(&format!("/api/v1/features/{name}")))
+            .send()
+            .expect("GET feature")
+            .json()
+            .expect("json");
+        parse_matrix(&body)
+    };
+    // The steps canopy evaluated (all features share them; `hour_minute` has a value at every
+    // one), read before any other feature: canopy keeps evaluating while the histories are read,
+    // and a step evaluated after this read is then in no comparison rather than missing from the
+    // features read before it.
+    let evaluated = history("hour_minute");
     let canopy: BTreeMap<&str, Matrix> = FEATURES
         .iter()
         .chain(FAILING)
-        .map(|(name, _)| {
-            let body: serde_json::Value = http()
-                .get(agent.url(&format!("/api/v1/features/{name}")))
-                .send()
-                .expect("GET feature")
-                .json()
-                .expect("json");
-            (*name, parse_matrix(&body))
-        })
+        .map(|(name, _)| (*name, history(name)))
         .collect();
 
-    // The steps canopy evaluated (all features share them; `hour_minute` has a value at every
-    // one); skip the first few, when Prometheus's remote-write was still starting.
-    let steps: Vec<i64> = canopy["hour_minute"]
+    // Skip the first few steps, when Prometheus's remote-write was still starting.
+    let steps: Vec<i64> = evaluated
         .values()
         .flat_map(|p| p.keys().copied())
         .collect::<std::collections::BTreeSet<_>>()
