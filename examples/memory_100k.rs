@@ -63,7 +63,7 @@ fn main() {
 }
 
 fn send(url: &str, series: usize, per_series: usize, t0: i64) {
-    let client = reqwest::blocking::Client::builder()
+    let client = canopy::http::client_builder(canopy::http::mozilla_roots())
         .timeout(std::time::Duration::from_secs(60))
         .build()
         .expect("http client");

@@ -12,11 +12,12 @@ use super::store::Sample;
 /// One chunk of one series: a bit stream and the appender's state.
 #[derive(Debug, Clone, Default)]
 pub struct Chunk {
-    bits: Vec<u8>,
+    /// The bit stream, and past its `len` bits zeros up to the slice's end: spare room for
+    /// appends, kept in the slice's own length so the chunk carries no separate capacity word.
+    bits: Box<[u8]>,
     /// Bits written into `bits`.
     len: u32,
     count: u16,
-    first_t: i64,
     last_t: i64,
     last_delta: i64,
     last_v: u64,
@@ -43,7 +44,10 @@ impl Chunk {
 
     /// The first and last timestamps held (meaningless when empty).
     pub fn first_t(&self) -> i64 {
-        self.first_t
+        // The first sample's timestamp is the stream's first 64 bits, written whole.
+        self.bits
+            .first_chunk::<8>()
+            .map_or(0, |b| i64::from_be_bytes(*b))
     }
 
     pub fn last_t(&self) -> i64 {
@@ -60,12 +64,17 @@ impl Chunk {
 
     /// Heap bytes the chunk holds.
     pub fn heap_bytes(&self) -> usize {
-        self.bits.capacity()
+        self.bits.len()
     }
 
-    /// Gives back the bits' spare capacity (a full chunk receives no more appends).
+    /// Gives back the bits' spare room (a full chunk receives no more appends).
     pub fn shrink_to_fit(&mut self) {
-        self.bits.shrink_to_fit();
+        let used = self.len.div_ceil(8) as usize;
+        if used < self.bits.len() {
+            let mut bits = std::mem::take(&mut self.bits).into_vec();
+            bits.truncate(used);
+            self.bits = bits.into_boxed_slice();
+        }
     }
 
     /// A chunk of `samples`, which must be in strictly increasing time order.
@@ -74,7 +83,7 @@ impl Chunk {
         for &s in samples {
             c.push(s);
         }
-        c.bits.shrink_to_fit();
+        c.shrink_to_fit();
         c
     }
 
@@ -89,7 +98,6 @@ impl Chunk {
             0 => {
                 self.write(s.t as u64, 64);
                 self.write(v, 64);
-                self.first_t = s.t;
                 self.leading = 0xff;
             }
             _ => {
@@ -126,7 +134,7 @@ impl Chunk {
     /// sample here costs two loads, one for its timestamp's bits and one for its value's, and
     /// decoding stops at the first sample after `to`.
     pub fn decode_window(&self, from: i64, to: i64, out: &mut Vec<Sample>) {
-        if self.count == 0 || self.first_t > to || self.last_t < from {
+        if self.count == 0 || self.first_t() > to || self.last_t < from {
             return;
         }
         let bits = &self.bits[..];
@@ -243,24 +251,30 @@ impl Chunk {
     fn write(&mut self, value: u64, n: u32) {
         let mut left = n;
         while left > 0 {
+            let byte = (self.len / 8) as usize;
             let used = self.len % 8;
-            if used == 0 {
-                if self.bits.len() == self.bits.capacity() {
-                    // Grown by a quarter, not doubled: a head chunk is mostly appended to a byte
-                    // at a time, and doubling left most series with a third of their bits'
-                    // capacity unused (100,000 series hold 100,000 head chunks).
-                    self.bits.reserve_exact((self.bits.len() / 4).max(8));
-                }
-                self.bits.push(0);
+            if byte == self.bits.len() {
+                self.grow();
             }
             let free = 8 - used;
             let take = free.min(left);
             let chunk = ((value >> (left - take)) & ((1 << take) - 1)) as u8;
-            let last = self.bits.last_mut().expect("a byte was pushed");
-            *last |= chunk << (free - take);
+            self.bits[byte] |= chunk << (free - take);
             self.len += take;
             left -= take;
         }
+    }
+
+    /// Makes room for more bytes: a quarter more, not double, since a head chunk is mostly
+    /// appended to a byte at a time, and doubling left most series with a third of their bits'
+    /// room unused (100,000 series hold 100,000 head chunks).
+    #[cold]
+    fn grow(&mut self) {
+        let mut bits = std::mem::take(&mut self.bits).into_vec();
+        let len = bits.len() + (bits.len() / 4).max(8);
+        bits.reserve_exact(len - bits.len());
+        bits.resize(len, 0);
+        self.bits = bits.into_boxed_slice();
     }
 }
 

@@ -14,7 +14,7 @@
 //! data.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::ops::Range;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -72,7 +72,7 @@ struct Series {
     /// The chunk appends go to, held inline so an append reaches its bits in one step.
     head: Chunk,
     /// Full chunks, older than the head, in time order, never overlapping.
-    closed: Vec<Chunk>,
+    closed: Closed,
     /// Samples older than this have left the retention, though their chunk may still be held
     /// for its newer ones: nothing reads or counts them.
     start_t: i64,
@@ -83,7 +83,7 @@ impl Series {
         Series {
             labels,
             head: Chunk::default(),
-            closed: Vec::new(),
+            closed: Closed::default(),
             start_t: i64::MIN,
         }
     }
@@ -98,8 +98,9 @@ impl Series {
             if self.head.len() >= CHUNK_SAMPLES {
                 let mut full = std::mem::take(&mut self.head);
                 full.shrink_to_fit();
-                self.closed.reserve_exact(1);
-                self.closed.push(full);
+                let closed = self.closed.vec();
+                closed.reserve_exact(1);
+                closed.push(full);
             }
             self.head.push(s);
         } else if !self.insert_within(s, out) {
@@ -132,7 +133,7 @@ impl Series {
         }
         let (older, newer) = samples.split_at(samples.len() / 2);
         *chunk = Chunk::from_samples(newer);
-        self.closed.insert(k, Chunk::from_samples(older));
+        self.closed.vec().insert(k, Chunk::from_samples(older));
         true
     }
 
@@ -144,9 +145,7 @@ impl Series {
             .iter()
             .take_while(|c| c.last_t() < self.start_t)
             .count();
-        if old > 0 {
-            self.closed.drain(..old);
-        }
+        self.closed.drop_oldest(old);
         if self.closed.is_empty() && !self.head.is_empty() && self.head.last_t() < self.start_t {
             self.head = Chunk::default();
         }
@@ -203,14 +202,81 @@ impl Series {
     }
 }
 
+/// A series' full chunks. Most series of a short retention never close one, so there is no room
+/// at all until the first: one word in every series, where an empty `Vec` costs three.
+#[derive(Default)]
+// The box is the point: a thin pointer, where a `Vec` or a boxed slice is two or three words.
+#[allow(clippy::box_collection)]
+struct Closed(Option<Box<Vec<Chunk>>>);
+
+impl Closed {
+    /// The list, created on first use.
+    fn vec(&mut self) -> &mut Vec<Chunk> {
+        self.0.get_or_insert_default()
+    }
+
+    /// Drops the `n` oldest chunks, and the list when none is left.
+    fn drop_oldest(&mut self, n: usize) {
+        if let Some(v) = self.0.as_mut().filter(|_| n > 0) {
+            v.drain(..n);
+            if v.is_empty() {
+                self.0 = None;
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Closed {
+    type Target = [Chunk];
+
+    fn deref(&self) -> &[Chunk] {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
+}
+
+impl std::ops::DerefMut for Closed {
+    fn deref_mut(&mut self) -> &mut [Chunk] {
+        self.0.as_deref_mut().map_or(&mut [], Vec::as_mut_slice)
+    }
+}
+
+/// The hasher of a shard's hash index, whose keys are hashes already: it spreads the key's bits
+/// over the word (the table takes its tags from the top bits) instead of hashing them again.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u32(u32::from(b) ^ self.0 as u32);
+        }
+    }
+
+    fn write_u32(&mut self, key: u32) {
+        self.0 = u64::from(key).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type KeyMap<V> = HashMap<u32, V, BuildHasherDefault<KeyHasher>>;
+
+/// A shard's index key for a label-set hash: its low 32 bits (the shard is chosen by the top
+/// ones). Two series sharing a key is rare but harmless: every lookup compares the labels.
+fn index_key(hash: u64) -> u32 {
+    hash as u32
+}
+
 #[derive(Default)]
 struct Shard {
-    /// Label-set hash to the slot holding the series with that hash: one entry of 12 bytes per
-    /// series, where a list per hash cost a heap allocation each.
-    by_hash: HashMap<u64, u32>,
-    /// Hashes that two or more held series share (vanishingly rare at 64 bits, never wrong):
-    /// every slot with that hash, and no entry in `by_hash`.
-    collided: HashMap<u64, Vec<u32>>,
+    /// Index key ([`index_key`]) to the slot holding the series with that key: one entry of 8
+    /// bytes per series, where a list per key cost a heap allocation each.
+    by_hash: KeyMap<u32>,
+    /// Keys that two or more held series share (rare at 32 bits per shard, never wrong): every
+    /// slot with that key, and no entry in `by_hash`.
+    collided: KeyMap<Vec<u32>>,
     /// Metric name to slots: selectors with a pinned name read only these.
     by_name: HashMap<Box<str>, Vec<u32>>,
     slots: Vec<Option<Series>>,
@@ -222,14 +288,15 @@ struct Shard {
 
 impl Shard {
     fn find(&self, hash: u64, pairs: &[(&str, &str)]) -> Option<u32> {
+        let key = index_key(hash);
         let same = |slot: u32| {
             self.slots[slot as usize]
                 .as_ref()
                 .is_some_and(|s| s.labels.iter().eq(pairs.iter().copied()))
         };
-        match self.collided.get(&hash) {
+        match self.collided.get(&key) {
             Some(slots) => slots.iter().copied().find(|&slot| same(slot)),
-            None => self.by_hash.get(&hash).copied().filter(|&slot| same(slot)),
+            None => self.by_hash.get(&key).copied().filter(|&slot| same(slot)),
         }
     }
 
@@ -244,18 +311,19 @@ impl Shard {
             None => {
                 if self.slots.len() == self.slots.capacity() {
                     // Grown by an eighth, not doubled: a shard's slots are its biggest block
-                    // (a series is 112 bytes), and doubling left up to half of it unused.
+                    // (a series is 80 bytes), and doubling left up to half of it unused.
                     self.slots.reserve_exact(self.slots.len() / 8 + 16);
                 }
                 self.slots.push(Some(series));
                 (self.slots.len() - 1) as u32
             }
         };
-        if let Some(slots) = self.collided.get_mut(&hash) {
+        let key = index_key(hash);
+        if let Some(slots) = self.collided.get_mut(&key) {
             slots.push(slot);
-        } else if let Some(other) = self.by_hash.insert(hash, slot) {
-            self.by_hash.remove(&hash);
-            self.collided.insert(hash, vec![other, slot]);
+        } else if let Some(other) = self.by_hash.insert(key, slot) {
+            self.by_hash.remove(&key);
+            self.collided.insert(key, vec![other, slot]);
         }
         self.by_name.entry(name).or_default().push(slot);
         self.generation += 1;
@@ -266,14 +334,15 @@ impl Shard {
         let Some(series) = self.slots[slot as usize].take() else {
             return;
         };
-        if let Some(slots) = self.collided.get_mut(&hash) {
+        let key = index_key(hash);
+        if let Some(slots) = self.collided.get_mut(&key) {
             slots.retain(|&s| s != slot);
             if let [last] = slots[..] {
-                self.collided.remove(&hash);
-                self.by_hash.insert(hash, last);
+                self.collided.remove(&key);
+                self.by_hash.insert(key, last);
             }
-        } else if self.by_hash.get(&hash) == Some(&slot) {
-            self.by_hash.remove(&hash);
+        } else if self.by_hash.get(&key) == Some(&slot) {
+            self.by_hash.remove(&key);
         }
         let name = series.labels.metric_name();
         if let Some(v) = self.by_name.get_mut(name) {
@@ -773,9 +842,10 @@ mod tests {
     #[test]
     fn a_slot_stays_within_its_budget() {
         // 100,000 series hold 100,000 slots: tests/memory.rs counts them, this names the cause
-        // when a new field makes every series fatter.
+        // when a new field makes every series fatter: the head chunk inline, the label set and
+        // the full chunks behind a word each.
         assert!(
-            size_of::<Option<Series>>() <= 112,
+            size_of::<Option<Series>>() <= 72,
             "{}",
             size_of::<Option<Series>>()
         );
