@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::process::Command;
 
-use canopy::promql::{Evaluator, Plan, Value};
+use canopy::promql::{Evaluator, Plan, PlanValue};
 use canopy::series::{Sample, SeriesStore, StoreLimits};
 
 struct Case {
@@ -161,7 +161,7 @@ fn canopy_answer(case: &Case) -> f64 {
     }
     let plan = Plan::parse(&case.expr).unwrap_or_else(|e| panic!("{}: {e}", case.expr));
     match Evaluator::new().eval(&store, &plan, 0) {
-        Ok(Value::Vector(v)) if v.len() == 1 => v[0].1,
+        Ok(PlanValue::Vector(v)) if v.len() == 1 => v[0].1,
         other => panic!("{}: expected one sample, got {other:?}", case.expr),
     }
 }

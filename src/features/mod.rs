@@ -11,7 +11,7 @@ pub mod history;
 pub mod stepper;
 
 use crate::config::Config;
-use crate::promql::{Evaluator, Plan, Value};
+use crate::promql::{Evaluator, Plan, PlanValue};
 use crate::series::{Labels, Selector, SeriesStore};
 use history::FeatureHistory;
 use stepper::Stepper;
@@ -156,8 +156,8 @@ impl FeatureEngine {
         let mut values = Vec::with_capacity(self.set.features.len());
         for f in &self.set.features {
             values.push(match self.evaluator.eval(store, &f.plan, t_ms) {
-                Ok(Value::Vector(v)) => Some(v),
-                Ok(Value::Scalar(s)) => Some(vec![(Labels::default(), s)]),
+                Ok(PlanValue::Vector(v)) => Some(v),
+                Ok(PlanValue::Scalar(s)) => Some(vec![(Labels::default(), s)]),
                 Err(e) => {
                     metrics::counter!("canopy_feature_evaluation_errors_total", "feature" => f.name.clone())
                         .increment(1);

@@ -30,7 +30,7 @@ use super::plan::{
 
 /// The result of one plan at one step.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Value {
+pub enum PlanValue {
     Scalar(f64),
     /// An instant vector sorted by labels, each label set once.
     Vector(Vec<(Labels, f64)>),
@@ -138,8 +138,9 @@ impl SeriesLabels {
     }
 }
 
+/// One series of an instant vector mid-evaluation: its labels and its value at the step.
 #[derive(Debug, Clone)]
-struct Elem {
+struct SeriesValue {
     labels: SeriesLabels,
     v: f64,
 }
@@ -148,22 +149,22 @@ struct Elem {
 /// order, so that order is restored (by sorting) only where it matters: before an aggregation
 /// and for the result. Sorting also finds the duplicate label sets Prometheus fails a step on.
 #[derive(Debug, Clone)]
-struct Vector {
-    elems: Vec<Elem>,
+struct InstantVector {
+    elems: Vec<SeriesValue>,
     sorted: bool,
 }
 
-impl Vector {
-    fn empty() -> Vector {
-        Vector {
+impl InstantVector {
+    fn empty() -> InstantVector {
+        InstantVector {
             elems: Vec::new(),
             sorted: true,
         }
     }
 
-    fn one(labels: Labels, v: f64) -> Vector {
-        Vector {
-            elems: vec![Elem {
+    fn one(labels: Labels, v: f64) -> InstantVector {
+        InstantVector {
+            elems: vec![SeriesValue {
                 labels: SeriesLabels::new(labels),
                 v,
             }],
@@ -203,9 +204,11 @@ impl Vector {
     }
 }
 
-enum Val {
+/// What a node yields mid-evaluation: a scalar, or an instant vector (a range vector is never a
+/// node's value; functions read ranges straight off the store).
+enum Operand {
     Scalar(f64),
-    Vector(Vector),
+    Vector(InstantVector),
 }
 
 /// The order of one selector's series, kept across steps: the store visits series in shard
@@ -251,7 +254,7 @@ pub struct Evaluator {
     key: Vec<u8>,
     /// The answers of reads pinned with `@`, once a step has reached their time (see
     /// [`Evaluator::pinned`]).
-    pinned: HashMap<String, Vector>,
+    pinned: HashMap<String, InstantVector>,
 }
 
 /// At most this many pinned answers are kept; beyond it (a range function whose parameter
@@ -321,17 +324,17 @@ impl Evaluator {
         store: &SeriesStore,
         plan: &Plan,
         t_ms: i64,
-    ) -> Result<Value, EvalError> {
+    ) -> Result<PlanValue, EvalError> {
         let err = |kind| EvalError {
             expr: plan.expr().to_owned(),
             t_ms,
             kind,
         };
         match self.node(store, plan, plan.root(), t_ms).map_err(err)? {
-            Val::Scalar(v) => Ok(Value::Scalar(v)),
-            Val::Vector(mut v) => {
+            Operand::Scalar(v) => Ok(PlanValue::Scalar(v)),
+            Operand::Vector(mut v) => {
                 v.sort().map_err(err)?;
-                Ok(Value::Vector(
+                Ok(PlanValue::Vector(
                     v.elems
                         .iter()
                         .map(|e| (e.labels.to_labels(), e.v))
@@ -347,7 +350,7 @@ impl Evaluator {
         store: &SeriesStore,
         plans: impl IntoIterator<Item = &'p Plan>,
         t_ms: i64,
-    ) -> Vec<Result<Value, EvalError>> {
+    ) -> Vec<Result<PlanValue, EvalError>> {
         plans
             .into_iter()
             .map(|p| self.eval(store, p, t_ms))
@@ -360,13 +363,13 @@ impl Evaluator {
         plan: &Plan,
         node: &Node,
         t: i64,
-    ) -> Result<Val, EvalErrorKind> {
+    ) -> Result<Operand, EvalErrorKind> {
         Ok(match node {
-            Node::Number(v) => Val::Scalar(*v),
-            Node::Time => Val::Scalar(t as f64 / 1000.0),
+            Node::Number(v) => Operand::Scalar(*v),
+            Node::Time => Operand::Scalar(t as f64 / 1000.0),
             Node::Instant(i) => {
                 let u = &plan.selector_uses()[*i];
-                Val::Vector(self.pinned(
+                Operand::Vector(self.pinned(
                     u.at_ms,
                     t,
                     || pin_key("v", u),
@@ -398,23 +401,23 @@ impl Evaluator {
                         v.drop_names()?;
                     }
                 }
-                Val::Vector(v)
+                Operand::Vector(v)
             }
             Node::AbsentOverTime { source, labels } => {
                 let present =
                     self.range_source(store, plan, source, RangeFunc::PresentOverTime, &[], t)?;
-                Val::Vector(if present.elems.is_empty() {
-                    Vector::one(labels.clone(), 1.0)
+                Operand::Vector(if present.elems.is_empty() {
+                    InstantVector::one(labels.clone(), 1.0)
                 } else {
-                    Vector::empty()
+                    InstantVector::empty()
                 })
             }
             Node::Absent { arg, labels } => {
                 let v = self.vector(store, plan, arg, t)?;
-                Val::Vector(if v.elems.is_empty() {
-                    Vector::one(labels.clone(), 1.0)
+                Operand::Vector(if v.elems.is_empty() {
+                    InstantVector::one(labels.clone(), 1.0)
                 } else {
-                    Vector::empty()
+                    InstantVector::empty()
                 })
             }
             Node::Aggregate {
@@ -428,7 +431,7 @@ impl Evaluator {
                     None => None,
                 };
                 let v = self.vector(store, plan, arg, t)?;
-                Val::Vector(self.aggregate(op, grouping, param, v)?)
+                Operand::Vector(self.aggregate(op, grouping, param, v)?)
             }
             Node::Binary {
                 op,
@@ -439,14 +442,14 @@ impl Evaluator {
                 let l = self.node(store, plan, lhs, t)?;
                 let r = self.node(store, plan, rhs, t)?;
                 match (l, r) {
-                    (Val::Scalar(a), Val::Scalar(b)) => Val::Scalar(op.scalar(a, b)),
-                    (Val::Vector(v), Val::Scalar(b)) => {
-                        Val::Vector(vector_scalar(*op, v, b, false, matching.return_bool)?)
+                    (Operand::Scalar(a), Operand::Scalar(b)) => Operand::Scalar(op.scalar(a, b)),
+                    (Operand::Vector(v), Operand::Scalar(b)) => {
+                        Operand::Vector(vector_scalar(*op, v, b, false, matching.return_bool)?)
                     }
-                    (Val::Scalar(a), Val::Vector(v)) => {
-                        Val::Vector(vector_scalar(*op, v, a, true, matching.return_bool)?)
+                    (Operand::Scalar(a), Operand::Vector(v)) => {
+                        Operand::Vector(vector_scalar(*op, v, a, true, matching.return_bool)?)
                     }
-                    (Val::Vector(a), Val::Vector(b)) => Val::Vector(match op {
+                    (Operand::Vector(a), Operand::Vector(b)) => Operand::Vector(match op {
                         BinOp::And => self.and_unless(a, b, &matching.labels, true),
                         BinOp::Unless => self.and_unless(a, b, &matching.labels, false),
                         BinOp::Or => self.or(a, b, &matching.labels),
@@ -455,20 +458,20 @@ impl Evaluator {
                 }
             }
             Node::Neg(x) => match self.node(store, plan, x, t)? {
-                Val::Scalar(v) => Val::Scalar(-v),
-                Val::Vector(mut v) => {
+                Operand::Scalar(v) => Operand::Scalar(-v),
+                Operand::Vector(mut v) => {
                     v.elems.iter_mut().for_each(|e| e.v = -e.v);
                     v.drop_names()?;
-                    Val::Vector(v)
+                    Operand::Vector(v)
                 }
             },
             Node::Vector(s) => {
                 let v = self.scalar(store, plan, s, t)?;
-                Val::Vector(Vector::one(Labels::default(), v))
+                Operand::Vector(InstantVector::one(Labels::default(), v))
             }
             Node::Scalar(x) => {
                 let v = self.vector(store, plan, x, t)?;
-                Val::Scalar(match v.elems.as_slice() {
+                Operand::Scalar(match v.elems.as_slice() {
                     [only] => only.v,
                     _ => f64::NAN,
                 })
@@ -495,7 +498,7 @@ impl Evaluator {
                 match (min, max) {
                     (Some(lo), Some(hi)) if hi < lo => {
                         self.vector(store, plan, arg, t)?;
-                        Val::Vector(Vector::empty())
+                        Operand::Vector(InstantVector::empty())
                     }
                     (Some(lo), Some(hi)) => self.map(store, plan, arg, t, |v| {
                         kernels::go_max(lo, kernels::go_min(hi, v))
@@ -520,25 +523,25 @@ impl Evaluator {
                         |e| Ok(e.instant(store, u, t, |s| s.t as f64 / 1000.0)),
                     )?;
                     v.drop_names()?;
-                    Val::Vector(v)
+                    Operand::Vector(v)
                 }
                 _ => self.map(store, plan, x, t, |_| t as f64 / 1000.0)?,
             },
             Node::Date(f, arg) => {
                 let mut v = match arg {
                     Some(a) => self.vector(store, plan, a, t)?,
-                    None => Vector::one(Labels::default(), t as f64 / 1000.0),
+                    None => InstantVector::one(Labels::default(), t as f64 / 1000.0),
                 };
                 v.elems
                     .iter_mut()
                     .for_each(|e| e.v = kernels::date_field(*f, e.v));
                 v.drop_names()?;
-                Val::Vector(v)
+                Operand::Vector(v)
             }
             Node::HistogramQuantile(q, x) => {
                 let q = self.scalar(store, plan, q, t)?;
                 let v = self.vector(store, plan, x, t)?;
-                Val::Vector(self.histogram_quantile(q, v))
+                Operand::Vector(self.histogram_quantile(q, v))
             }
             Node::LabelReplace {
                 arg,
@@ -557,7 +560,7 @@ impl Evaluator {
                     e.labels = SeriesLabels::new(with_label(&e.labels, dst, &value));
                     v.sorted = false;
                 }
-                Val::Vector(v)
+                Operand::Vector(v)
             }
             Node::LabelJoin {
                 arg,
@@ -575,7 +578,7 @@ impl Evaluator {
                     e.labels = SeriesLabels::new(with_label(&e.labels, dst, &joined));
                 }
                 v.sorted = false;
-                Val::Vector(v)
+                Operand::Vector(v)
             }
             Node::Sort(x) => self.node(store, plan, x, t)?,
         })
@@ -587,11 +590,11 @@ impl Evaluator {
         plan: &Plan,
         node: &Node,
         t: i64,
-    ) -> Result<Vector, EvalErrorKind> {
+    ) -> Result<InstantVector, EvalErrorKind> {
         match self.node(store, plan, node, t)? {
-            Val::Vector(v) => Ok(v),
+            Operand::Vector(v) => Ok(v),
             // The planner only builds vector arguments here.
-            Val::Scalar(_) => Ok(Vector::empty()),
+            Operand::Scalar(_) => Ok(InstantVector::empty()),
         }
     }
 
@@ -603,9 +606,9 @@ impl Evaluator {
         t: i64,
     ) -> Result<f64, EvalErrorKind> {
         match self.node(store, plan, node, t)? {
-            Val::Scalar(v) => Ok(v),
+            Operand::Scalar(v) => Ok(v),
             // The planner only builds scalar arguments here.
-            Val::Vector(_) => Ok(f64::NAN),
+            Operand::Vector(_) => Ok(f64::NAN),
         }
     }
 
@@ -617,11 +620,11 @@ impl Evaluator {
         node: &Node,
         t: i64,
         f: impl Fn(f64) -> f64,
-    ) -> Result<Val, EvalErrorKind> {
+    ) -> Result<Operand, EvalErrorKind> {
         let mut v = self.vector(store, plan, node, t)?;
         v.elems.iter_mut().for_each(|e| e.v = f(e.v));
         v.drop_names()?;
-        Ok(Val::Vector(v))
+        Ok(Operand::Vector(v))
     }
 
     /// Visits the series `u` matches with their samples in `[from, to]` (only the newest when
@@ -634,7 +637,7 @@ impl Evaluator {
         (from, to): (i64, i64),
         last_only: bool,
         mut value: impl FnMut(&[Sample], &mut Vec<Sample>) -> Option<f64>,
-    ) -> Vector {
+    ) -> InstantVector {
         if !self.selectors.contains_key(&u.key) {
             self.selectors
                 .insert(u.key.clone(), SelectorState::default());
@@ -668,7 +671,7 @@ impl Evaluator {
         let mut elems = Vec::with_capacity(labels.len());
         for &i in &state.order.perm {
             if let Some(v) = self.values[i as usize] {
-                elems.push(Elem {
+                elems.push(SeriesValue {
                     labels: SeriesLabels {
                         set: state.order.series.clone(),
                         index: i,
@@ -678,7 +681,7 @@ impl Evaluator {
                 });
             }
         }
-        Vector {
+        InstantVector {
             elems,
             sorted: true,
         }
@@ -693,7 +696,7 @@ impl Evaluator {
         u: &SelectorUse,
         t: i64,
         value: fn(&Sample) -> f64,
-    ) -> Vector {
+    ) -> InstantVector {
         let end = u.at_ms.unwrap_or(t) - u.offset_ms;
         self.visit(
             store,
@@ -717,7 +720,7 @@ impl Evaluator {
         func: RangeFunc,
         params: &[f64],
         t: i64,
-    ) -> Result<Vector, EvalErrorKind> {
+    ) -> Result<InstantVector, EvalErrorKind> {
         let key = |what: String| format!("{func:?}{params:?}|{what}");
         match source {
             RangeSource::Selector(i) => {
@@ -749,8 +752,8 @@ impl Evaluator {
         at: Option<i64>,
         t: i64,
         key: impl FnOnce() -> String,
-        read: impl FnOnce(&mut Self) -> Result<Vector, EvalErrorKind>,
-    ) -> Result<Vector, EvalErrorKind> {
+        read: impl FnOnce(&mut Self) -> Result<InstantVector, EvalErrorKind>,
+    ) -> Result<InstantVector, EvalErrorKind> {
         let Some(_) = at.filter(|&at| t >= at) else {
             return read(self);
         };
@@ -774,7 +777,7 @@ impl Evaluator {
         func: RangeFunc,
         params: &[f64],
         t: i64,
-    ) -> Vector {
+    ) -> InstantVector {
         let end = u.at_ms.unwrap_or(t) - u.offset_ms;
         let window = Window {
             start: end - u.range_ms.unwrap_or(0),
@@ -812,7 +815,7 @@ impl Evaluator {
         func: RangeFunc,
         params: &[f64],
         t: i64,
-    ) -> Result<Vector, EvalErrorKind> {
+    ) -> Result<InstantVector, EvalErrorKind> {
         let end = sq.at_ms.unwrap_or(t) - sq.offset_ms;
         let window = Window {
             start: end - sq.range_ms,
@@ -844,13 +847,13 @@ impl Evaluator {
         let elems = series
             .into_iter()
             .filter_map(|(labels, samples)| {
-                kernels::range_func(func, &samples, window, params, t).map(|v| Elem {
+                kernels::range_func(func, &samples, window, params, t).map(|v| SeriesValue {
                     labels: SeriesLabels::new(labels),
                     v,
                 })
             })
             .collect();
-        Ok(Vector {
+        Ok(InstantVector {
             elems,
             sorted: true,
         })
@@ -895,8 +898,8 @@ impl Evaluator {
         op: &AggOp,
         grouping: &LabelSet,
         param: Option<f64>,
-        mut v: Vector,
-    ) -> Result<Vector, EvalErrorKind> {
+        mut v: InstantVector,
+    ) -> Result<InstantVector, EvalErrorKind> {
         v.sort()?;
         let empty_by = matches!(grouping, LabelSet::Only(l) if l.is_empty());
         let (of, labels) = match op {
@@ -930,12 +933,12 @@ impl Evaluator {
                     values[g].push(e.v);
                 }
                 let q = param.unwrap_or(f64::NAN);
-                return Ok(Vector {
+                return Ok(InstantVector {
                     sorted: labels.len() <= 1,
                     elems: labels
                         .into_iter()
                         .zip(values)
-                        .map(|(l, mut vs)| Elem {
+                        .map(|(l, mut vs)| SeriesValue {
                             labels: SeriesLabels::new(l),
                             v: kernels::quantile(q, &mut vs),
                         })
@@ -951,13 +954,13 @@ impl Evaluator {
                 slot @ None => *slot = Some(Accumulator::new(op, e.v)),
             }
         }
-        Ok(Vector {
+        Ok(InstantVector {
             sorted: labels.len() <= 1,
             elems: labels
                 .into_iter()
                 .zip(accs)
                 .filter_map(|(l, acc)| {
-                    acc.map(|a| Elem {
+                    acc.map(|a| SeriesValue {
                         labels: SeriesLabels::new(l),
                         v: a.finish(op),
                     })
@@ -972,10 +975,10 @@ impl Evaluator {
         &mut self,
         op: &AggOp,
         param: Option<f64>,
-        v: Vector,
+        v: InstantVector,
         of: &[usize],
         groups: usize,
-    ) -> Result<Vector, EvalErrorKind> {
+    ) -> Result<InstantVector, EvalErrorKind> {
         let f = param.unwrap_or(f64::NAN);
         // `convertibleToInt64`
         if !(f <= i64::MAX as f64 && f >= i64::MIN as f64) {
@@ -983,7 +986,7 @@ impl Evaluator {
         }
         let k = f as i64;
         if k < 1 {
-            return Ok(Vector::empty());
+            return Ok(InstantVector::empty());
         }
         let k = usize::try_from(k).unwrap_or(usize::MAX);
         let top = *op == AggOp::Topk;
@@ -1022,7 +1025,7 @@ impl Evaluator {
             .zip(keep)
             .filter_map(|(e, k)| k.then_some(e))
             .collect();
-        Ok(Vector {
+        Ok(InstantVector {
             elems,
             sorted: true,
         })
@@ -1031,7 +1034,7 @@ impl Evaluator {
     /// `funcHistogramQuantile` over classic buckets: series grouped by all labels but `le`
     /// (the name included), each group's `le` bounds parsed as Go parses floats (series without
     /// a valid `le` are skipped); the result drops `__name__` and `le`.
-    fn histogram_quantile(&mut self, q: f64, v: Vector) -> Vector {
+    fn histogram_quantile(&mut self, q: f64, v: InstantVector) -> InstantVector {
         let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
         let mut groups: Vec<(Labels, Vec<Bucket>)> = Vec::new();
         for e in &v.elems {
@@ -1053,11 +1056,11 @@ impl Evaluator {
                 }
             }
         }
-        Vector {
+        InstantVector {
             sorted: false,
             elems: groups
                 .into_iter()
-                .map(|(labels, mut buckets)| Elem {
+                .map(|(labels, mut buckets)| SeriesValue {
                     labels: SeriesLabels::new(labels),
                     v: kernels::bucket_quantile(q, &mut buckets),
                 })
@@ -1072,12 +1075,12 @@ impl Evaluator {
     fn vector_binop(
         &mut self,
         op: BinOp,
-        lhs: Vector,
-        rhs: Vector,
+        lhs: InstantVector,
+        rhs: InstantVector,
         m: &Matching,
-    ) -> Result<Vector, EvalErrorKind> {
+    ) -> Result<InstantVector, EvalErrorKind> {
         if lhs.elems.is_empty() || rhs.elems.is_empty() {
-            return Ok(Vector::empty());
+            return Ok(InstantVector::empty());
         }
         let swap = m.card == Card::OneToMany;
         let (many, one) = if swap { (rhs, lhs) } else { (lhs, rhs) };
@@ -1151,9 +1154,9 @@ impl Evaluator {
             {
                 return Err(EvalErrorKind::GroupingNotUnique);
             }
-            elems.push(Elem { labels, v });
+            elems.push(SeriesValue { labels, v });
         }
-        Ok(Vector {
+        Ok(InstantVector {
             elems,
             // lhs order minus a name all series shared is still label order
             sorted: many_sorted && keeps_lhs_labels && (same_name || !drop),
@@ -1164,13 +1167,13 @@ impl Evaluator {
     /// rhs signature.
     fn and_unless(
         &mut self,
-        lhs: Vector,
-        rhs: Vector,
+        lhs: InstantVector,
+        rhs: InstantVector,
         matching: &LabelSet,
         keep_matched: bool,
-    ) -> Vector {
+    ) -> InstantVector {
         if lhs.elems.is_empty() || (keep_matched && rhs.elems.is_empty()) {
-            return Vector::empty();
+            return InstantVector::empty();
         }
         if rhs.elems.is_empty() {
             return lhs;
@@ -1186,11 +1189,11 @@ impl Evaluator {
             signature(match_pairs(&e.labels, matching), &mut self.key);
             right.contains(self.key.as_slice()) == keep_matched
         });
-        Vector { elems, sorted }
+        InstantVector { elems, sorted }
     }
 
     /// `VectorOr`: all of lhs, then each rhs series whose signature no lhs series has.
-    fn or(&mut self, lhs: Vector, rhs: Vector, matching: &LabelSet) -> Vector {
+    fn or(&mut self, lhs: InstantVector, rhs: InstantVector, matching: &LabelSet) -> InstantVector {
         if rhs.elems.is_empty() {
             return lhs;
         }
@@ -1207,7 +1210,7 @@ impl Evaluator {
                 elems.push(e);
             }
         }
-        Vector { elems, sorted }
+        InstantVector { elems, sorted }
     }
 }
 
@@ -1215,11 +1218,11 @@ impl Evaluator {
 /// value whichever side it is on; `bool` turns the outcome into 1 or 0 and drops the name.
 fn vector_scalar(
     op: BinOp,
-    mut v: Vector,
+    mut v: InstantVector,
     s: f64,
     swap: bool,
     return_bool: bool,
-) -> Result<Vector, EvalErrorKind> {
+) -> Result<InstantVector, EvalErrorKind> {
     v.elems.retain_mut(|e| {
         let (l, r) = if swap { (s, e.v) } else { (e.v, s) };
         let (mut value, mut keep) = op.apply(l, r);
@@ -1408,7 +1411,7 @@ mod tests {
         (0..n).map(|i| (i * M, v0 + step * i as f64)).collect()
     }
 
-    fn eval(st: &SeriesStore, expr: &str, t: i64) -> Result<Value, EvalError> {
+    fn eval(st: &SeriesStore, expr: &str, t: i64) -> Result<PlanValue, EvalError> {
         let plan = Plan::parse(expr).expect("plans");
         Evaluator::new().eval(st, &plan, t)
     }
@@ -1416,14 +1419,14 @@ mod tests {
     /// The vector as `(labels as written by Display, value)` pairs.
     fn vector(st: &SeriesStore, expr: &str, t: i64) -> Vec<(String, f64)> {
         match eval(st, expr, t) {
-            Ok(Value::Vector(v)) => v.into_iter().map(|(l, v)| (l.to_string(), v)).collect(),
+            Ok(PlanValue::Vector(v)) => v.into_iter().map(|(l, v)| (l.to_string(), v)).collect(),
             other => panic!("{expr}: expected a vector, got {other:?}"),
         }
     }
 
     fn scalar(st: &SeriesStore, expr: &str, t: i64) -> f64 {
         match eval(st, expr, t) {
-            Ok(Value::Scalar(v)) => v,
+            Ok(PlanValue::Scalar(v)) => v,
             other => panic!("{expr}: expected a scalar, got {other:?}"),
         }
     }
@@ -1762,7 +1765,7 @@ mod tests {
             plans
                 .iter()
                 .map(|p| match ev.eval(&st, p, t) {
-                    Ok(Value::Vector(v)) => {
+                    Ok(PlanValue::Vector(v)) => {
                         v.into_iter().map(|(l, v)| (l.to_string(), v)).collect()
                     }
                     other => panic!("{}: {other:?}", p.expr()),
@@ -1790,12 +1793,12 @@ mod tests {
         let plan = Plan::parse("x @ 300").expect("plans");
         let mut ev = Evaluator::new();
         match ev.eval(&st2, &plan, 6 * M) {
-            Ok(Value::Vector(v)) => assert!(v.is_empty()),
+            Ok(PlanValue::Vector(v)) => assert!(v.is_empty()),
             other => panic!("{other:?}"),
         }
         add(&st2, "x", &minutes);
         match ev.eval(&st2, &plan, 7 * M) {
-            Ok(Value::Vector(v)) => assert_eq!(v.len(), 1),
+            Ok(PlanValue::Vector(v)) => assert_eq!(v.len(), 1),
             other => panic!("{other:?}"),
         }
     }
@@ -2098,24 +2101,39 @@ mod tests {
             let out = ev.eval_all(&st, &plans, t);
             // each series rises 1+i per minute: rates sum to sum(1+i)/60 = 1275/60
             match &out[0] {
-                Ok(Value::Vector(v)) => assert!((v[0].1 - 1275.0 / 60.0).abs() < 1e-9),
+                Ok(PlanValue::Vector(v)) => assert!((v[0].1 - 1275.0 / 60.0).abs() < 1e-9),
                 other => panic!("{other:?}"),
             }
-            assert_eq!(out[1], Ok(Value::Vector(vec![(Labels::default(), 50.0)])));
+            assert_eq!(
+                out[1],
+                Ok(PlanValue::Vector(vec![(Labels::default(), 50.0)]))
+            );
         }
         // a new series changes the order: it must be seen
         add(&st, r#"c{i="zz"}"#, &[(10 * M, 1000.0)]);
         let out = ev.eval_all(&st, &plans, 10 * M);
-        assert_eq!(out[1], Ok(Value::Vector(vec![(Labels::default(), 51.0)])));
-        assert_eq!(out[2], Ok(Value::Vector(vec![(Labels::default(), 1000.0)])));
+        assert_eq!(
+            out[1],
+            Ok(PlanValue::Vector(vec![(Labels::default(), 51.0)]))
+        );
+        assert_eq!(
+            out[2],
+            Ok(PlanValue::Vector(vec![(Labels::default(), 1000.0)]))
+        );
         // every series' newest sample is at 10m: at 15m+1ms all fall out of the 5m lookback
         let out = ev.eval_all(&st, &plans, 15 * M + 1);
-        assert_eq!(out[1], Ok(Value::Vector(vec![])));
+        assert_eq!(out[1], Ok(PlanValue::Vector(vec![])));
         add(&st, r#"c{i="00"}"#, &[(15 * M, 7.0)]);
         add(&st, r#"c{i="aa"}"#, &[(15 * M, 9.0)]);
         let out = ev.eval_all(&st, &plans, 15 * M + 1);
-        assert_eq!(out[1], Ok(Value::Vector(vec![(Labels::default(), 2.0)])));
-        assert_eq!(out[2], Ok(Value::Vector(vec![(Labels::default(), 9.0)])));
+        assert_eq!(
+            out[1],
+            Ok(PlanValue::Vector(vec![(Labels::default(), 2.0)]))
+        );
+        assert_eq!(
+            out[2],
+            Ok(PlanValue::Vector(vec![(Labels::default(), 9.0)]))
+        );
     }
 
     #[test]

@@ -11,5 +11,5 @@ pub mod golang;
 pub mod kernels;
 pub mod plan;
 
-pub use eval::{EvalError, EvalErrorKind, Evaluator, Value};
+pub use eval::{EvalError, EvalErrorKind, Evaluator, PlanValue};
 pub use plan::{Plan, PlanError, canonical, parse_expr};
