@@ -6,7 +6,10 @@
 # receiver after the other, each the best of `rounds` runs (a fresh receiver each run).
 # Prints samples/s accepted, request latency and peak RSS for each, and canopy's ratios.
 #
-#   benches/compare/ingest_receivers.sh [connections] [requests_per_connection] [samples_per_request] [series_per_connection] [rounds]
+# With CANOPY_BEFORE=path/to/an/older/canopy, that build runs too in every round (as
+# `canopy-before`), for a before/after in the same run.
+#
+#   [CANOPY_BEFORE=…] benches/compare/ingest_receivers.sh [connections] [requests_per_connection] [samples_per_request] [series_per_connection] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -51,6 +54,13 @@ for round in $(seq "$rounds"); do
   run canopy "${pids[-1]}" "http://127.0.0.1:$p/api/v1/write"
   stop "${pids[-1]}"
 
+  if [ -n "${CANOPY_BEFORE:-}" ]; then
+    p=$(port); RUST_LOG=warn "$CANOPY_BEFORE" run --listen "127.0.0.1:$p" --model-dir "$tmp/before$round" & pids+=($!)
+    wait_http "http://127.0.0.1:$p/-/healthy"
+    run canopy-before "${pids[-1]}" "http://127.0.0.1:$p/api/v1/write"
+    stop "${pids[-1]}"
+  fi
+
   p=$(port); printf 'global:\n  scrape_interval: 1m\n' > "$tmp/prometheus.yml"
   prometheus --config.file="$tmp/prometheus.yml" --storage.tsdb.path="$tmp/prom$round" --web.listen-address="127.0.0.1:$p" \
     --web.enable-remote-write-receiver --log.level=warn 2>/dev/null & pids+=($!)
@@ -71,3 +81,7 @@ printf 'best of %s rounds, samples/s: canopy %s  prometheus %s  victoriametrics 
 printf 'canopy / prometheus = %.2fx   canopy / victoriametrics = %.2fx   (machine: %s cores, load %s)\n' \
   "$(python3 -c "print($c/$(cat "$tmp/prometheus.sps"))")" "$(python3 -c "print($c/$(cat "$tmp/victoriametrics.sps"))")" \
   "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+if [ -n "${CANOPY_BEFORE:-}" ]; then
+  b=$(cat "$tmp/canopy-before.sps")
+  printf 'canopy-before %s samples/s: canopy / canopy-before = %.2fx\n' "$b" "$(python3 -c "print($c/$b)")"
+fi

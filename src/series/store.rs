@@ -504,7 +504,11 @@ impl SeriesStore {
         if samples.is_empty() {
             return out;
         }
-        if let Some(max_t) = samples.iter().map(|s| s.t).max() {
+        // Read before written: the series of one request mostly share a timestamp, so only the
+        // first moves the newest one, and the rest read a line no thread is writing.
+        if let Some(max_t) = samples.iter().map(|s| s.t).max()
+            && max_t > self.newest.load(Ordering::Relaxed)
+        {
             self.newest.fetch_max(max_t, Ordering::Relaxed);
         }
         let cutoff = self.cutoff();
