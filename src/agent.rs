@@ -27,7 +27,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::checkpoint::reload::{self, CheckpointFollower, RELOAD_EVERY};
 use crate::checkpoint::restore::restore_models;
 use crate::checkpoint::writer::{CheckpointSchedule, CheckpointWriter};
 use crate::config::{Config, ModelKind};
@@ -37,10 +36,12 @@ use crate::features::{FeatureEngine, FeatureError, FeatureSet};
 use crate::ingest::decode::LabelLimits;
 use crate::ingest::handler::RemoteWrite;
 use crate::ingest::{IngestLimits, Ingestor};
-use crate::model::detector::{Detector, DetectorError, DetectorSpec, TrainingMode};
-use crate::model::forecaster::{Forecaster, ForecasterError, ForecasterSpec};
+use crate::live::TrainingMode;
+use crate::live::detector::{Detector, DetectorError, DetectorSpec};
+use crate::live::forecaster::{Forecaster, ForecasterError, ForecasterSpec};
 use crate::series::{Prefilter, SeriesStore, StoreLimits};
 use crate::serve::registry::Registry;
+use crate::serve::reload::{self, CheckpointFollower, RELOAD_EVERY};
 use crate::serve::{self, Routes, Security};
 
 const SWEEP_EVERY: Duration = Duration::from_secs(15);
@@ -202,10 +203,7 @@ pub async fn run(config: Config, listen: SocketAddr) -> Result<(), AgentError> {
         &detectors,
         &forecasters,
     );
-    let registry = Registry {
-        detectors: detectors.iter().map(Detector::handle).collect(),
-        forecasters: forecasters.iter().map(Forecaster::handle).collect(),
-    };
+    let registry = Registry::live(&detectors, &forecasters);
     let evaluation = {
         let (engine, store, history, stop, config) = (
             pipeline.engine(&config),
@@ -222,7 +220,7 @@ pub async fn run(config: Config, listen: SocketAddr) -> Result<(), AgentError> {
                 // restore (restored ones are skipped), on this thread so that the server binds
                 // and answers meanwhile; readiness follows the published forests. Samples
                 // received meanwhile wait in the store for the first evaluation.
-                crate::source::mix::initial_training(&config, &mut detectors, &mut forecasters);
+                crate::live::seed::initial_training(&config, &mut detectors, &mut forecasters);
                 evaluation_loop(
                     engine,
                     Models {
@@ -280,7 +278,7 @@ pub async fn run(config: Config, listen: SocketAddr) -> Result<(), AgentError> {
 ///
 /// Each served file is followed while the server runs: the checkpoint follower thread polls the
 /// files every [`RELOAD_EVERY`] and swaps a valid replacement into the model's `arc-swap` cell
-/// (see [`crate::checkpoint::reload`]). It owns nothing the requests wait on; it stops when the
+/// (see [`crate::serve::reload`]). It owns nothing the requests wait on; it stops when the
 /// server has drained and this function drops the channel it listens on.
 pub async fn serve_checkpoints(
     model_dir: &std::path::Path,
@@ -289,7 +287,7 @@ pub async fn serve_checkpoints(
     security: Security,
 ) -> Result<(), AgentError> {
     let metrics = serve::telemetry::install();
-    let (_, mut loaded) = crate::checkpoint::load_registry(model_dir)?;
+    let (_, mut loaded) = reload::load_registry(model_dir)?;
     if let Some(name) = model_name {
         if loaded.len() == 1 {
             loaded[0].handle.rename(name);

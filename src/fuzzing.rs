@@ -9,7 +9,6 @@
 
 use std::sync::{Arc, OnceLock};
 
-use arc_swap::ArcSwapOption;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderValue, Request};
@@ -21,6 +20,7 @@ use crate::checkpoint::saved::SavedData;
 use crate::config::Config;
 use crate::ingest::decode::Allowance;
 use crate::ingest::{IngestLimits, Ingestor, Protocol};
+use crate::live::{Published, TrainingInfo};
 use crate::model::iforest::{IsolationForest, IsolationForestParams};
 use crate::model::rforest::{RandomForestParams, RandomForestRegressor};
 use crate::promql::{Evaluator, Plan, canonical};
@@ -133,14 +133,12 @@ fn kserve_router() -> &'static (tokio::runtime::Runtime, Router) {
                 DetectorHandle {
                     name: KSERVE_MODELS[0].into(),
                     features: features(&["a", "b", "c"]),
-                    model: Arc::new(ArcSwapOption::new(Some(Arc::new(detector)))),
-                    info: Default::default(),
+                    model: Published::of(Arc::new(detector), TrainingInfo::default()),
                 },
                 DetectorHandle {
                     name: KSERVE_MODELS[2].into(),
                     features: features(&["a", "b", "c"]),
-                    model: Arc::new(ArcSwapOption::empty()),
-                    info: Default::default(),
+                    model: Published::empty(),
                 },
             ],
             forecasters: vec![ForecasterHandle {
@@ -149,8 +147,7 @@ fn kserve_router() -> &'static (tokio::runtime::Runtime, Router) {
                 targets: features(&["a"]),
                 lookback: 2,
                 horizon: 2,
-                model: Arc::new(ArcSwapOption::new(Some(Arc::new(forecaster)))),
-                info: Default::default(),
+                model: Published::of(Arc::new(forecaster), TrainingInfo::default()),
             }],
         };
         (runtime, kserve::router(registry))

@@ -17,6 +17,7 @@ pub mod features;
 pub mod fuzzing;
 pub mod http;
 pub mod ingest;
+pub mod live;
 pub mod model;
 pub mod promql;
 pub mod report;

@@ -14,8 +14,8 @@ use std::path::Path;
 
 use super::{BatchError, number};
 use crate::config::{Config, ModelConfig, ModelKind, RandomForestConfig};
-use crate::model::detector::forest_params;
-use crate::model::forecaster::{forest_params as forest_params_rf, window_spec};
+use crate::live::detector::forest_params;
+use crate::live::forecaster::{forest_params as forest_params_rf, window_spec};
 use crate::model::iforest::IsolationForest;
 use crate::model::rforest::RandomForestRegressor;
 use crate::model::windows::{WindowError, lookback_row, training_windows};

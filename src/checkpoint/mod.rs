@@ -46,19 +46,17 @@
 //! history refilled, and the model's first retrain comes one `retrain_interval` after start.
 //! Anything else is moved aside with a logged reason and counted, and the model trains anew.
 //!
-//! # Serving ([`file::load_registry`], [`reload`])
-//! [`load_registry`] reads checkpoints read-only for `canopy serve`, and [`reload`] follows them:
-//! a replaced file that decodes and answers the served model's shape is swapped in; anything
-//! else is refused with a logged reason and the last good model keeps serving.
+//! # Serving ([`file::load_models`])
+//! [`load_models`] reads checkpoints read-only for `canopy serve`, as plain saved models: serve
+//! turns them into its registry and follows the files (`serve::reload`).
 
 pub mod file;
 pub mod format;
-pub mod reload;
 pub mod restore;
 pub mod saved;
 pub mod writer;
 
-pub use file::{CHECKPOINT_FILE, TEMP_FILE, load_registry, model_path, write_atomic};
+pub use file::{CHECKPOINT_FILE, TEMP_FILE, load_models, model_path, write_atomic};
 pub use format::{FORMAT_VERSION, MAGIC, OLDEST_FORMAT_VERSION, decode, encode};
 pub use saved::{SavedData, SavedModel};
 

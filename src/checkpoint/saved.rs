@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use super::CheckpointError;
 use super::proto;
-use crate::model::detector::{Detector, TrainingInfo};
-use crate::model::forecaster::Forecaster;
+use crate::live::TrainingInfo;
+use crate::live::detector::Detector;
+use crate::live::forecaster::Forecaster;
 use crate::model::iforest::{Contamination, IsolationForest, IsolationTreeParts};
 use crate::model::rforest::{LeafEntry, RandomForestParams, RandomForestRegressor, RegressionTree};
 use crate::model::tree::{FlatTree, Node};

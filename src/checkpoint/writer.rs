@@ -24,8 +24,8 @@ use metrics::{counter, gauge, histogram};
 use super::file::write_atomic;
 use super::format::encode;
 use super::saved::SavedModel;
-use crate::model::detector::Detector;
-use crate::model::forecaster::Forecaster;
+use crate::live::detector::Detector;
+use crate::live::forecaster::Forecaster;
 
 /// The writer thread and the sending end of its channel.
 pub struct CheckpointWriter {
@@ -117,14 +117,6 @@ pub struct CheckpointSchedule {
     written: HashMap<String, Written>,
 }
 
-/// The identity of a published forest (its allocation), 0 for none: a change means a retrain
-/// (or a restore) published a new one.
-fn identity<T>(cell: &arc_swap::ArcSwapOption<T>) -> usize {
-    cell.load()
-        .as_ref()
-        .map_or(0, |a| std::sync::Arc::as_ptr(a) as usize)
-}
-
 impl CheckpointSchedule {
     /// Starts from the models as they are now (restored forests count as written: the file
     /// already holds them).
@@ -137,11 +129,11 @@ impl CheckpointSchedule {
         let now = Instant::now();
         let written = detectors
             .iter()
-            .map(|d| (d.spec().name.clone(), identity(&d.published())))
+            .map(|d| (d.spec().name.clone(), d.published().identity()))
             .chain(
                 forecasters
                     .iter()
-                    .map(|f| (f.spec().name.clone(), identity(&f.published()))),
+                    .map(|f| (f.spec().name.clone(), f.published().identity())),
             )
             .map(|(name, forest)| (name, Written { forest, at: now }))
             .collect();
@@ -155,13 +147,13 @@ impl CheckpointSchedule {
     /// Hands the writer a snapshot of each model whose forest changed or whose interval passed.
     pub fn tick(&mut self, detectors: &[Detector], forecasters: &[Forecaster]) {
         for d in detectors {
-            let forest = identity(&d.published());
+            let forest = d.published().identity();
             if self.due(&d.spec().name, forest) {
                 self.offer(forest, SavedModel::of_detector(d));
             }
         }
         for f in forecasters {
-            let forest = identity(&f.published());
+            let forest = f.published().identity();
             if self.due(&f.spec().name, forest) {
                 self.offer(forest, SavedModel::of_forecaster(f));
             }

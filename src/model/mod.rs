@@ -4,10 +4,7 @@
 //! `f64` and give scores and forecasts. [`detector`] is the live runtime that connects a forest to
 //! the feature steps: scoring, the reservoir, event-time retraining and publication.
 
-pub mod detector;
-pub mod forecaster;
 pub mod iforest;
-pub mod info;
 pub mod likelihood;
 pub mod reservoir;
 pub mod rforest;

@@ -11,6 +11,7 @@ pub mod api;
 pub mod auth;
 pub mod kserve;
 pub mod registry;
+pub mod reload;
 pub mod telemetry;
 pub mod tls;
 

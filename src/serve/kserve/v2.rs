@@ -86,7 +86,7 @@ fn model_parameters(kind: &Kind) -> serde_json::Value {
             serde_json::json!({
                 "features": d.features.join(","),
             }),
-            d.info.load_full(),
+            d.model.info(),
         ),
         Kind::Forecaster(f) => (
             serde_json::json!({
@@ -97,7 +97,7 @@ fn model_parameters(kind: &Kind) -> serde_json::Value {
                 "input_layout": "time-major: lookback steps of the features, oldest first",
                 "output_layout": "time-major: horizon steps of the targets, nearest first",
             }),
-            f.info.load_full(),
+            f.model.info(),
         ),
     };
     let trained_at = info
