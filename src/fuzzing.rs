@@ -14,7 +14,6 @@ use axum::body::Body;
 use axum::http::{HeaderValue, Request};
 use tower::ServiceExt;
 
-use crate::agent::Pipeline;
 use crate::checkpoint::format;
 use crate::checkpoint::saved::SavedData;
 use crate::config::Config;
@@ -23,6 +22,7 @@ use crate::ingest::{IngestLimits, Ingestor, Protocol};
 use crate::live::{Published, TrainingInfo};
 use crate::model::iforest::{IsolationForest, IsolationForestParams};
 use crate::model::rforest::{RandomForestParams, RandomForestRegressor};
+use crate::pipeline::Pipeline;
 use crate::promql::{Evaluator, Plan, canonical};
 use crate::series::{Prefilter, Sample, SeriesStore, StoreLimits};
 use crate::serve::kserve;

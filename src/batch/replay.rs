@@ -26,12 +26,12 @@ use std::sync::Arc;
 
 use super::labels::{self, Summary, Window};
 use super::{BatchError, number};
-use crate::agent::Pipeline;
 use crate::config::{Config, ModelKind};
 use crate::features::{FeatureSet, StepResult};
 use crate::live::TrainingMode;
 use crate::live::detector::{Detector, Scored};
 use crate::live::forecaster::{Forecast, Forecaster};
+use crate::pipeline::Pipeline;
 use crate::series::labels::METRIC_NAME;
 use crate::series::{Prefilter, Sample};
 use crate::source::csv::{Table, format_timestamp};
@@ -373,8 +373,8 @@ fn models(
     pipeline: &Pipeline,
     config: &Config,
 ) -> Result<(Option<Detector>, Option<Forecaster>), BatchError> {
-    let mut detectors = pipeline.detectors(config, || TrainingMode::Inline)?;
-    let mut forecasters = pipeline.forecasters(config, || TrainingMode::Inline)?;
+    let mut detectors = pipeline.detectors(config, TrainingMode::Inline)?;
+    let mut forecasters = pipeline.forecasters(config, TrainingMode::Inline)?;
     if detectors.len() > 1 || forecasters.len() > 1 || detectors.len() + forecasters.len() == 0 {
         let kinds: Vec<String> = config
             .models

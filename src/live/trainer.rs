@@ -22,6 +22,7 @@ use metrics::{counter, histogram};
 use super::published::Published;
 
 /// Where training runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrainingMode {
     /// On the caller's thread: deterministic, for `replay` and tests.
     Inline,
