@@ -45,7 +45,7 @@ pub const TARGETS: [(&str, Target); 7] = [
 
 /// The models the KServe targets are served: a trained detector (3 features), a trained
 /// forecaster (lookback 2 × 2 features → horizon 2 × 1 target) and a detector still training.
-pub const KSERVE_MODELS: [&str; 3] = ["detector", "forecaster", "training"];
+pub(crate) const KSERVE_MODELS: [&str; 3] = ["detector", "forecaster", "training"];
 
 /// What the default config's pipeline ingests with: its store's limits, its prefilter and its
 /// ingest limits. Every remote-write input meets them with a fresh store of its own.

@@ -37,8 +37,8 @@ pub enum PipelineError {
 pub struct Pipeline {
     pub store: Arc<SeriesStore>,
     pub ingestor: Arc<Ingestor>,
-    pub features: FeatureSet,
-    pub history: Arc<FeatureHistory>,
+    pub(crate) features: FeatureSet,
+    pub(crate) history: Arc<FeatureHistory>,
 }
 
 impl Pipeline {
@@ -76,7 +76,7 @@ impl Pipeline {
     }
 
     /// The detectors of every isolation-forest model in the config, training as `training` says.
-    pub fn detectors(
+    pub(crate) fn detectors(
         &self,
         config: &Config,
         training: TrainingMode,
@@ -109,7 +109,7 @@ impl Pipeline {
     }
 
     /// The forecasters of every random-forest model in the config, training as `training` says.
-    pub fn forecasters(
+    pub(crate) fn forecasters(
         &self,
         config: &Config,
         training: TrainingMode,
@@ -126,7 +126,7 @@ impl Pipeline {
     }
 
     /// The feature engine for this pipeline's features, stepping at `evaluation.step`.
-    pub fn engine(&self, config: &Config) -> FeatureEngine {
+    pub(crate) fn engine(&self, config: &Config) -> FeatureEngine {
         let step = config.evaluation.step.as_millis() as i64;
         let history_steps = (config.evaluation.history.as_millis() as i64 / step).max(1) as usize;
         FeatureEngine::new(

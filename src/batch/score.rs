@@ -22,7 +22,8 @@ use crate::model::windows::{WindowError, lookback_row, training_windows};
 use crate::source::csv::{Table, format_timestamp};
 
 /// The detector's output header.
-pub const DETECTOR_HEADER: &str = "timestamp,score_samples,decision_function,predict,anomaly_score";
+pub(crate) const DETECTOR_HEADER: &str =
+    "timestamp,score_samples,decision_function,predict,anomaly_score";
 
 /// Fits `model` on `fit` and writes one output row per `input` row (in time order) to `out`:
 /// the detector's scores, or the forecaster's forecasts.

@@ -52,7 +52,7 @@ fn sync_folder(folder: &Path) -> Result<(), CheckpointError> {
 }
 
 /// Reads and decodes `path`.
-pub fn read(path: &Path) -> Result<SavedModel, CheckpointError> {
+pub(crate) fn read(path: &Path) -> Result<SavedModel, CheckpointError> {
     read_stamped(path).map(|(saved, _)| saved)
 }
 
@@ -60,7 +60,7 @@ pub fn read(path: &Path) -> Result<SavedModel, CheckpointError> {
 /// look at, no longer a model file) and returns the new path. `why` is
 /// [`CheckpointError::aside_label`]: `corrupt` for a file that does not decode, `mismatch` for a
 /// sound file whose model no longer fits the config.
-pub fn move_aside(path: &Path, why: &str) -> Result<PathBuf, CheckpointError> {
+pub(crate) fn move_aside(path: &Path, why: &str) -> Result<PathBuf, CheckpointError> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -80,7 +80,7 @@ pub fn move_aside(path: &Path, why: &str) -> Result<PathBuf, CheckpointError> {
 /// Taken from the open file, so it describes the bytes read even if the path is replaced
 /// meanwhile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileStamp {
+pub(crate) struct FileStamp {
     device: u64,
     inode: u64,
     len: u64,
@@ -107,7 +107,7 @@ impl FileStamp {
     }
 
     /// The stamp of the file `path` names now: its metadata and its last 4 bytes, nothing more.
-    pub fn read(path: &Path) -> std::io::Result<FileStamp> {
+    pub(crate) fn read(path: &Path) -> std::io::Result<FileStamp> {
         let mut file = File::open(path)?;
         let meta = file.metadata()?;
         let mut checksum = [0; 4];
@@ -122,13 +122,13 @@ impl FileStamp {
     }
 
     /// When the file was last written, if the file system says.
-    pub fn modified(&self) -> Option<SystemTime> {
+    pub(crate) fn modified(&self) -> Option<SystemTime> {
         self.modified
     }
 }
 
 /// Reads and decodes `path`, with the stamp of the file the bytes came from.
-pub fn read_stamped(path: &Path) -> Result<(SavedModel, FileStamp), CheckpointError> {
+pub(crate) fn read_stamped(path: &Path) -> Result<(SavedModel, FileStamp), CheckpointError> {
     let mut file = File::open(path).map_err(io(path))?;
     let meta = file.metadata().map_err(io(path))?;
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
@@ -142,10 +142,10 @@ pub fn read_stamped(path: &Path) -> Result<(SavedModel, FileStamp), CheckpointEr
 }
 
 /// What [`load_models`] read, per model: the file and the model saved in it.
-pub struct LoadedModel {
-    pub path: PathBuf,
-    pub stamp: FileStamp,
-    pub saved: SavedModel,
+pub(crate) struct LoadedModel {
+    pub(crate) path: PathBuf,
+    pub(crate) stamp: FileStamp,
+    pub(crate) saved: SavedModel,
 }
 
 /// Reads the checkpoints of a model folder read-only, as KServe's sklearn server reads its
@@ -153,7 +153,7 @@ pub struct LoadedModel {
 /// subfolder per model each holding a `model.ckpt` (subfolders without one are skipped). Any
 /// file that does not decode is an error naming it, since a read-only server must not move files
 /// aside.
-pub fn load_models(model_dir: &Path) -> Result<Vec<LoadedModel>, CheckpointError> {
+pub(crate) fn load_models(model_dir: &Path) -> Result<Vec<LoadedModel>, CheckpointError> {
     let direct = model_dir.join(CHECKPOINT_FILE);
     let mut paths = Vec::new();
     if direct.is_file() {

@@ -46,17 +46,18 @@
 //! history refilled, and the model's first retrain comes one `retrain_interval` after start.
 //! Anything else is moved aside with a logged reason and counted, and the model trains anew.
 //!
-//! # Serving ([`file::load_models`])
-//! [`load_models`] reads checkpoints read-only for `canopy serve`, as plain saved models: serve
-//! turns them into its registry and follows the files (`serve::reload`).
+//! # Serving
+//! [`file::load_models`] reads checkpoints read-only for `canopy serve`, as plain saved models:
+//! serve turns them into its registry and follows the files (`serve::reload`).
 
-pub mod file;
+pub(crate) mod file;
 pub mod format;
-pub mod restore;
+pub(crate) mod restore;
 pub mod saved;
-pub mod writer;
+pub(crate) mod writer;
 
-pub use file::{CHECKPOINT_FILE, TEMP_FILE, load_models, model_path, write_atomic};
+pub use file::model_path;
+pub use file::{CHECKPOINT_FILE, TEMP_FILE, write_atomic};
 pub use format::{FORMAT_VERSION, MAGIC, OLDEST_FORMAT_VERSION, decode, encode};
 pub use saved::{SavedData, SavedModel};
 
@@ -112,7 +113,7 @@ impl CheckpointError {
 
     /// What a refused file is renamed with: `mismatch` for a sound checkpoint of a model the
     /// config no longer describes, `corrupt` for everything else.
-    pub fn aside_label(&self) -> &'static str {
+    pub(crate) fn aside_label(&self) -> &'static str {
         match self {
             CheckpointError::Mismatch(_) => "mismatch",
             _ => "corrupt",

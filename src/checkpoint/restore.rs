@@ -22,7 +22,7 @@ use crate::live::forecaster::Forecaster;
 use crate::promql::canonical;
 
 /// Restores every model that has a usable checkpoint in `model_dir`; returns how many.
-pub fn restore_models(
+pub(crate) fn restore_models(
     model_dir: &Path,
     detectors: &mut [Detector],
     forecasters: &mut [Forecaster],

@@ -28,14 +28,14 @@ use crate::live::detector::Detector;
 use crate::live::forecaster::Forecaster;
 
 /// The writer thread and the sending end of its channel.
-pub struct CheckpointWriter {
+pub(crate) struct CheckpointWriter {
     tx: SyncSender<SavedModel>,
     thread: JoinHandle<()>,
 }
 
 impl CheckpointWriter {
     /// Starts the writer; at most `queue` snapshots wait for it.
-    pub fn spawn(model_dir: PathBuf, queue: usize) -> std::io::Result<CheckpointWriter> {
+    pub(crate) fn spawn(model_dir: PathBuf, queue: usize) -> std::io::Result<CheckpointWriter> {
         let (tx, rx) = std::sync::mpsc::sync_channel(queue.max(1));
         let thread = std::thread::Builder::new()
             .name("checkpoint".into())
@@ -44,7 +44,7 @@ impl CheckpointWriter {
     }
 
     /// Offers a snapshot without waiting; false when the queue is full.
-    pub fn try_submit(&self, model: SavedModel) -> bool {
+    pub(crate) fn try_submit(&self, model: SavedModel) -> bool {
         match self.tx.try_send(model) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => false,
@@ -56,7 +56,7 @@ impl CheckpointWriter {
     }
 
     /// Writes `last` after whatever is queued, then stops the thread and waits for it.
-    pub fn finish(self, last: Vec<SavedModel>) {
+    pub(crate) fn finish(self, last: Vec<SavedModel>) {
         for model in last {
             if self.tx.send(model).is_err() {
                 tracing::error!("the checkpoint writer has stopped before the final checkpoint");
@@ -111,7 +111,7 @@ struct Written {
 }
 
 /// Decides on the evaluation thread when each model is snapshotted for the writer.
-pub struct CheckpointSchedule {
+pub(crate) struct CheckpointSchedule {
     writer: CheckpointWriter,
     interval: Duration,
     written: HashMap<String, Written>,
@@ -120,7 +120,7 @@ pub struct CheckpointSchedule {
 impl CheckpointSchedule {
     /// Starts from the models as they are now (restored forests count as written: the file
     /// already holds them).
-    pub fn new(
+    pub(crate) fn new(
         writer: CheckpointWriter,
         interval: Duration,
         detectors: &[Detector],
@@ -145,7 +145,7 @@ impl CheckpointSchedule {
     }
 
     /// Hands the writer a snapshot of each model whose forest changed or whose interval passed.
-    pub fn tick(&mut self, detectors: &[Detector], forecasters: &[Forecaster]) {
+    pub(crate) fn tick(&mut self, detectors: &[Detector], forecasters: &[Forecaster]) {
         for d in detectors {
             let forest = d.published().identity();
             if self.due(&d.spec().name, forest) {
@@ -183,7 +183,7 @@ impl CheckpointSchedule {
     }
 
     /// The final checkpoint of every model that has a forest, then the writer stops.
-    pub fn finish(self, detectors: &[Detector], forecasters: &[Forecaster]) {
+    pub(crate) fn finish(self, detectors: &[Detector], forecasters: &[Forecaster]) {
         let last = detectors
             .iter()
             .filter_map(SavedModel::of_detector)

@@ -52,20 +52,20 @@ pub enum DetectorError {
 /// Everything that shapes one detector, resolved from the config.
 #[derive(Debug, Clone)]
 pub struct DetectorSpec {
-    pub name: String,
-    pub features: Vec<String>,
+    pub(crate) name: String,
+    pub(crate) features: Vec<String>,
     /// Each feature's PromQL expression as configured (trimmed), parallel to `features`.
-    pub expressions: Vec<String>,
+    pub(crate) expressions: Vec<String>,
     /// Indices of `features` in the [`FeatureSet`].
-    pub indices: Vec<usize>,
-    pub step_ms: i64,
-    pub retrain_interval_ms: i64,
-    pub max_age_ms: u64,
-    pub params: IsolationForestParams,
-    pub replace_fraction: f64,
-    pub reservoir_size: usize,
-    pub gate_anomalies: bool,
-    pub likelihood: LikelihoodParams,
+    pub(crate) indices: Vec<usize>,
+    pub(crate) step_ms: i64,
+    pub(crate) retrain_interval_ms: i64,
+    pub(crate) max_age_ms: u64,
+    pub(crate) params: IsolationForestParams,
+    pub(crate) replace_fraction: f64,
+    pub(crate) reservoir_size: usize,
+    pub(crate) gate_anomalies: bool,
+    pub(crate) likelihood: LikelihoodParams,
     /// Event time after its last step at which an entity's series leave `/metrics`.
     pub stale_ms: i64,
 }
@@ -112,7 +112,7 @@ impl DetectorSpec {
 
     /// The most vectors the reservoir can hold: `reservoir_size`, or fewer when `training_days`
     /// at the model's step is fewer.
-    pub fn reservoir_capacity(&self) -> usize {
+    pub(crate) fn reservoir_capacity(&self) -> usize {
         let by_age = self.max_age_ms / self.step_ms.max(1) as u64;
         self.reservoir_size
             .min(usize::try_from(by_age).unwrap_or(usize::MAX).max(1))
@@ -121,13 +121,13 @@ impl DetectorSpec {
     /// Vectors the stream must give before the first fit: `max_samples`, or the reservoir's
     /// capacity when that is smaller (scikit-learn's `max_samples = min(max_samples, n)`), so
     /// that no configuration waits for more vectors than it can ever hold.
-    pub fn first_fit_rows(&self) -> usize {
+    pub(crate) fn first_fit_rows(&self) -> usize {
         self.params.max_samples.min(self.reservoir_capacity())
     }
 
     /// A warning for a configuration whose reservoir holds fewer vectors than `max_samples`:
     /// each tree is then grown on the whole reservoir.
-    pub fn small_reservoir_warning(&self) -> Option<String> {
+    pub(crate) fn small_reservoir_warning(&self) -> Option<String> {
         let capacity = self.reservoir_capacity();
         (capacity < self.params.max_samples).then(|| {
             format!(
@@ -144,7 +144,10 @@ impl DetectorSpec {
 
 /// The forest's parameters from a model's config: shared by the live detector and `canopy score`,
 /// so a batch fit and a streamed one are shaped by the same keys.
-pub fn forest_params(model: &ModelConfig, forest: &IsolationForestConfig) -> IsolationForestParams {
+pub(crate) fn forest_params(
+    model: &ModelConfig,
+    forest: &IsolationForestConfig,
+) -> IsolationForestParams {
     IsolationForestParams {
         n_estimators: forest.n_estimators,
         max_samples: forest.max_samples,
@@ -159,18 +162,18 @@ pub fn forest_params(model: &ModelConfig, forest: &IsolationForestConfig) -> Iso
 
 /// One entity's score at one step, with scikit-learn's three values and canopy's 0..1 score.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Scored {
-    pub entity: Labels,
-    pub score_samples: f64,
-    pub decision_function: f64,
+pub(crate) struct Scored {
+    pub(crate) entity: Labels,
+    pub(crate) score_samples: f64,
+    pub(crate) decision_function: f64,
     /// `-1` anomalous, `1` normal.
-    pub predict: i8,
+    pub(crate) predict: i8,
     /// s in 0..1, higher is more anomalous (`-score_samples`).
-    pub anomaly_score: f64,
+    pub(crate) anomaly_score: f64,
     /// The calibrated 0..1 score alerts use (see [`crate::model::likelihood`]).
-    pub likelihood: f64,
+    pub(crate) likelihood: f64,
     /// Flagged: `likelihood` reached the model's threshold (what `canopy_anomaly` exports).
-    pub anomaly: bool,
+    pub(crate) anomaly: bool,
 }
 
 /// The entity state of a detector: its likelihood and when it was last scored.
@@ -279,7 +282,7 @@ impl Detector {
     /// The first retrain then comes one `retrain_interval` of event time after the first step
     /// seen, never at once. Returns how many vectors the reservoir kept (its capacity and age
     /// limit still apply).
-    pub fn restore<'a>(
+    pub(crate) fn restore<'a>(
         &mut self,
         forest: Arc<IsolationForest>,
         vectors: impl IntoIterator<Item = (i64, &'a [f64], bool)>,
@@ -315,16 +318,16 @@ impl Detector {
     }
 
     /// What the published forest was trained from.
-    pub fn training_info(&self) -> Arc<TrainingInfo> {
+    pub(crate) fn training_info(&self) -> Arc<TrainingInfo> {
         self.trainer.published().info()
     }
 
     /// The training reservoir, for checkpoints.
-    pub fn reservoir(&self) -> &Reservoir {
+    pub(crate) fn reservoir(&self) -> &Reservoir {
         &self.reservoir
     }
 
-    pub fn spec(&self) -> &DetectorSpec {
+    pub(crate) fn spec(&self) -> &DetectorSpec {
         &self.spec
     }
 
@@ -333,20 +336,16 @@ impl Detector {
         self.trainer.published()
     }
 
-    pub fn reservoir_len(&self) -> usize {
-        self.reservoir.len()
-    }
-
     /// Still warming up: no forest fit on `first_fit_rows` vectors of this stream yet, so no
     /// step is flagged (see [`Detector::warm_up_step`]).
-    pub fn warming_up(&self) -> bool {
+    pub(crate) fn warming_up(&self) -> bool {
         self.warm_up.is_some()
     }
 
     /// Scores the step's complete entity vectors (when `step` is one of the model's steps),
     /// feeds the reservoir and starts training when due. `None` for steps that are not the
     /// model's; an empty list while no model is trained yet.
-    pub fn on_step(&mut self, step: &StepResult) -> Option<Vec<Scored>> {
+    pub(crate) fn on_step(&mut self, step: &StepResult) -> Option<Vec<Scored>> {
         if step.t_ms.rem_euclid(self.spec.step_ms) != 0 {
             return None;
         }
@@ -826,7 +825,7 @@ mod tests {
         let times: Vec<i64> = (0..200).map(|k| -200 * 60_000 + k * 60_000).collect();
         let rows: Vec<f64> = (0..400).map(|k| 100.0 + (k % 7) as f64).collect();
         assert!(d.seed(&times, &rows, 0, "synthetic"));
-        assert_eq!(d.reservoir_len(), 200);
+        assert_eq!(d.reservoir().len(), 200);
         // A first step without data (a `rate` still waiting for its second sample) is no live
         // vector: the prior stays, and so does the warm-up.
         let empty = StepResult {
@@ -834,7 +833,7 @@ mod tests {
             values: vec![None, None],
         };
         assert_eq!(d.on_step(&empty), Some(Vec::new()));
-        assert_eq!(d.reservoir_len(), 200);
+        assert_eq!(d.reservoir().len(), 200);
         assert!(d.warm_up.is_some());
         let live = |k: i64| step(k * 60_000, (k % 5) as f64 / 4.0, (k % 3) as f64 / 2.0);
         let (mut scores, mut held) = (Vec::new(), 0);
@@ -849,7 +848,7 @@ mod tests {
             }
         }
         assert_eq!(
-            d.reservoir_len(),
+            d.reservoir().len(),
             16,
             "the prior's rows left at the first live step"
         );

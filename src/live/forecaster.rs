@@ -25,10 +25,10 @@ use crate::model::windows::{WindowSpec, training_windows};
 use crate::series::Labels;
 
 /// Entities a forecaster keeps history for; new ones beyond it are refused and counted.
-pub const MAX_ENTITIES: usize = 1_000;
+pub(crate) const MAX_ENTITIES: usize = 1_000;
 
 /// The fewest training windows a first fit needs: fewer is no forecast worth exporting.
-pub const MIN_TRAINING_WINDOWS: usize = 100;
+pub(crate) const MIN_TRAINING_WINDOWS: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ForecasterError {
@@ -43,26 +43,26 @@ pub enum ForecasterError {
 
 /// Everything that shapes one forecaster, resolved from the config.
 #[derive(Debug, Clone)]
-pub struct ForecasterSpec {
-    pub name: String,
-    pub features: Vec<String>,
+pub(crate) struct ForecasterSpec {
+    pub(crate) name: String,
+    pub(crate) features: Vec<String>,
     /// Each feature's PromQL expression as configured (trimmed), parallel to `features`.
-    pub expressions: Vec<String>,
-    pub targets: Vec<String>,
+    pub(crate) expressions: Vec<String>,
+    pub(crate) targets: Vec<String>,
     /// Indices of `features` in the [`FeatureSet`].
-    pub indices: Vec<usize>,
-    pub window: WindowSpec,
-    pub step_ms: i64,
-    pub retrain_interval_ms: i64,
+    pub(crate) indices: Vec<usize>,
+    pub(crate) window: WindowSpec,
+    pub(crate) step_ms: i64,
+    pub(crate) retrain_interval_ms: i64,
     /// Rows of history kept per entity: the training days at the model's step.
-    pub max_rows: usize,
+    pub(crate) max_rows: usize,
     /// Event time after its last step at which an entity's forecasts leave `/metrics`.
-    pub stale_ms: i64,
-    pub params: RandomForestParams,
+    pub(crate) stale_ms: i64,
+    pub(crate) params: RandomForestParams,
 }
 
 impl ForecasterSpec {
-    pub fn new(
+    pub(crate) fn new(
         name: &str,
         model: &ModelConfig,
         forest: &RandomForestConfig,
@@ -100,7 +100,10 @@ impl ForecasterSpec {
 /// The window layout of a model's config: its features in order, the targets as indices among
 /// them. Shared with `canopy score`, so a batch fit and the live model read windows alike. A
 /// target that is not one of the features is returned as the error.
-pub fn window_spec(model: &ModelConfig, forest: &RandomForestConfig) -> Result<WindowSpec, String> {
+pub(crate) fn window_spec(
+    model: &ModelConfig,
+    forest: &RandomForestConfig,
+) -> Result<WindowSpec, String> {
     let targets = forest
         .target
         .iter()
@@ -121,7 +124,10 @@ pub fn window_spec(model: &ModelConfig, forest: &RandomForestConfig) -> Result<W
 }
 
 /// The forest's parameters from a model's config, shared with `canopy score`.
-pub fn forest_params(model: &ModelConfig, forest: &RandomForestConfig) -> RandomForestParams {
+pub(crate) fn forest_params(
+    model: &ModelConfig,
+    forest: &RandomForestConfig,
+) -> RandomForestParams {
     RandomForestParams {
         n_estimators: forest.n_estimators,
         max_depth: forest.max_depth,
@@ -135,9 +141,9 @@ pub fn forest_params(model: &ModelConfig, forest: &RandomForestConfig) -> Random
 
 /// One entity's forecast at one step: `values[h * targets + k]` is target `k`, `h + 1` steps ahead.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Forecast {
-    pub entity: Labels,
-    pub values: Vec<f64>,
+pub(crate) struct Forecast {
+    pub(crate) entity: Labels,
+    pub(crate) values: Vec<f64>,
 }
 
 /// A training: every entity's history (see [`Forecaster::training_history`]) at event time
@@ -148,7 +154,7 @@ struct TrainJob {
     source: &'static str,
 }
 
-pub struct Forecaster {
+pub(crate) struct Forecaster {
     spec: Arc<ForecasterSpec>,
     history: EntityHistory,
     trainer: Trainer<TrainJob, RandomForestRegressor>,
@@ -156,7 +162,7 @@ pub struct Forecaster {
 }
 
 impl Forecaster {
-    pub fn new(
+    pub(crate) fn new(
         spec: ForecasterSpec,
         training: TrainingMode,
     ) -> Result<Forecaster, ForecasterError> {
@@ -186,7 +192,7 @@ impl Forecaster {
     /// `n_features` values, `values.len() == timestamps.len() · n_features`, checked by the
     /// caller) and records what the forest was trained from. The first retrain then comes one
     /// `retrain_interval` of event time after the first step seen, never at once.
-    pub fn restore<'a>(
+    pub(crate) fn restore<'a>(
         &mut self,
         forest: Arc<RandomForestRegressor>,
         entities: impl IntoIterator<Item = (Labels, &'a [i64], &'a [f64])>,
@@ -199,26 +205,26 @@ impl Forecaster {
     }
 
     /// What the published forest was trained from.
-    pub fn training_info(&self) -> Arc<TrainingInfo> {
+    pub(crate) fn training_info(&self) -> Arc<TrainingInfo> {
         self.trainer.published().info()
     }
 
-    pub fn spec(&self) -> &ForecasterSpec {
+    pub(crate) fn spec(&self) -> &ForecasterSpec {
         &self.spec
     }
 
     /// The published forest, shared with the predict endpoints.
-    pub fn published(&self) -> &Published<RandomForestRegressor> {
+    pub(crate) fn published(&self) -> &Published<RandomForestRegressor> {
         self.trainer.published()
     }
 
-    pub fn history(&self) -> &EntityHistory {
+    pub(crate) fn history(&self) -> &EntityHistory {
         &self.history
     }
 
     /// Records the step's complete vectors, forecasts every entity with a full lookback, and
     /// starts training when due. `None` for steps that are not the model's.
-    pub fn on_step(&mut self, step: &StepResult) -> Option<Vec<Forecast>> {
+    pub(crate) fn on_step(&mut self, step: &StepResult) -> Option<Vec<Forecast>> {
         if step.t_ms.rem_euclid(self.spec.step_ms) != 0 {
             return None;
         }
@@ -319,7 +325,7 @@ impl Forecaster {
     /// first, NaN rows for gaps) to the history and fits a forest on it inline, recorded as
     /// trained from `source` at `end_ms`; the next refit comes one `retrain_interval` later.
     /// Returns whether a forest was published.
-    pub fn seed(
+    pub(crate) fn seed(
         &mut self,
         entities: Vec<(Labels, Vec<i64>, Vec<f64>)>,
         end_ms: i64,

@@ -9,11 +9,11 @@
 //! of HTTP, the registry the endpoints serve from or checkpoint files: those read it.
 
 pub mod detector;
-pub mod forecaster;
-pub mod info;
-pub mod published;
-pub mod seed;
-pub mod trainer;
+pub(crate) mod forecaster;
+pub(crate) mod info;
+pub(crate) mod published;
+pub(crate) mod seed;
+pub(crate) mod trainer;
 
 pub use published::{Published, TrainingInfo};
 pub use trainer::TrainingMode;

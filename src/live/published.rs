@@ -47,7 +47,7 @@ impl<M> Default for Published<M> {
 
 impl<M> Published<M> {
     /// A cell with no model yet.
-    pub fn empty() -> Published<M> {
+    pub(crate) fn empty() -> Published<M> {
         Published {
             model: Arc::new(ArcSwapOption::empty()),
             info: Arc::new(ArcSwap::from_pointee(TrainingInfo::default())),
@@ -62,13 +62,13 @@ impl<M> Published<M> {
     }
 
     /// Replaces the model whole: its training info first, then the model.
-    pub fn publish(&self, model: Arc<M>, info: TrainingInfo) {
+    pub(crate) fn publish(&self, model: Arc<M>, info: TrainingInfo) {
         self.info.store(Arc::new(info));
         self.model.store(Some(model));
     }
 
     /// The model, borrowed lock-free for as long as the guard lives (one request, one step).
-    pub fn load(&self) -> Guard<Option<Arc<M>>> {
+    pub(crate) fn load(&self) -> Guard<Option<Arc<M>>> {
         self.model.load()
     }
 
@@ -78,18 +78,18 @@ impl<M> Published<M> {
     }
 
     /// A model has been published.
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.model.load().is_some()
     }
 
     /// What the published model was trained from.
-    pub fn info(&self) -> Arc<TrainingInfo> {
+    pub(crate) fn info(&self) -> Arc<TrainingInfo> {
         self.info.load_full()
     }
 
     /// The published model's identity (its allocation), 0 for none: a change means a new model
     /// was published.
-    pub fn identity(&self) -> usize {
+    pub(crate) fn identity(&self) -> usize {
         self.model
             .load()
             .as_ref()

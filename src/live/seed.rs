@@ -14,7 +14,7 @@ use crate::source::mix::{DetectorNeeds, ForecasterNeeds, TrainingSource};
 
 /// Trains every model that has no forest yet from the configured source, its training ranges
 /// ending now.
-pub fn initial_training(
+pub(crate) fn initial_training(
     config: &Config,
     detectors: &mut [Detector],
     forecasters: &mut [Forecaster],

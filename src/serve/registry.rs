@@ -27,7 +27,7 @@ pub struct DetectorHandle {
 
 impl DetectorHandle {
     /// The live detector's handle: its name, features and published cell.
-    pub fn of(d: &Detector) -> DetectorHandle {
+    pub(crate) fn of(d: &Detector) -> DetectorHandle {
         DetectorHandle {
             name: d.spec().name.clone(),
             features: d.spec().features.clone(),
@@ -40,9 +40,9 @@ impl DetectorHandle {
 /// time-major; a prediction is `horizon` steps of `targets`, time-major.
 #[derive(Clone)]
 pub struct ForecasterHandle {
-    pub name: String,
-    pub features: Vec<String>,
-    pub targets: Vec<String>,
+    pub(crate) name: String,
+    pub(crate) features: Vec<String>,
+    pub(crate) targets: Vec<String>,
     pub lookback: usize,
     pub horizon: usize,
     pub model: Published<RandomForestRegressor>,
@@ -50,7 +50,7 @@ pub struct ForecasterHandle {
 
 impl ForecasterHandle {
     /// The live forecaster's handle: its name, shape and published cell.
-    pub fn of(f: &Forecaster) -> ForecasterHandle {
+    pub(crate) fn of(f: &Forecaster) -> ForecasterHandle {
         let spec = f.spec();
         ForecasterHandle {
             name: spec.name.clone(),
@@ -65,14 +65,14 @@ impl ForecasterHandle {
 
 /// One served model of either kind.
 #[derive(Clone)]
-pub enum ModelHandle {
+pub(crate) enum ModelHandle {
     Detector(DetectorHandle),
     Forecaster(ForecasterHandle),
 }
 
 impl ModelHandle {
     /// The handle a saved model is served through, its forest published.
-    pub fn saved(saved: SavedModel) -> ModelHandle {
+    pub(crate) fn saved(saved: SavedModel) -> ModelHandle {
         match saved.data {
             SavedData::Detector { forest, .. } => ModelHandle::Detector(DetectorHandle {
                 name: saved.name,
@@ -96,7 +96,7 @@ impl ModelHandle {
         }
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         match self {
             ModelHandle::Detector(d) => &d.name,
             ModelHandle::Forecaster(f) => &f.name,
@@ -104,7 +104,7 @@ impl ModelHandle {
     }
 
     /// Serves the model under another name (`canopy serve --model_name`).
-    pub fn rename(&mut self, name: &str) {
+    pub(crate) fn rename(&mut self, name: &str) {
         match self {
             ModelHandle::Detector(d) => d.name = name.to_owned(),
             ModelHandle::Forecaster(f) => f.name = name.to_owned(),
@@ -121,7 +121,7 @@ pub struct Registry {
 
 impl Registry {
     /// The registry of the live agent's models.
-    pub fn live(detectors: &[Detector], forecasters: &[Forecaster]) -> Registry {
+    pub(crate) fn live(detectors: &[Detector], forecasters: &[Forecaster]) -> Registry {
         Registry {
             detectors: detectors.iter().map(DetectorHandle::of).collect(),
             forecasters: forecasters.iter().map(ForecasterHandle::of).collect(),
@@ -129,7 +129,7 @@ impl Registry {
     }
 
     /// The registry of `handles`.
-    pub fn of<'a>(handles: impl IntoIterator<Item = &'a ModelHandle>) -> Registry {
+    pub(crate) fn of<'a>(handles: impl IntoIterator<Item = &'a ModelHandle>) -> Registry {
         let mut registry = Registry::default();
         for handle in handles {
             match handle {

@@ -32,7 +32,7 @@ use crate::checkpoint::file::{FileStamp, load_models, read_stamped};
 use crate::checkpoint::{CheckpointError, SavedData, SavedModel};
 
 /// How often the served files are checked: a replaced model answers within about this long.
-pub const RELOAD_EVERY: Duration = Duration::from_secs(2);
+pub(crate) const RELOAD_EVERY: Duration = Duration::from_secs(2);
 
 /// The `result` label values of `canopy_model_reloads_total`.
 const RESULTS: &[&str] = &["ok", "corrupt", "shape_mismatch", "unreadable"];
@@ -41,12 +41,12 @@ const RESULTS: &[&str] = &["ok", "corrupt", "shape_mismatch", "unreadable"];
 /// from.
 #[derive(Clone)]
 pub struct ServedFile {
-    pub handle: ModelHandle,
+    pub(crate) handle: ModelHandle,
     /// `isolation_forest` or `random_forest`.
     pub kind: &'static str,
-    pub path: PathBuf,
-    pub stamp: FileStamp,
-    pub trained_at_ms: Option<i64>,
+    pub(crate) path: PathBuf,
+    pub(crate) stamp: FileStamp,
+    pub(crate) trained_at_ms: Option<i64>,
 }
 
 /// Reads the checkpoints of a model folder read-only ([`load_models`]) and serves each: every
@@ -66,7 +66,7 @@ pub fn load_registry(model_dir: &Path) -> Result<(Registry, Vec<ServedFile>), Ch
 }
 
 /// Every served checkpoint file, with what was last loaded from it.
-pub struct CheckpointFollower {
+pub(crate) struct CheckpointFollower {
     files: Vec<FollowedFile>,
 }
 
@@ -92,7 +92,7 @@ enum Reported {
 
 /// What one poll did with one file.
 #[derive(Debug, Clone, PartialEq)]
-pub enum PollOutcome {
+pub(crate) enum PollOutcome {
     /// The served file is still there (or a change was already reported).
     Unchanged,
     /// A new file was validated and is now served.
@@ -109,7 +109,7 @@ pub enum PollOutcome {
 impl CheckpointFollower {
     /// Follows the files `loaded` came from, each serving through its handle (under the name
     /// the handle carries). Registers every `canopy_model_reloads_total` series at 0.
-    pub fn new(loaded: Vec<ServedFile>) -> CheckpointFollower {
+    pub(crate) fn new(loaded: Vec<ServedFile>) -> CheckpointFollower {
         let files: Vec<FollowedFile> = loaded
             .into_iter()
             .map(|l| FollowedFile {
@@ -133,7 +133,7 @@ impl CheckpointFollower {
 
     /// Checks every file once, swapping in those replaced by a valid model; returns what it did
     /// with each, in the order the files were given.
-    pub fn poll(&mut self) -> Vec<PollOutcome> {
+    pub(crate) fn poll(&mut self) -> Vec<PollOutcome> {
         let outcomes = self.files.iter_mut().map(FollowedFile::poll).collect();
         self.export_ages();
         outcomes
@@ -312,7 +312,7 @@ fn shape_change(handle: &ModelHandle, saved: &SavedModel) -> Option<String> {
 }
 
 /// Polls `follower` every `every` until `stop`'s sender is dropped (the server's shutdown).
-pub fn follow(mut follower: CheckpointFollower, every: Duration, stop: Receiver<()>) {
+pub(crate) fn follow(mut follower: CheckpointFollower, every: Duration, stop: Receiver<()>) {
     loop {
         match stop.recv_timeout(every) {
             Err(RecvTimeoutError::Timeout) => {

@@ -38,10 +38,10 @@ use crate::series::Labels;
 
 /// The most synthetic rows a forecaster is seeded with: the default model's 30 days at 5m. A finer
 /// step would otherwise make the first fit take minutes (30 days at 10s is 259,200 rows).
-pub const MAX_FORECASTER_SYNTHETIC_ROWS: usize = 8_640;
+pub(crate) const MAX_FORECASTER_SYNTHETIC_ROWS: usize = 8_640;
 
 /// The share of synthetic rows in a training set, by data source.
-pub fn synthetic_share(source: DataSource) -> f64 {
+pub(crate) fn synthetic_share(source: DataSource) -> f64 {
     match source {
         DataSource::Synthetic => 1.0,
         DataSource::Prometheus => 0.2,
@@ -60,7 +60,7 @@ fn source_name(source: DataSource) -> &'static str {
 }
 
 /// The label set of the forecaster's synthetic entity.
-pub fn synthetic_entity() -> Labels {
+pub(crate) fn synthetic_entity() -> Labels {
     Labels::from_pairs([(crate::features::entities::PRIOR_LABEL, "synthetic")])
 }
 
@@ -97,37 +97,37 @@ enum Backfiller {
 /// What a detector's first rows must fill: its reservoir's `capacity` and the rows its first
 /// fit needs.
 #[derive(Debug, Clone, Copy)]
-pub struct DetectorNeeds {
-    pub capacity: usize,
-    pub first_fit_rows: usize,
+pub(crate) struct DetectorNeeds {
+    pub(crate) capacity: usize,
+    pub(crate) first_fit_rows: usize,
 }
 
 /// What a forecaster's first rows must give: at least `min_windows` windows of `span` rows
 /// (lookback and horizon).
 #[derive(Debug, Clone, Copy)]
-pub struct ForecasterNeeds {
-    pub span: usize,
-    pub min_windows: usize,
+pub(crate) struct ForecasterNeeds {
+    pub(crate) span: usize,
+    pub(crate) min_windows: usize,
 }
 
 /// A model's first training rows: what they came from (`canopy_model_info`'s source) and the
 /// event time they end at.
 #[derive(Debug, Clone)]
-pub struct FirstRows<T> {
-    pub source: &'static str,
-    pub end_ms: i64,
-    pub rows: T,
+pub(crate) struct FirstRows<T> {
+    pub(crate) source: &'static str,
+    pub(crate) end_ms: i64,
+    pub(crate) rows: T,
 }
 
 /// A detector's rows: timestamps and the row-major vectors at them, oldest first.
-pub type DetectorRows = FirstRows<(Vec<i64>, Vec<f64>)>;
+pub(crate) type DetectorRows = FirstRows<(Vec<i64>, Vec<f64>)>;
 
 /// A forecaster's rows: each entity's timestamps and row-major values, oldest first.
-pub type ForecasterRows = FirstRows<Vec<(Labels, Vec<i64>, Vec<f64>)>>;
+pub(crate) type ForecasterRows = FirstRows<Vec<(Labels, Vec<i64>, Vec<f64>)>>;
 
 /// The configured training source, asked for each model's first rows in turn: a Prometheus that
 /// fails once is not asked again (see the module doc).
-pub struct TrainingSource<'a> {
+pub(crate) struct TrainingSource<'a> {
     config: &'a Config,
     backfiller: Backfiller,
     now_ms: i64,
@@ -138,7 +138,11 @@ impl<'a> TrainingSource<'a> {
     /// The source `[source] data_source` names, the training ranges ending at `now_ms`, a
     /// backfill keeping at most `max_entities` entities per model; `None` (logged) for `none`,
     /// where models learn from the stream alone.
-    pub fn new(config: &'a Config, now_ms: i64, max_entities: usize) -> Option<TrainingSource<'a>> {
+    pub(crate) fn new(
+        config: &'a Config,
+        now_ms: i64,
+        max_entities: usize,
+    ) -> Option<TrainingSource<'a>> {
         let source = config.source.data_source;
         if source == DataSource::None {
             tracing::info!("data_source = \"none\": models learn from the stream alone");
@@ -177,7 +181,7 @@ impl<'a> TrainingSource<'a> {
     }
 
     /// The first rows of detector `name`; `None` for a model the config does not have.
-    pub fn detector(&mut self, name: &str, needs: DetectorNeeds) -> Option<DetectorRows> {
+    pub(crate) fn detector(&mut self, name: &str, needs: DetectorNeeds) -> Option<DetectorRows> {
         let source = self.config.source.data_source;
         let (range, synthetic, fetched) = self.fetch(name)?;
         let capacity = needs.capacity;
@@ -212,7 +216,11 @@ impl<'a> TrainingSource<'a> {
     }
 
     /// The first rows of forecaster `name`; `None` for a model the config does not have.
-    pub fn forecaster(&mut self, name: &str, needs: ForecasterNeeds) -> Option<ForecasterRows> {
+    pub(crate) fn forecaster(
+        &mut self,
+        name: &str,
+        needs: ForecasterNeeds,
+    ) -> Option<ForecasterRows> {
         let source = self.config.source.data_source;
         let (range, synthetic, fetched) = self.fetch(name)?;
         let (used, entities) = match fetched {
