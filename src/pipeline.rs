@@ -82,27 +82,37 @@ impl Pipeline {
         training: TrainingMode,
     ) -> Result<Vec<Detector>, PipelineError> {
         let mut out = Vec::new();
-        let stale_steps = config.evaluation.stale_steps;
-        for (name, model) in &config.models {
-            if let ModelKind::IsolationForest(forest) = &model.kind {
-                let spec = DetectorSpec::new(name, model, forest, &self.features, stale_steps)?;
-                if let Some(warning) = spec.small_reservoir_warning() {
-                    tracing::warn!("{warning}");
-                }
-                out.push(Detector::new(spec, training)?);
+        for spec in self.detector_specs(config)? {
+            if let Some(warning) = spec.small_reservoir_warning() {
+                tracing::warn!("{warning}");
             }
+            out.push(Detector::new(spec, training)?);
         }
         Ok(out)
     }
 
     /// What `check-config` warns of: configurations that work, but not as their keys suggest.
     pub fn config_warnings(&self, config: &Config) -> Result<Vec<String>, PipelineError> {
-        let mut out = Vec::new();
+        let specs = self.detector_specs(config)?;
+        Ok(specs
+            .iter()
+            .filter_map(DetectorSpec::small_reservoir_warning)
+            .collect())
+    }
+
+    /// The spec of every isolation-forest model in the config, in name order.
+    fn detector_specs(&self, config: &Config) -> Result<Vec<DetectorSpec>, PipelineError> {
         let stale_steps = config.evaluation.stale_steps;
+        let mut out = Vec::new();
         for (name, model) in &config.models {
             if let ModelKind::IsolationForest(forest) = &model.kind {
-                let spec = DetectorSpec::new(name, model, forest, &self.features, stale_steps)?;
-                out.extend(spec.small_reservoir_warning());
+                out.push(DetectorSpec::new(
+                    name,
+                    model,
+                    forest,
+                    &self.features,
+                    stale_steps,
+                )?);
             }
         }
         Ok(out)
