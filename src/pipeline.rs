@@ -3,7 +3,7 @@
 //! live runtimes), for every command that runs the data path: the agent, `replay`, `train`,
 //! `check-config` and the ingest bench.
 //!
-//! Builds and connects; runs nothing: the agent (`crate::agent`) owns the tasks and the shutdown
+//! Builds and connects; runs nothing: the agent (`agent.rs`) owns the tasks and the shutdown
 //! path, `replay` and `train` their own loops. The models are built one constructor per kind
 //! ([`Pipeline::detectors`], [`Pipeline::forecasters`]), each for every model of its kind in the
 //! config, because each caller keeps the two kinds apart (the evaluation thread steps both lists,

@@ -2,7 +2,7 @@
 //! (`predictive-analytics`), both on the flat trees of [`tree`] and the seeded [`rng::Rng`].
 //! The forests do no I/O and know nothing of HTTP, PromQL or the series store: they take rows of
 //! `f64` and give scores and forecasts. The live runtimes that connect them to the feature steps
-//! are in `crate::live`.
+//! are in the `live` module.
 
 pub mod iforest;
 pub mod likelihood;
