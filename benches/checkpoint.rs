@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use canopy::checkpoint::saved::SavedReservoir;
 use canopy::checkpoint::{SavedData, SavedModel, decode, encode, model_path, write_atomic};
-use canopy::model::detector::TrainingInfo;
+use canopy::live::TrainingInfo;
 use canopy::model::iforest::{IsolationForest, IsolationForestParams};
 use canopy::model::rforest::RandomForestParams;
 use criterion::{Criterion, criterion_group, criterion_main};

@@ -11,10 +11,10 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use canopy::agent::Pipeline;
 use canopy::config::Config;
 use canopy::ingest::Protocol;
 use canopy::ingest::decode::Allowance;
+use canopy::pipeline::Pipeline;
 #[path = "payload/mod.rs"]
 mod payload;
 

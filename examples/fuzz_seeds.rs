@@ -10,7 +10,7 @@ use std::sync::Arc;
 use canopy::checkpoint::format;
 use canopy::checkpoint::saved::{SavedData, SavedEntity, SavedModel, SavedReservoir};
 use canopy::ingest::proto::{v1, v2};
-use canopy::model::detector::TrainingInfo;
+use canopy::live::TrainingInfo;
 use canopy::model::iforest::{IsolationForest, IsolationForestParams};
 use canopy::model::rforest::{RandomForestParams, RandomForestRegressor};
 use canopy::series::Labels;

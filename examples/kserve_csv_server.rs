@@ -10,7 +10,7 @@
 use std::error::Error;
 use std::sync::Arc;
 
-use arc_swap::ArcSwapOption;
+use canopy::live::{Published, TrainingInfo};
 use canopy::model::iforest::{Contamination, IsolationForest, IsolationForestParams};
 use canopy::serve::kserve;
 use canopy::serve::registry::{DetectorHandle, Registry};
@@ -60,8 +60,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         detectors: vec![DetectorHandle {
             name,
             features,
-            model: Arc::new(ArcSwapOption::from_pointee(forest)),
-            info: Default::default(),
+            model: Published::of(Arc::new(forest), TrainingInfo::default()),
         }],
         forecasters: vec![],
     };

@@ -9,10 +9,10 @@
 //!   receiver (canopy's `/api/v1/write`, or any other remote-write receiver) and prints what was
 //!   sent; `benches/compare/memory_100k_http.sh` reads the receiver's peak RSS from `/proc`.
 
-use canopy::agent::Pipeline;
 use canopy::config::Config;
 use canopy::ingest::Protocol;
 use canopy::ingest::decode::Allowance;
+use canopy::pipeline::Pipeline;
 
 #[path = "../benches/payload/memory.rs"]
 mod memory;

@@ -1,8 +1,8 @@
-//! The running agent: builds the pipeline from a [`Config`] and runs its tasks until shutdown.
+//! The running agent: builds the [`Pipeline`] from a [`Config`] and runs its tasks until shutdown.
 //!
 //! Tasks and who owns what:
 //! - the HTTP server (tokio tasks, one per connection) owns nothing; it reaches the store through
-//!   the [`Ingestor`] behind an `Arc`;
+//!   the [`Ingestor`](crate::ingest::Ingestor) behind an `Arc`;
 //! - the sweeper (one tokio task) evicts samples past retention and series gone stale, every
 //!   `SWEEP_EVERY`; it takes each store shard's lock briefly, one shard at a time;
 //! - the evaluation loop (one OS thread, because a step's evaluation is CPU work that must not
@@ -27,20 +27,19 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::checkpoint::reload::{self, CheckpointFollower, RELOAD_EVERY};
 use crate::checkpoint::restore::restore_models;
 use crate::checkpoint::writer::{CheckpointSchedule, CheckpointWriter};
-use crate::config::{Config, ModelKind};
+use crate::config::Config;
+use crate::features::FeatureEngine;
 use crate::features::history::FeatureHistory;
-use crate::features::stepper::Stepper;
-use crate::features::{FeatureEngine, FeatureError, FeatureSet};
-use crate::ingest::decode::LabelLimits;
 use crate::ingest::handler::RemoteWrite;
-use crate::ingest::{IngestLimits, Ingestor};
-use crate::model::detector::{Detector, DetectorError, DetectorSpec, TrainingMode};
-use crate::model::forecaster::{Forecaster, ForecasterError, ForecasterSpec};
-use crate::series::{Prefilter, SeriesStore, StoreLimits};
+use crate::live::TrainingMode;
+use crate::live::detector::Detector;
+use crate::live::forecaster::Forecaster;
+use crate::pipeline::{Pipeline, PipelineError};
+use crate::series::SeriesStore;
 use crate::serve::registry::Registry;
+use crate::serve::reload::{self, CheckpointFollower, RELOAD_EVERY};
 use crate::serve::{self, Routes, Security};
 
 const SWEEP_EVERY: Duration = Duration::from_secs(15);
@@ -57,11 +56,7 @@ pub enum AgentError {
     #[error(transparent)]
     Security(#[from] crate::serve::SecurityError),
     #[error(transparent)]
-    Feature(#[from] FeatureError),
-    #[error(transparent)]
-    Detector(#[from] DetectorError),
-    #[error(transparent)]
-    Forecaster(#[from] ForecasterError),
+    Pipeline(#[from] PipelineError),
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
     #[error(
@@ -74,113 +69,6 @@ pub enum AgentError {
     FollowerThread(std::io::Error),
 }
 
-/// The pipeline from ingest to evaluated features, built from the config.
-pub struct Pipeline {
-    pub store: Arc<SeriesStore>,
-    pub ingestor: Arc<Ingestor>,
-    pub features: FeatureSet,
-    pub history: Arc<FeatureHistory>,
-}
-
-impl Pipeline {
-    pub fn new(config: &Config) -> Result<Pipeline, AgentError> {
-        let features = FeatureSet::from_config(config)?;
-        let store = Arc::new(SeriesStore::new(StoreLimits {
-            max_series: config.limits.max_series,
-            retention_ms: config.limits.retention.as_millis() as i64,
-        }));
-        let l = &config.limits;
-        let ingestor = Arc::new(Ingestor::new(
-            store.clone(),
-            Prefilter::new(features.selectors()),
-            IngestLimits {
-                max_request_bytes: l.max_request_bytes,
-                max_decoded_bytes: l.max_decoded_bytes,
-                labels: LabelLimits {
-                    max_labels: l.max_labels_per_series,
-                    max_name_bytes: l.max_label_name_bytes,
-                    max_value_bytes: l.max_label_value_bytes,
-                },
-                max_future_ms: i64::try_from(l.max_future.as_millis()).unwrap_or(i64::MAX),
-            },
-        ));
-        let history = Arc::new(FeatureHistory::new(
-            config.evaluation.history.as_millis() as i64,
-            config.evaluation.step.as_millis() as i64 * i64::from(config.evaluation.stale_steps),
-        ));
-        Ok(Pipeline {
-            store,
-            ingestor,
-            features,
-            history,
-        })
-    }
-
-    /// The detectors of every isolation-forest model in the config.
-    pub fn detectors(
-        &self,
-        config: &Config,
-        training: fn() -> TrainingMode,
-    ) -> Result<Vec<Detector>, AgentError> {
-        let mut out = Vec::new();
-        let stale_steps = config.evaluation.stale_steps;
-        for (name, model) in &config.models {
-            if let ModelKind::IsolationForest(forest) = &model.kind {
-                let spec = DetectorSpec::new(name, model, forest, &self.features, stale_steps)?;
-                if let Some(warning) = spec.small_reservoir_warning() {
-                    tracing::warn!("{warning}");
-                }
-                out.push(Detector::new(spec, training())?);
-            }
-        }
-        Ok(out)
-    }
-
-    /// What `check-config` warns of: configurations that work, but not as their keys suggest.
-    pub fn config_warnings(&self, config: &Config) -> Result<Vec<String>, AgentError> {
-        let mut out = Vec::new();
-        let stale_steps = config.evaluation.stale_steps;
-        for (name, model) in &config.models {
-            if let ModelKind::IsolationForest(forest) = &model.kind {
-                let spec = DetectorSpec::new(name, model, forest, &self.features, stale_steps)?;
-                out.extend(spec.small_reservoir_warning());
-            }
-        }
-        Ok(out)
-    }
-
-    /// The forecasters of every random-forest model in the config.
-    pub fn forecasters(
-        &self,
-        config: &Config,
-        training: fn() -> TrainingMode,
-    ) -> Result<Vec<Forecaster>, AgentError> {
-        let mut out = Vec::new();
-        let stale_steps = config.evaluation.stale_steps;
-        for (name, model) in &config.models {
-            if let ModelKind::RandomForest(forest) = &model.kind {
-                let spec = ForecasterSpec::new(name, model, forest, &self.features, stale_steps)?;
-                out.push(Forecaster::new(spec, training())?);
-            }
-        }
-        Ok(out)
-    }
-
-    /// The feature engine for this pipeline's features, stepping at `evaluation.step`.
-    pub fn engine(&self, config: &Config) -> FeatureEngine {
-        let step = config.evaluation.step.as_millis() as i64;
-        let history_steps = (config.evaluation.history.as_millis() as i64 / step).max(1) as usize;
-        FeatureEngine::new(
-            self.features.clone(),
-            Stepper::new(
-                step,
-                config.evaluation.lateness.as_millis() as i64,
-                history_steps,
-            ),
-        )
-    }
-}
-
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(config: Config, listen: SocketAddr) -> Result<(), AgentError> {
     let security = Security::load(&config.server)?;
@@ -189,8 +77,8 @@ pub async fn run(config: Config, listen: SocketAddr) -> Result<(), AgentError> {
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let sweeper = tokio::spawn(sweep(pipeline.store.clone(), stop_rx.clone()));
-    let mut detectors = pipeline.detectors(&config, || TrainingMode::Background)?;
-    let mut forecasters = pipeline.forecasters(&config, || TrainingMode::Background)?;
+    let mut detectors = pipeline.detectors(&config, TrainingMode::Background)?;
+    let mut forecasters = pipeline.forecasters(&config, TrainingMode::Background)?;
     restore_models(&config.model_dir, &mut detectors, &mut forecasters);
     let checkpoints = CheckpointSchedule::new(
         CheckpointWriter::spawn(
@@ -202,10 +90,7 @@ pub async fn run(config: Config, listen: SocketAddr) -> Result<(), AgentError> {
         &detectors,
         &forecasters,
     );
-    let registry = Registry {
-        detectors: detectors.iter().map(Detector::handle).collect(),
-        forecasters: forecasters.iter().map(Forecaster::handle).collect(),
-    };
+    let registry = Registry::live(&detectors, &forecasters);
     let evaluation = {
         let (engine, store, history, stop, config) = (
             pipeline.engine(&config),
@@ -222,7 +107,7 @@ pub async fn run(config: Config, listen: SocketAddr) -> Result<(), AgentError> {
                 // restore (restored ones are skipped), on this thread so that the server binds
                 // and answers meanwhile; readiness follows the published forests. Samples
                 // received meanwhile wait in the store for the first evaluation.
-                crate::source::mix::initial_training(&config, &mut detectors, &mut forecasters);
+                crate::live::seed::initial_training(&config, &mut detectors, &mut forecasters);
                 evaluation_loop(
                     engine,
                     Models {
@@ -280,7 +165,7 @@ pub async fn run(config: Config, listen: SocketAddr) -> Result<(), AgentError> {
 ///
 /// Each served file is followed while the server runs: the checkpoint follower thread polls the
 /// files every [`RELOAD_EVERY`] and swaps a valid replacement into the model's `arc-swap` cell
-/// (see [`crate::checkpoint::reload`]). It owns nothing the requests wait on; it stops when the
+/// (see [`crate::serve::reload`]). It owns nothing the requests wait on; it stops when the
 /// server has drained and this function drops the channel it listens on.
 pub async fn serve_checkpoints(
     model_dir: &std::path::Path,
@@ -289,7 +174,7 @@ pub async fn serve_checkpoints(
     security: Security,
 ) -> Result<(), AgentError> {
     let metrics = serve::telemetry::install();
-    let (_, mut loaded) = crate::checkpoint::load_registry(model_dir)?;
+    let (_, mut loaded) = reload::load_registry(model_dir)?;
     if let Some(name) = model_name {
         if loaded.len() == 1 {
             loaded[0].handle.rename(name);

@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// The embedded default configuration, also printed by the README.
-pub const DEFAULT_TOML: &str = include_str!("default_config.toml");
+pub(crate) const DEFAULT_TOML: &str = include_str!("default_config.toml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -50,13 +50,13 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
 pub struct Config {
     pub listen: SocketAddr,
     pub model_dir: PathBuf,
-    pub limits: Limits,
+    pub(crate) limits: Limits,
     /// Feature name to PromQL expression, in name order.
     pub features: BTreeMap<String, String>,
     pub models: BTreeMap<String, ModelConfig>,
-    pub evaluation: Evaluation,
-    pub checkpoint: CheckpointConfig,
-    pub source: SourceConfig,
+    pub(crate) evaluation: Evaluation,
+    pub(crate) checkpoint: CheckpointConfig,
+    pub(crate) source: SourceConfig,
     pub server: ServerConfig,
 }
 
@@ -69,61 +69,61 @@ pub struct ServerConfig {
     /// A file holding the token every request but the probes must send as
     /// `Authorization: Bearer <token>`.
     #[serde(default)]
-    pub bearer_token_file: Option<PathBuf>,
+    pub(crate) bearer_token_file: Option<PathBuf>,
     /// `/metrics` answers without the token.
     #[serde(default)]
-    pub metrics_open: bool,
+    pub(crate) metrics_open: bool,
     /// PEM certificate chain (leaf first) and private key: HTTPS instead of HTTP.
     #[serde(default)]
-    pub tls_cert_file: Option<PathBuf>,
+    pub(crate) tls_cert_file: Option<PathBuf>,
     #[serde(default)]
-    pub tls_key_file: Option<PathBuf>,
+    pub(crate) tls_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Limits {
-    pub max_request_bytes: usize,
-    pub max_decoded_bytes: usize,
-    pub max_inflight_requests: usize,
+pub(crate) struct Limits {
+    pub(crate) max_request_bytes: usize,
+    pub(crate) max_decoded_bytes: usize,
+    pub(crate) max_inflight_requests: usize,
     /// Bytes all in-flight remote-write requests may hold at once: each compressed body, its
     /// decoded body, and the labels, samples and series decoded from it, charged as they grow.
-    pub max_inflight_bytes: usize,
-    pub max_series: usize,
-    pub max_labels_per_series: usize,
-    pub max_label_name_bytes: usize,
-    pub max_label_value_bytes: usize,
+    pub(crate) max_inflight_bytes: usize,
+    pub(crate) max_series: usize,
+    pub(crate) max_labels_per_series: usize,
+    pub(crate) max_label_name_bytes: usize,
+    pub(crate) max_label_value_bytes: usize,
     #[serde(deserialize_with = "duration")]
-    pub retention: Duration,
+    pub(crate) retention: Duration,
     /// How far ahead of the wall clock a received sample may be; later ones are dropped.
     #[serde(deserialize_with = "duration")]
-    pub max_future: Duration,
+    pub(crate) max_future: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Evaluation {
+pub(crate) struct Evaluation {
     #[serde(deserialize_with = "duration")]
-    pub step: Duration,
+    pub(crate) step: Duration,
     #[serde(deserialize_with = "duration")]
-    pub lateness: Duration,
+    pub(crate) lateness: Duration,
     #[serde(deserialize_with = "duration")]
-    pub history: Duration,
+    pub(crate) history: Duration,
     /// Steps of a model (or of the evaluation, for feature values) after which an entity that
     /// gave no result leaves `/metrics`.
-    pub stale_steps: u32,
+    pub(crate) stale_steps: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CheckpointConfig {
+pub(crate) struct CheckpointConfig {
     #[serde(deserialize_with = "duration")]
-    pub interval: Duration,
+    pub(crate) interval: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum DataSource {
+pub(crate) enum DataSource {
     Synthetic,
     Prometheus,
     Hybrid,
@@ -134,39 +134,39 @@ pub enum DataSource {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SourceConfig {
-    pub data_source: DataSource,
-    pub prometheus_url: String,
-    pub anomaly_rate: f64,
+pub(crate) struct SourceConfig {
+    pub(crate) data_source: DataSource,
+    pub(crate) prometheus_url: String,
+    pub(crate) anomaly_rate: f64,
     /// `TRAINING_DAYS`: when set, overrides every model's `training_days`.
     #[serde(default)]
-    pub training_days: Option<u32>,
+    pub(crate) training_days: Option<u32>,
     /// A file holding a bearer token sent to Prometheus (a service account token).
     #[serde(default)]
-    pub bearer_token_file: Option<PathBuf>,
+    pub(crate) bearer_token_file: Option<PathBuf>,
     /// Basic auth user for Prometheus; the password is read from `basic_auth_password_file`.
     #[serde(default)]
-    pub basic_auth_user: Option<String>,
+    pub(crate) basic_auth_user: Option<String>,
     #[serde(default)]
-    pub basic_auth_password_file: Option<PathBuf>,
+    pub(crate) basic_auth_password_file: Option<PathBuf>,
     /// PEM certificates to trust for an `https` Prometheus, instead of the Mozilla roots.
     #[serde(default)]
-    pub ca_file: Option<PathBuf>,
+    pub(crate) ca_file: Option<PathBuf>,
     /// The timeout of one `query_range` request.
     #[serde(deserialize_with = "duration")]
-    pub query_timeout: Duration,
+    pub(crate) query_timeout: Duration,
     /// Retries of a failed `query_range` request (with doubling backoff from 0.5s).
-    pub query_retries: u32,
+    pub(crate) query_retries: u32,
 }
 
 /// One model's configuration, resolved with its kind's defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
     pub features: Vec<String>,
-    pub step: Duration,
+    pub(crate) step: Duration,
     pub seed: u64,
-    pub training_days: u32,
-    pub retrain_interval: Duration,
+    pub(crate) training_days: u32,
+    pub(crate) retrain_interval: Duration,
     pub kind: ModelKind,
 }
 
@@ -177,43 +177,43 @@ pub enum ModelKind {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Contamination {
+pub(crate) enum Contamination {
     Auto,
     Fraction(f64),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct IsolationForestConfig {
-    pub n_estimators: usize,
-    pub max_samples: usize,
-    pub max_features: f64,
-    pub contamination: Contamination,
-    pub replace_fraction: f64,
-    pub reservoir_size: usize,
-    pub gate_anomalies: bool,
+    pub(crate) n_estimators: usize,
+    pub(crate) max_samples: usize,
+    pub(crate) max_features: f64,
+    pub(crate) contamination: Contamination,
+    pub(crate) replace_fraction: f64,
+    pub(crate) reservoir_size: usize,
+    pub(crate) gate_anomalies: bool,
     /// The likelihood at or above which `canopy_anomaly` is 1, in (0, 1).
-    pub threshold: f64,
+    pub(crate) threshold: f64,
     /// Steps of surprise averaged into the likelihood.
-    pub likelihood_window: usize,
+    pub(crate) likelihood_window: usize,
     /// Event time after an alert during which the surprise is halved (0: never).
-    pub suppress: Duration,
+    pub(crate) suppress: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RandomForestConfig {
-    pub target: Vec<String>,
-    pub lookback: usize,
-    pub horizon: usize,
-    pub n_estimators: usize,
-    pub max_depth: Option<usize>,
-    pub min_samples_split: usize,
-    pub min_samples_leaf: usize,
-    pub max_features: f64,
-    pub bootstrap: bool,
+    pub(crate) target: Vec<String>,
+    pub(crate) lookback: usize,
+    pub(crate) horizon: usize,
+    pub(crate) n_estimators: usize,
+    pub(crate) max_depth: Option<usize>,
+    pub(crate) min_samples_split: usize,
+    pub(crate) min_samples_leaf: usize,
+    pub(crate) max_features: f64,
+    pub(crate) bootstrap: bool,
 }
 
 /// The most steps a detector's likelihood may average: bounds each entity's state.
-pub const MAX_LIKELIHOOD_WINDOW: usize = 64;
+pub(crate) const MAX_LIKELIHOOD_WINDOW: usize = 64;
 
 /// The model table as written: every key optional, resolved against the kind's defaults.
 #[derive(Debug, Deserialize)]
@@ -530,18 +530,6 @@ impl Config {
                 ))
             })?;
         raw.validate().map_err(|e| replaced.hint(e))
-    }
-
-    /// The features any configured model uses, in name order.
-    pub fn used_features(&self) -> Vec<&str> {
-        let mut used: Vec<&str> = self
-            .models
-            .values()
-            .flat_map(|m| m.features.iter().map(String::as_str))
-            .collect();
-        used.sort_unstable();
-        used.dedup();
-        used
     }
 }
 
@@ -974,7 +962,7 @@ mod tests {
             6,
             "features were not in the file: default kept"
         );
-        assert_eq!(c.used_features(), ["cpu"]);
+        assert_eq!(c.models["only"].features, ["cpu"]);
     }
 
     #[test]

@@ -33,7 +33,7 @@ struct Family {
 
 /// A set of per-entity series, rendered in the Prometheus text format.
 #[derive(Default)]
-pub struct EntityMetrics {
+pub(crate) struct EntityMetrics {
     inner: Mutex<Inner>,
 }
 
@@ -47,19 +47,25 @@ struct Inner {
 static GLOBAL: LazyLock<EntityMetrics> = LazyLock::new(EntityMetrics::default);
 
 /// The process's per-entity series, rendered by `/metrics`.
-pub fn global() -> &'static EntityMetrics {
+pub(crate) fn global() -> &'static EntityMetrics {
     &GLOBAL
 }
 
 /// Sets the gauge `name{labels}` in the process's set, from the step at `t_ms`, stale `stale_ms`
 /// after it.
-pub fn entity_gauge(name: &'static str, labels: Vec<Label>, value: f64, t_ms: i64, stale_ms: i64) {
+pub(crate) fn entity_gauge(
+    name: &'static str,
+    labels: Vec<Label>,
+    value: f64,
+    t_ms: i64,
+    stale_ms: i64,
+) {
     global().update(name, Kind::Gauge, labels, value, t_ms, stale_ms);
 }
 
 /// Adds `delta` (0 keeps an idle entity's counter alive) to the counter `name{labels}` in the
 /// process's set, from the step at `t_ms`, stale `stale_ms` after it.
-pub fn entity_counter(
+pub(crate) fn entity_counter(
     name: &'static str,
     labels: Vec<Label>,
     delta: f64,
@@ -101,18 +107,15 @@ impl EntityMetrics {
     }
 
     /// How many series are exported.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.families.values().map(|f| f.series.len()).sum()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Appends every series in the Prometheus text format, each family under its `# HELP` (from
     /// `help`) and `# TYPE` lines, in a stable order.
-    pub fn render(&self, out: &mut String, help: impl Fn(&str) -> Option<&'static str>) {
+    pub(crate) fn render(&self, out: &mut String, help: impl Fn(&str) -> Option<&'static str>) {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         for (name, family) in &inner.families {
             if family.series.is_empty() {

@@ -9,20 +9,20 @@
 
 use std::sync::{Arc, OnceLock};
 
-use arc_swap::ArcSwapOption;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderValue, Request};
 use tower::ServiceExt;
 
-use crate::agent::Pipeline;
 use crate::checkpoint::format;
 use crate::checkpoint::saved::SavedData;
 use crate::config::Config;
 use crate::ingest::decode::Allowance;
 use crate::ingest::{IngestLimits, Ingestor, Protocol};
+use crate::live::{Published, TrainingInfo};
 use crate::model::iforest::{IsolationForest, IsolationForestParams};
 use crate::model::rforest::{RandomForestParams, RandomForestRegressor};
+use crate::pipeline::Pipeline;
 use crate::promql::{Evaluator, Plan, canonical};
 use crate::series::{Prefilter, Sample, SeriesStore, StoreLimits};
 use crate::serve::kserve;
@@ -45,7 +45,7 @@ pub const TARGETS: [(&str, Target); 7] = [
 
 /// The models the KServe targets are served: a trained detector (3 features), a trained
 /// forecaster (lookback 2 × 2 features → horizon 2 × 1 target) and a detector still training.
-pub const KSERVE_MODELS: [&str; 3] = ["detector", "forecaster", "training"];
+pub(crate) const KSERVE_MODELS: [&str; 3] = ["detector", "forecaster", "training"];
 
 /// What the default config's pipeline ingests with: its store's limits, its prefilter and its
 /// ingest limits. Every remote-write input meets them with a fresh store of its own.
@@ -133,14 +133,12 @@ fn kserve_router() -> &'static (tokio::runtime::Runtime, Router) {
                 DetectorHandle {
                     name: KSERVE_MODELS[0].into(),
                     features: features(&["a", "b", "c"]),
-                    model: Arc::new(ArcSwapOption::new(Some(Arc::new(detector)))),
-                    info: Default::default(),
+                    model: Published::of(Arc::new(detector), TrainingInfo::default()),
                 },
                 DetectorHandle {
                     name: KSERVE_MODELS[2].into(),
                     features: features(&["a", "b", "c"]),
-                    model: Arc::new(ArcSwapOption::empty()),
-                    info: Default::default(),
+                    model: Published::empty(),
                 },
             ],
             forecasters: vec![ForecasterHandle {
@@ -149,8 +147,7 @@ fn kserve_router() -> &'static (tokio::runtime::Runtime, Router) {
                 targets: features(&["a"]),
                 lookback: 2,
                 horizon: 2,
-                model: Arc::new(ArcSwapOption::new(Some(Arc::new(forecaster)))),
-                info: Default::default(),
+                model: Published::of(Arc::new(forecaster), TrainingInfo::default()),
             }],
         };
         (runtime, kserve::router(registry))

@@ -1,11 +1,14 @@
 //! canopy: a streaming anomaly agent for Kubernetes metrics.
 //!
 //! The modules follow the data path: [`ingest`] (remote-write) → [`series`] (rolling windows) →
-//! [`promql`] and [`features`] (feature vectors per step) → [`model`] (isolation and random forests) → [`serve`] (HTTP: remote-write route, KServe V1/V2 predict, `/metrics`);
-//! [`checkpoint`] saves and restores the models on the model volume. [`batch`] runs the file
-//! commands (`score`, `replay`), and [`report`] draws a replay as an HTML page.
-//! [`config`] holds the configuration every stage is built from; [`agent`] assembles the
-//! pipeline and runs its tasks. ARCHITECTURE.md has the whole map.
+//! [`promql`] and [`features`] (feature vectors per step) → [`model`] (isolation and random
+//! forests, pure computation) run by [`live`] (the runtimes that score, forecast and retrain at
+//! each step) → [`serve`] (HTTP: remote-write route, KServe V1/V2 predict, `/metrics`);
+//! [`checkpoint`] saves and restores the models on the model volume, and [`source`] gives the
+//! rows they are first trained from. [`batch`] runs the file commands (`score`, `replay`), and
+//! [`report`] draws a replay as an HTML page. [`config`] holds the configuration every stage is
+//! built from; [`pipeline`] assembles the data path from it, and [`agent`] runs its tasks.
+//! ARCHITECTURE.md has the whole map.
 
 pub mod agent;
 pub mod batch;
@@ -17,7 +20,9 @@ pub mod features;
 pub mod fuzzing;
 pub mod http;
 pub mod ingest;
+pub mod live;
 pub mod model;
+pub mod pipeline;
 pub mod promql;
 pub mod report;
 pub mod series;

@@ -189,7 +189,7 @@ fn command(cli: Cli) -> Result<()> {
     match cli.command {
         Some(Command::CheckConfig { config }) => {
             let c = Config::load(config.as_deref())?;
-            let pipeline = canopy::agent::Pipeline::new(&c)?;
+            let pipeline = canopy::pipeline::Pipeline::new(&c)?;
             let security = canopy::serve::Security::load(&c.server)?;
             for warning in pipeline.config_warnings(&c)? {
                 println!("warning: {warning}");

@@ -17,14 +17,15 @@ use canopy::checkpoint::format::frame;
 use canopy::checkpoint::saved::{SavedEntity, SavedReservoir};
 use canopy::checkpoint::{
     CHECKPOINT_FILE, CheckpointError, FORMAT_VERSION, OLDEST_FORMAT_VERSION, SavedData, SavedModel,
-    TEMP_FILE, decode, encode, load_registry,
+    TEMP_FILE, decode, encode,
 };
 use canopy::ingest::proto::v1;
-use canopy::model::detector::TrainingInfo;
+use canopy::live::TrainingInfo;
 use canopy::model::iforest::{IsolationForest, IsolationForestParams};
 use canopy::model::rforest::{RandomForestParams, RandomForestRegressor};
 use canopy::model::rng::Rng;
 use canopy::series::Labels;
+use canopy::serve::reload::load_registry;
 use common::{Agent, http, metric_value, wait_for};
 use prost::Message;
 

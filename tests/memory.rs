@@ -10,12 +10,12 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use canopy::agent::Pipeline;
 use canopy::config::Config;
 use canopy::features::stepper::Stepper;
 use canopy::features::{FeatureEngine, FeatureSet};
 use canopy::ingest::Protocol;
 use canopy::ingest::decode::Allowance;
+use canopy::pipeline::Pipeline;
 
 #[path = "../benches/payload/memory.rs"]
 mod memory;

@@ -121,7 +121,7 @@ fn trained_checkpoints_are_served_read_only_in_both_layouts() {
     ]);
     let served = predict(port, "anomaly-detector", &rows);
     // The checkpoint's own forest, loaded in-process, answers the same.
-    let (registry, _) = canopy::checkpoint::load_registry(&models).expect("load checkpoints");
+    let (registry, _) = canopy::serve::reload::load_registry(&models).expect("load checkpoints");
     let forest = registry
         .detector("anomaly-detector")
         .expect("detector")

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use canopy::config::{Config, ModelKind};
 use canopy::features::FeatureSet;
-use canopy::model::detector::{Detector, DetectorSpec, TrainingMode};
+use canopy::live::TrainingMode;
+use canopy::live::detector::{Detector, DetectorSpec};
 use canopy::series::Labels;
 use canopy::source::prometheus::{BackfillRequest, ClientOptions, PrometheusClient, backfill};
 use canopy::source::synthetic::{SyntheticSpec, generate};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use canopy::checkpoint::saved::SavedEntity;
 use canopy::checkpoint::{SavedData, SavedModel};
-use canopy::model::detector::TrainingInfo;
+use canopy::live::TrainingInfo;
 use canopy::model::rforest::{RandomForestParams, RandomForestRegressor};
 use canopy::model::rng::Rng;
 use canopy::model::windows::{WindowSpec, Windows, training_windows};

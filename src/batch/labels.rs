@@ -83,19 +83,19 @@ pub fn windows_for(path: &Path, input: &Path) -> Result<Vec<Window>, LabelsError
 /// How a replay did against the labelled windows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
-    pub windows: usize,
-    pub detected: usize,
-    pub false_positives: usize,
+    pub(crate) windows: usize,
+    pub(crate) detected: usize,
+    pub(crate) false_positives: usize,
     /// Steps scored after probation, and how many of them were flagged.
-    pub scored_steps: usize,
-    pub flagged_steps: usize,
+    pub(crate) scored_steps: usize,
+    pub(crate) flagged_steps: usize,
     /// Rows of the file in probation, and the first time counted.
-    pub probation_rows: usize,
-    pub counted_from_ms: Option<i64>,
+    pub(crate) probation_rows: usize,
+    pub(crate) counted_from_ms: Option<i64>,
 }
 
 /// NAB's probation: the first 15% of the rows, at most 750.
-pub fn probation_rows(n_rows: usize) -> usize {
+pub(crate) fn probation_rows(n_rows: usize) -> usize {
     (n_rows * 15 / 100).min(750)
 }
 

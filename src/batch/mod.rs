@@ -14,9 +14,9 @@ pub mod replay;
 pub mod score;
 pub mod train;
 
-use crate::agent::AgentError;
 use crate::model::iforest::IsolationForestError;
 use crate::model::rforest::RandomForestError;
+use crate::pipeline::PipelineError;
 use crate::source::csv::CsvError;
 
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +72,7 @@ pub enum BatchError {
         name: String,
     },
     #[error(transparent)]
-    Pipeline(#[from] AgentError),
+    Pipeline(#[from] PipelineError),
     #[error("cannot write the output: {0}")]
     Write(#[from] std::io::Error),
 }

@@ -49,26 +49,26 @@ pub enum NabError {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Profile {
     pub name: &'static str,
-    pub tp: f64,
-    pub fn_weight: f64,
-    pub fp: f64,
+    pub(crate) tp: f64,
+    pub(crate) fn_weight: f64,
+    pub(crate) fp: f64,
 }
 
-pub const STANDARD: Profile = Profile {
+pub(crate) const STANDARD: Profile = Profile {
     name: "standard",
     tp: 1.0,
     fn_weight: 1.0,
     fp: 0.11,
 };
 
-pub const REWARD_LOW_FP_RATE: Profile = Profile {
+pub(crate) const REWARD_LOW_FP_RATE: Profile = Profile {
     name: "reward_low_FP_rate",
     tp: 1.0,
     fn_weight: 1.0,
     fp: 0.22,
 };
 
-pub const REWARD_LOW_FN_RATE: Profile = Profile {
+pub(crate) const REWARD_LOW_FN_RATE: Profile = Profile {
     name: "reward_low_FN_rate",
     tp: 1.0,
     fn_weight: 2.0,
@@ -80,7 +80,7 @@ pub const PROFILES: [Profile; 3] = [STANDARD, REWARD_LOW_FP_RATE, REWARD_LOW_FN_
 
 /// NAB's weighting curve of a relative position `y`: `2 / (1 + exp(5y)) - 1`, from 1 (far
 /// before) through 0 (at `y = 0`) to -1, and exactly -1 past `y = 3`.
-pub fn scaled_sigmoid(y: f64) -> f64 {
+pub(crate) fn scaled_sigmoid(y: f64) -> f64 {
     if y > 3.0 {
         -1.0
     } else {
@@ -211,14 +211,10 @@ impl FileScores {
         self.windows
     }
 
-    /// The rows in probation, at the file's start.
-    pub fn probation(&self) -> usize {
-        self.probation
-    }
-
     /// Each row's weight under `p`, were it detected: positive inside a window, negative outside
     /// (probation rows included, though they never count).
-    pub fn weights(&self, p: &Profile) -> Vec<f64> {
+    #[cfg(test)]
+    fn weights(&self, p: &Profile) -> Vec<f64> {
         (0..self.places.len())
             .map(|i| self.weight(i, p).1)
             .collect()
@@ -253,7 +249,7 @@ pub struct CorpusScore {
     /// `100 * (raw - null) / (perfect - null)`; NaN when `perfect == null` (a corpus without
     /// windows), where it is not defined.
     pub normalised: f64,
-    pub windows: usize,
+    pub(crate) windows: usize,
 }
 
 /// Scores `files` under `p` at the single threshold that maximises their summed raw score.
@@ -480,7 +476,7 @@ mod tests {
             &[(0, 1.0), (1, 1.0), (10, 1.0)],
             &[(1, 1), (10, 14)],
         );
-        assert_eq!(f.probation(), 3);
+        assert_eq!(f.probation, 3);
         let b = file_breakdown(&f, &STANDARD, 0.5);
         assert_eq!((b.windows, b.detected, b.false_positives), (2, 1, 0));
         // 1 (second window) - 1 (the first, missed).

@@ -26,17 +26,18 @@ use std::sync::Arc;
 
 use super::labels::{self, Summary, Window};
 use super::{BatchError, number};
-use crate::agent::Pipeline;
 use crate::config::{Config, ModelKind};
 use crate::features::{FeatureSet, StepResult};
-use crate::model::detector::{Detector, Scored, TrainingMode};
-use crate::model::forecaster::{Forecast, Forecaster};
+use crate::live::TrainingMode;
+use crate::live::detector::{Detector, Scored};
+use crate::live::forecaster::{Forecast, Forecaster};
+use crate::pipeline::Pipeline;
 use crate::series::labels::METRIC_NAME;
 use crate::series::{Prefilter, Sample};
 use crate::source::csv::{Table, format_timestamp};
 
 /// Replay's output header.
-pub const HEADER: &str = "timestamp,anomaly_score,anomaly_likelihood,anomaly";
+pub(crate) const HEADER: &str = "timestamp,anomaly_score,anomaly_likelihood,anomaly";
 
 /// What a replay did, for the command line to report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +52,7 @@ pub struct ReplayOutcome {
 
 /// A valid Prometheus metric name for a column: characters outside `[a-zA-Z0-9_:]` become `_`,
 /// and a leading digit gets a `_` in front.
-pub fn series_name(column: &str) -> String {
+pub(crate) fn series_name(column: &str) -> String {
     let mut name: String = column
         .chars()
         .map(|c| {
@@ -97,12 +98,12 @@ pub struct TracedDetector {
 /// The forecaster replay ran, as the report names it.
 #[derive(Debug, Clone)]
 pub struct TracedForecaster {
-    pub name: String,
-    pub features: Vec<String>,
-    pub targets: Vec<String>,
-    pub lookback: usize,
-    pub horizon: usize,
-    pub step_ms: i64,
+    pub(crate) name: String,
+    pub(crate) features: Vec<String>,
+    pub(crate) targets: Vec<String>,
+    pub(crate) lookback: usize,
+    pub(crate) horizon: usize,
+    pub(crate) step_ms: i64,
 }
 
 /// One feature's value at every traced step.
@@ -139,17 +140,8 @@ pub struct TracedStep {
 
 /// Replays `input` through the pipeline `config` describes, writing one row per model step to
 /// `out`; with `labels` (NAB's `windows.json`), also scores the run against the input's windows.
-pub fn replay(
-    config: &Config,
-    input: &Path,
-    labels: Option<&Path>,
-    out: &mut dyn Write,
-) -> Result<ReplayOutcome, BatchError> {
-    replay_traced(config, input, labels, out).map(|(outcome, _)| outcome)
-}
-
-/// [`replay`], keeping the [`Trace`] of the run. The trace costs a few numbers per step beside
-/// the input, which replay holds anyway, so plain replays keep it too and drop it.
+/// Returns the [`Trace`] of the run too: it costs a few numbers per step beside the input, which
+/// replay holds anyway, so a plain replay keeps it and drops it.
 pub fn replay_traced(
     config: &Config,
     input: &Path,
@@ -372,8 +364,8 @@ fn models(
     pipeline: &Pipeline,
     config: &Config,
 ) -> Result<(Option<Detector>, Option<Forecaster>), BatchError> {
-    let mut detectors = pipeline.detectors(config, || TrainingMode::Inline)?;
-    let mut forecasters = pipeline.forecasters(config, || TrainingMode::Inline)?;
+    let mut detectors = pipeline.detectors(config, TrainingMode::Inline)?;
+    let mut forecasters = pipeline.forecasters(config, TrainingMode::Inline)?;
     if detectors.len() > 1 || forecasters.len() > 1 || detectors.len() + forecasters.len() == 0 {
         let kinds: Vec<String> = config
             .models

@@ -14,15 +14,16 @@ use std::path::Path;
 
 use super::{BatchError, number};
 use crate::config::{Config, ModelConfig, ModelKind, RandomForestConfig};
-use crate::model::detector::forest_params;
-use crate::model::forecaster::{forest_params as forest_params_rf, window_spec};
+use crate::live::detector::forest_params;
+use crate::live::forecaster::{forest_params as forest_params_rf, window_spec};
 use crate::model::iforest::IsolationForest;
 use crate::model::rforest::RandomForestRegressor;
 use crate::model::windows::{WindowError, lookback_row, training_windows};
 use crate::source::csv::{Table, format_timestamp};
 
 /// The detector's output header.
-pub const DETECTOR_HEADER: &str = "timestamp,score_samples,decision_function,predict,anomaly_score";
+pub(crate) const DETECTOR_HEADER: &str =
+    "timestamp,score_samples,decision_function,predict,anomaly_score";
 
 /// Fits `model` on `fit` and writes one output row per `input` row (in time order) to `out`:
 /// the detector's scores, or the forecaster's forecasts.

@@ -6,10 +6,10 @@
 use std::path::{Path, PathBuf};
 
 use super::BatchError;
-use crate::agent::Pipeline;
 use crate::checkpoint::{SavedModel, encode, model_path, write_atomic};
 use crate::config::Config;
-use crate::model::detector::TrainingMode;
+use crate::live::TrainingMode;
+use crate::pipeline::Pipeline;
 
 /// Trains `model` and writes its checkpoint below `out`; returns the file written.
 pub fn train(config: &Config, model: &str, out: &Path) -> Result<PathBuf, BatchError> {
@@ -25,14 +25,14 @@ pub fn train(config: &Config, model: &str, out: &Path) -> Result<PathBuf, BatchE
     };
     let pipeline = Pipeline::new(config).map_err(|e| failed(e.to_string()))?;
     let mut detectors = pipeline
-        .detectors(config, || TrainingMode::Inline)
+        .detectors(config, TrainingMode::Inline)
         .map_err(|e| failed(e.to_string()))?;
     let mut forecasters = pipeline
-        .forecasters(config, || TrainingMode::Inline)
+        .forecasters(config, TrainingMode::Inline)
         .map_err(|e| failed(e.to_string()))?;
     detectors.retain(|d| d.spec().name == model);
     forecasters.retain(|f| f.spec().name == model);
-    crate::source::mix::initial_training(config, &mut detectors, &mut forecasters);
+    crate::live::seed::initial_training(config, &mut detectors, &mut forecasters);
     let saved = detectors
         .first()
         .and_then(SavedModel::of_detector)

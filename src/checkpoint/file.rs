@@ -1,19 +1,15 @@
 //! Checkpoint files on the model volume: where they live, the atomic write, moving a refused
 //! file aside, and reading a model folder read-only for `canopy serve` (with the stamp of each
-//! file read, which [`super::reload`] compares to notice a replaced file).
+//! file read, which `canopy serve`'s follower compares to notice a replaced file).
 
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::SystemTime;
-
-use arc_swap::{ArcSwap, ArcSwapOption};
 
 use super::CheckpointError;
 use super::format::decode;
-use super::saved::{SavedData, SavedModel};
-use crate::serve::registry::{DetectorHandle, ForecasterHandle, ModelHandle, Registry};
+use super::saved::SavedModel;
 
 /// The one model file of a model folder.
 pub const CHECKPOINT_FILE: &str = "model.ckpt";
@@ -56,7 +52,7 @@ fn sync_folder(folder: &Path) -> Result<(), CheckpointError> {
 }
 
 /// Reads and decodes `path`.
-pub fn read(path: &Path) -> Result<SavedModel, CheckpointError> {
+pub(crate) fn read(path: &Path) -> Result<SavedModel, CheckpointError> {
     read_stamped(path).map(|(saved, _)| saved)
 }
 
@@ -64,7 +60,7 @@ pub fn read(path: &Path) -> Result<SavedModel, CheckpointError> {
 /// look at, no longer a model file) and returns the new path. `why` is
 /// [`CheckpointError::aside_label`]: `corrupt` for a file that does not decode, `mismatch` for a
 /// sound file whose model no longer fits the config.
-pub fn move_aside(path: &Path, why: &str) -> Result<PathBuf, CheckpointError> {
+pub(crate) fn move_aside(path: &Path, why: &str) -> Result<PathBuf, CheckpointError> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -84,7 +80,7 @@ pub fn move_aside(path: &Path, why: &str) -> Result<PathBuf, CheckpointError> {
 /// Taken from the open file, so it describes the bytes read even if the path is replaced
 /// meanwhile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileStamp {
+pub(crate) struct FileStamp {
     device: u64,
     inode: u64,
     len: u64,
@@ -111,7 +107,7 @@ impl FileStamp {
     }
 
     /// The stamp of the file `path` names now: its metadata and its last 4 bytes, nothing more.
-    pub fn read(path: &Path) -> std::io::Result<FileStamp> {
+    pub(crate) fn read(path: &Path) -> std::io::Result<FileStamp> {
         let mut file = File::open(path)?;
         let meta = file.metadata()?;
         let mut checksum = [0; 4];
@@ -126,13 +122,13 @@ impl FileStamp {
     }
 
     /// When the file was last written, if the file system says.
-    pub fn modified(&self) -> Option<SystemTime> {
+    pub(crate) fn modified(&self) -> Option<SystemTime> {
         self.modified
     }
 }
 
 /// Reads and decodes `path`, with the stamp of the file the bytes came from.
-pub fn read_stamped(path: &Path) -> Result<(SavedModel, FileStamp), CheckpointError> {
+pub(crate) fn read_stamped(path: &Path) -> Result<(SavedModel, FileStamp), CheckpointError> {
     let mut file = File::open(path).map_err(io(path))?;
     let meta = file.metadata().map_err(io(path))?;
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
@@ -145,25 +141,19 @@ pub fn read_stamped(path: &Path) -> Result<(SavedModel, FileStamp), CheckpointEr
     Ok((decode(&bytes)?, stamp))
 }
 
-/// What [`load_registry`] loaded, per model: the file, what its model was trained from, and the
-/// handle it is served through.
-#[derive(Clone)]
-pub struct LoadedModel {
-    pub name: String,
-    pub kind: &'static str,
-    pub path: PathBuf,
-    pub stamp: FileStamp,
-    pub source: String,
-    pub trained_at_ms: Option<i64>,
-    pub handle: ModelHandle,
+/// What [`load_models`] read, per model: the file and the model saved in it.
+pub(crate) struct LoadedModel {
+    pub(crate) path: PathBuf,
+    pub(crate) stamp: FileStamp,
+    pub(crate) saved: SavedModel,
 }
 
 /// Reads the checkpoints of a model folder read-only, as KServe's sklearn server reads its
 /// storage: a `model.ckpt` directly in `model_dir` (one model, named by its checkpoint), or one
-/// subfolder per model each holding a `model.ckpt` (subfolders without one are skipped). Every
-/// handle is filled (ready); any file that does not decode is an error naming it, since a
-/// read-only server must not move files aside.
-pub fn load_registry(model_dir: &Path) -> Result<(Registry, Vec<LoadedModel>), CheckpointError> {
+/// subfolder per model each holding a `model.ckpt` (subfolders without one are skipped). Any
+/// file that does not decode is an error naming it, since a read-only server must not move files
+/// aside.
+pub(crate) fn load_models(model_dir: &Path) -> Result<Vec<LoadedModel>, CheckpointError> {
     let direct = model_dir.join(CHECKPOINT_FILE);
     let mut paths = Vec::new();
     if direct.is_file() {
@@ -188,45 +178,9 @@ pub fn load_registry(model_dir: &Path) -> Result<(Registry, Vec<LoadedModel>), C
             CheckpointError::Io { .. } => e,
             other => CheckpointError::Invalid(format!("{}: {other}", path.display())),
         })?;
-        loaded.push(LoadedModel {
-            name: saved.name.clone(),
-            kind: saved.kind(),
-            path,
-            stamp,
-            source: saved.training.source.clone(),
-            trained_at_ms: saved.training.trained_at_ms,
-            handle: served_handle(saved),
-        });
+        loaded.push(LoadedModel { path, stamp, saved });
     }
-    Ok((Registry::of(loaded.iter().map(|l| &l.handle)), loaded))
-}
-
-/// The handle `saved` is served through, its forest published.
-fn served_handle(saved: SavedModel) -> ModelHandle {
-    let info = Arc::new(ArcSwap::from_pointee(saved.training));
-    match saved.data {
-        SavedData::Detector { forest, .. } => ModelHandle::Detector(DetectorHandle {
-            name: saved.name,
-            features: saved.features,
-            model: Arc::new(ArcSwapOption::new(Some(forest))),
-            info,
-        }),
-        SavedData::Forecaster {
-            forest,
-            targets,
-            lookback,
-            horizon,
-            ..
-        } => ModelHandle::Forecaster(ForecasterHandle {
-            name: saved.name,
-            features: saved.features,
-            targets,
-            lookback,
-            horizon,
-            model: Arc::new(ArcSwapOption::new(Some(forest))),
-            info,
-        }),
-    }
+    Ok(loaded)
 }
 
 #[cfg(test)]
@@ -258,7 +212,7 @@ mod tests {
         );
         assert!(!folder.join(CHECKPOINT_FILE).exists());
         assert!(matches!(
-            load_registry(&folder),
+            load_models(&folder),
             Err(CheckpointError::NoModels(_))
         ));
     }

@@ -59,7 +59,7 @@ pub fn decode(bytes: &[u8]) -> Result<SavedModel, CheckpointError> {
 }
 
 /// The payload of a framed file, after checking magic, version, length and CRC.
-pub fn unframe(bytes: &[u8]) -> Result<&[u8], CheckpointError> {
+pub(crate) fn unframe(bytes: &[u8]) -> Result<&[u8], CheckpointError> {
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
         // A prefix of the magic is a file cut short, anything else is not a checkpoint.
         if bytes.len() < MAGIC.len() && MAGIC.starts_with(bytes) {

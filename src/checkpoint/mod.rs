@@ -46,19 +46,18 @@
 //! history refilled, and the model's first retrain comes one `retrain_interval` after start.
 //! Anything else is moved aside with a logged reason and counted, and the model trains anew.
 //!
-//! # Serving ([`file::load_registry`], [`reload`])
-//! [`load_registry`] reads checkpoints read-only for `canopy serve`, and [`reload`] follows them:
-//! a replaced file that decodes and answers the served model's shape is swapped in; anything
-//! else is refused with a logged reason and the last good model keeps serving.
+//! # Serving
+//! [`file::load_models`] reads checkpoints read-only for `canopy serve`, as plain saved models:
+//! serve turns them into its registry and follows the files (`serve::reload`).
 
-pub mod file;
+pub(crate) mod file;
 pub mod format;
-pub mod reload;
-pub mod restore;
+pub(crate) mod restore;
 pub mod saved;
-pub mod writer;
+pub(crate) mod writer;
 
-pub use file::{CHECKPOINT_FILE, TEMP_FILE, load_registry, model_path, write_atomic};
+pub use file::model_path;
+pub use file::{CHECKPOINT_FILE, TEMP_FILE, write_atomic};
 pub use format::{FORMAT_VERSION, MAGIC, OLDEST_FORMAT_VERSION, decode, encode};
 pub use saved::{SavedData, SavedModel};
 
@@ -114,7 +113,7 @@ impl CheckpointError {
 
     /// What a refused file is renamed with: `mismatch` for a sound checkpoint of a model the
     /// config no longer describes, `corrupt` for everything else.
-    pub fn aside_label(&self) -> &'static str {
+    pub(crate) fn aside_label(&self) -> &'static str {
         match self {
             CheckpointError::Mismatch(_) => "mismatch",
             _ => "corrupt",

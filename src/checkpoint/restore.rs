@@ -17,12 +17,12 @@ use metrics::counter;
 use super::CheckpointError;
 use super::file::{TEMP_FILE, model_path, move_aside, read};
 use super::saved::{SavedData, SavedModel};
-use crate::model::detector::Detector;
-use crate::model::forecaster::Forecaster;
+use crate::live::detector::Detector;
+use crate::live::forecaster::Forecaster;
 use crate::promql::canonical;
 
 /// Restores every model that has a usable checkpoint in `model_dir`; returns how many.
-pub fn restore_models(
+pub(crate) fn restore_models(
     model_dir: &Path,
     detectors: &mut [Detector],
     forecasters: &mut [Forecaster],
@@ -80,7 +80,7 @@ pub fn restore_models(
 fn done(name: &str, what: &str) {
     counter!("canopy_checkpoint_restores_total", "model" => name.to_owned(), "result" => "ok")
         .increment(1);
-    crate::model::info::set_model_info(name, "checkpoint");
+    crate::live::info::set_model_info(name, "checkpoint");
     tracing::info!(model = %name, restored = %what, "model restored from its checkpoint");
 }
 

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use super::CheckpointError;
 use super::proto;
-use crate::model::detector::{Detector, TrainingInfo};
-use crate::model::forecaster::Forecaster;
+use crate::live::TrainingInfo;
+use crate::live::detector::Detector;
+use crate::live::forecaster::Forecaster;
 use crate::model::iforest::{Contamination, IsolationForest, IsolationTreeParts};
 use crate::model::rforest::{LeafEntry, RandomForestParams, RandomForestRegressor, RegressionTree};
 use crate::model::tree::{FlatTree, Node};
@@ -69,7 +70,7 @@ pub struct SavedEntity {
 
 impl SavedModel {
     /// `isolation_forest` or `random_forest`, as the config names kinds.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self.data {
             SavedData::Detector { .. } => "isolation_forest",
             SavedData::Forecaster { .. } => "random_forest",
@@ -78,7 +79,7 @@ impl SavedModel {
 
     /// The oldest format version that reads this model, which its file is written with: a
     /// detector's layout is format 1's, a forecaster's leaves need format 2.
-    pub fn format_version(&self) -> u32 {
+    pub(crate) fn format_version(&self) -> u32 {
         match self.data {
             SavedData::Detector { .. } => super::format::OLDEST_FORMAT_VERSION,
             SavedData::Forecaster { .. } => super::format::FORMAT_VERSION,
@@ -87,7 +88,7 @@ impl SavedModel {
 
     /// A snapshot of a live detector: its published forest (taken lock-free) and a copy of its
     /// reservoir. `None` while no forest is published.
-    pub fn of_detector(d: &Detector) -> Option<SavedModel> {
+    pub(crate) fn of_detector(d: &Detector) -> Option<SavedModel> {
         let forest = d.published().load_full()?;
         let spec = d.spec();
         let r = d.reservoir();
@@ -115,7 +116,7 @@ impl SavedModel {
 
     /// A snapshot of a live forecaster: its published forest and a copy of every entity's
     /// history. `None` while no forest is published.
-    pub fn of_forecaster(f: &Forecaster) -> Option<SavedModel> {
+    pub(crate) fn of_forecaster(f: &Forecaster) -> Option<SavedModel> {
         let forest = f.published().load_full()?;
         let spec = f.spec();
         let history = f
@@ -274,7 +275,7 @@ impl SavedModel {
     }
 
     /// The model in a decoded message, validated whole.
-    pub fn from_proto(m: proto::Checkpoint) -> Result<SavedModel, CheckpointError> {
+    pub(crate) fn from_proto(m: proto::Checkpoint) -> Result<SavedModel, CheckpointError> {
         let config = m.config.ok_or_else(|| invalid("no model config"))?;
         let nf = config.features.len();
         if nf == 0 {

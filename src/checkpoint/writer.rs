@@ -24,18 +24,18 @@ use metrics::{counter, gauge, histogram};
 use super::file::write_atomic;
 use super::format::encode;
 use super::saved::SavedModel;
-use crate::model::detector::Detector;
-use crate::model::forecaster::Forecaster;
+use crate::live::detector::Detector;
+use crate::live::forecaster::Forecaster;
 
 /// The writer thread and the sending end of its channel.
-pub struct CheckpointWriter {
+pub(crate) struct CheckpointWriter {
     tx: SyncSender<SavedModel>,
     thread: JoinHandle<()>,
 }
 
 impl CheckpointWriter {
     /// Starts the writer; at most `queue` snapshots wait for it.
-    pub fn spawn(model_dir: PathBuf, queue: usize) -> std::io::Result<CheckpointWriter> {
+    pub(crate) fn spawn(model_dir: PathBuf, queue: usize) -> std::io::Result<CheckpointWriter> {
         let (tx, rx) = std::sync::mpsc::sync_channel(queue.max(1));
         let thread = std::thread::Builder::new()
             .name("checkpoint".into())
@@ -44,7 +44,7 @@ impl CheckpointWriter {
     }
 
     /// Offers a snapshot without waiting; false when the queue is full.
-    pub fn try_submit(&self, model: SavedModel) -> bool {
+    pub(crate) fn try_submit(&self, model: SavedModel) -> bool {
         match self.tx.try_send(model) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => false,
@@ -56,7 +56,7 @@ impl CheckpointWriter {
     }
 
     /// Writes `last` after whatever is queued, then stops the thread and waits for it.
-    pub fn finish(self, last: Vec<SavedModel>) {
+    pub(crate) fn finish(self, last: Vec<SavedModel>) {
         for model in last {
             if self.tx.send(model).is_err() {
                 tracing::error!("the checkpoint writer has stopped before the final checkpoint");
@@ -111,24 +111,16 @@ struct Written {
 }
 
 /// Decides on the evaluation thread when each model is snapshotted for the writer.
-pub struct CheckpointSchedule {
+pub(crate) struct CheckpointSchedule {
     writer: CheckpointWriter,
     interval: Duration,
     written: HashMap<String, Written>,
 }
 
-/// The identity of a published forest (its allocation), 0 for none: a change means a retrain
-/// (or a restore) published a new one.
-fn identity<T>(cell: &arc_swap::ArcSwapOption<T>) -> usize {
-    cell.load()
-        .as_ref()
-        .map_or(0, |a| std::sync::Arc::as_ptr(a) as usize)
-}
-
 impl CheckpointSchedule {
     /// Starts from the models as they are now (restored forests count as written: the file
     /// already holds them).
-    pub fn new(
+    pub(crate) fn new(
         writer: CheckpointWriter,
         interval: Duration,
         detectors: &[Detector],
@@ -137,11 +129,11 @@ impl CheckpointSchedule {
         let now = Instant::now();
         let written = detectors
             .iter()
-            .map(|d| (d.spec().name.clone(), identity(&d.published())))
+            .map(|d| (d.spec().name.clone(), d.published().identity()))
             .chain(
                 forecasters
                     .iter()
-                    .map(|f| (f.spec().name.clone(), identity(&f.published()))),
+                    .map(|f| (f.spec().name.clone(), f.published().identity())),
             )
             .map(|(name, forest)| (name, Written { forest, at: now }))
             .collect();
@@ -153,15 +145,15 @@ impl CheckpointSchedule {
     }
 
     /// Hands the writer a snapshot of each model whose forest changed or whose interval passed.
-    pub fn tick(&mut self, detectors: &[Detector], forecasters: &[Forecaster]) {
+    pub(crate) fn tick(&mut self, detectors: &[Detector], forecasters: &[Forecaster]) {
         for d in detectors {
-            let forest = identity(&d.published());
+            let forest = d.published().identity();
             if self.due(&d.spec().name, forest) {
                 self.offer(forest, SavedModel::of_detector(d));
             }
         }
         for f in forecasters {
-            let forest = identity(&f.published());
+            let forest = f.published().identity();
             if self.due(&f.spec().name, forest) {
                 self.offer(forest, SavedModel::of_forecaster(f));
             }
@@ -191,7 +183,7 @@ impl CheckpointSchedule {
     }
 
     /// The final checkpoint of every model that has a forest, then the writer stops.
-    pub fn finish(self, detectors: &[Detector], forecasters: &[Forecaster]) {
+    pub(crate) fn finish(self, detectors: &[Detector], forecasters: &[Forecaster]) {
         let last = detectors
             .iter()
             .filter_map(SavedModel::of_detector)

@@ -19,15 +19,15 @@ use crate::series::labels::METRIC_NAME;
 
 /// The label that marks an entity made of training-source rows (synthetic or backfilled) rather
 /// than of received samples; no model exports results for such an entity.
-pub const PRIOR_LABEL: &str = "canopy_source";
+pub(crate) const PRIOR_LABEL: &str = "canopy_source";
 
 /// Whether `entity` is made of training-source rows (see [`PRIOR_LABEL`]).
-pub fn is_prior(entity: &Labels) -> bool {
+pub(crate) fn is_prior(entity: &Labels) -> bool {
     entity.get(PRIOR_LABEL).is_some()
 }
 
 /// The complete vectors at one step for the features `indices` (in that order), by entity.
-pub fn entity_vectors(step: &StepResult, indices: &[usize]) -> Vec<(Labels, Vec<f64>)> {
+pub(crate) fn entity_vectors(step: &StepResult, indices: &[usize]) -> Vec<(Labels, Vec<f64>)> {
     let mut broadcast: Vec<Option<f64>> = vec![None; indices.len()];
     let mut per_entity: Vec<Option<Vec<(Labels, f64)>>> = vec![None; indices.len()];
     for (k, &i) in indices.iter().enumerate() {
@@ -84,12 +84,8 @@ pub struct Rows {
 }
 
 impl Rows {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.t.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.t.is_empty()
     }
 }
 
@@ -103,7 +99,7 @@ pub struct EntityHistory {
 }
 
 impl EntityHistory {
-    pub fn new(n_features: usize, max_rows: usize, max_entities: usize) -> EntityHistory {
+    pub(crate) fn new(n_features: usize, max_rows: usize, max_entities: usize) -> EntityHistory {
         EntityHistory {
             n_features,
             max_rows: max_rows.max(1),
@@ -112,14 +108,14 @@ impl EntityHistory {
         }
     }
 
-    pub fn n_features(&self) -> usize {
+    pub(crate) fn n_features(&self) -> usize {
         self.n_features
     }
 
     /// Appends one step: complete entities get their vector, known entities that are incomplete
     /// get a row of NaN (so that windows over the history see the gap), and new entities beyond
     /// `max_entities` are refused and counted. Returns how many entities were refused.
-    pub fn push(&mut self, t_ms: i64, vectors: &[(Labels, Vec<f64>)]) -> usize {
+    pub(crate) fn push(&mut self, t_ms: i64, vectors: &[(Labels, Vec<f64>)]) -> usize {
         let mut refused = 0;
         for (labels, v) in vectors {
             if !self.entities.contains_key(labels) && self.entities.len() >= self.max_entities {
@@ -158,12 +154,13 @@ impl EntityHistory {
         self.entities.iter()
     }
 
-    pub fn get(&self, entity: &Labels) -> Option<&Rows> {
+    #[cfg(test)]
+    fn get(&self, entity: &Labels) -> Option<&Rows> {
         self.entities.get(entity)
     }
 
     /// Restores an entity's rows (from a checkpoint or a backfill), keeping the newest `max_rows`.
-    pub fn insert_rows(&mut self, entity: Labels, t: &[i64], v: &[f64]) {
+    pub(crate) fn insert_rows(&mut self, entity: Labels, t: &[i64], v: &[f64]) {
         let rows = self.entities.entry(entity).or_default();
         for (k, &tk) in t.iter().enumerate() {
             Self::push_row(

@@ -19,7 +19,7 @@ use crate::series::labels::METRIC_NAME;
 type SeriesPoints = BTreeMap<Labels, VecDeque<(i64, f64)>>;
 
 /// Per feature: each result series' recent points, over `retention_ms`.
-pub struct FeatureHistory {
+pub(crate) struct FeatureHistory {
     retention_ms: i64,
     /// Event time after its last step at which a feature's entity leaves `/metrics`.
     stale_ms: i64,
@@ -27,7 +27,7 @@ pub struct FeatureHistory {
 }
 
 /// Formats a value as Prometheus's API does (Go's `strconv.FormatFloat(v, 'f', -1, 64)`).
-pub fn format_value(v: f64) -> String {
+pub(crate) fn format_value(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v == f64::INFINITY {
@@ -41,7 +41,7 @@ pub fn format_value(v: f64) -> String {
 }
 
 /// A step timestamp in seconds as Prometheus's API writes it (a number, fractional when needed).
-pub fn format_time(t_ms: i64) -> Json {
+pub(crate) fn format_time(t_ms: i64) -> Json {
     if t_ms % 1000 == 0 {
         json!(t_ms / 1000)
     } else {
@@ -50,7 +50,7 @@ pub fn format_time(t_ms: i64) -> Json {
 }
 
 impl FeatureHistory {
-    pub fn new(retention_ms: i64, stale_ms: i64) -> FeatureHistory {
+    pub(crate) fn new(retention_ms: i64, stale_ms: i64) -> FeatureHistory {
         FeatureHistory {
             retention_ms,
             stale_ms,
@@ -59,7 +59,7 @@ impl FeatureHistory {
     }
 
     /// Records one step's results and exports the latest values as `canopy_feature_value`.
-    pub fn record(&self, t_ms: i64, set: &FeatureSet, values: &[Option<FeatureValues>]) {
+    pub(crate) fn record(&self, t_ms: i64, set: &FeatureSet, values: &[Option<FeatureValues>]) {
         let cutoff = t_ms - self.retention_ms;
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         for (feature, result) in set.features().iter().zip(values) {
@@ -88,7 +88,7 @@ impl FeatureHistory {
 
     /// The retained history of one feature in `query_range`'s body shape, or `None` for a feature
     /// that has never been recorded.
-    pub fn query_range_body(&self, name: &str) -> Option<Json> {
+    pub(crate) fn query_range_body(&self, name: &str) -> Option<Json> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         let series = inner.get(name)?;
         let result: Vec<Json> = series
@@ -112,7 +112,11 @@ impl FeatureHistory {
 /// Metric labels for an exported value: `(key, value)` first, then the entity's labels (a label
 /// that would collide with `key` is exported as `exported_{key}`, as Prometheus does; the
 /// reserved `__name__` is left out, the metric's own name says what it is).
-pub fn metric_labels(key: &'static str, value: &str, entity: &Labels) -> Vec<metrics::Label> {
+pub(crate) fn metric_labels(
+    key: &'static str,
+    value: &str,
+    entity: &Labels,
+) -> Vec<metrics::Label> {
     let mut out = vec![metrics::Label::new(key, value.to_owned())];
     for (n, v) in entity.iter().filter(|(n, _)| *n != METRIC_NAME) {
         let name = if n == key {

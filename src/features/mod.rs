@@ -6,8 +6,8 @@
 //! and hands each step's results to the models, which assemble per-entity vectors
 //! ([`entities`]). This module never does I/O and knows nothing of HTTP or the models' insides.
 
-pub mod entities;
-pub mod history;
+pub(crate) mod entities;
+pub(crate) mod history;
 pub mod stepper;
 
 use crate::config::Config;
@@ -36,9 +36,9 @@ pub enum FeatureError {
 
 /// One compiled feature.
 #[derive(Debug, Clone)]
-pub struct Feature {
-    pub name: String,
-    pub plan: Plan,
+pub(crate) struct Feature {
+    pub(crate) name: String,
+    pub(crate) plan: Plan,
 }
 
 /// Every configured feature, in name order (the index is the feature's id).
@@ -78,12 +78,12 @@ impl FeatureSet {
         Ok(FeatureSet { features })
     }
 
-    pub fn features(&self) -> &[Feature] {
+    pub(crate) fn features(&self) -> &[Feature] {
         &self.features
     }
 
     /// The expressions (as configured, trimmed) of the features at `indices`, in that order.
-    pub fn expressions(&self, indices: &[usize]) -> Vec<String> {
+    pub(crate) fn expressions(&self, indices: &[usize]) -> Vec<String> {
         indices
             .iter()
             .map(|&i| self.features[i].plan.expr().trim().to_owned())
@@ -95,7 +95,7 @@ impl FeatureSet {
     }
 
     /// Every selector any feature reads: what the ingest prefilter lets through.
-    pub fn selectors(&self) -> Vec<Selector> {
+    pub(crate) fn selectors(&self) -> Vec<Selector> {
         self.features
             .iter()
             .flat_map(|f| f.plan.selectors().cloned())
@@ -104,14 +104,14 @@ impl FeatureSet {
 }
 
 /// One feature's result at one step: an instant vector (a scalar is one series with no labels).
-pub type FeatureValues = Vec<(Labels, f64)>;
+pub(crate) type FeatureValues = Vec<(Labels, f64)>;
 
 /// Every feature's result at one step timestamp.
 #[derive(Debug, Clone)]
-pub struct StepResult {
-    pub t_ms: i64,
+pub(crate) struct StepResult {
+    pub(crate) t_ms: i64,
     /// Per feature, in [`FeatureSet`] order; `None` when the evaluation failed at this step.
-    pub values: Vec<Option<FeatureValues>>,
+    pub(crate) values: Vec<Option<FeatureValues>>,
 }
 
 /// Evaluates the feature set at due steps. Owned by one thread: the evaluation loop in the
@@ -135,12 +135,16 @@ impl FeatureEngine {
         &self.set
     }
 
-    pub fn stepper(&self) -> &Stepper {
+    pub(crate) fn stepper(&self) -> &Stepper {
         &self.stepper
     }
 
     /// Evaluates every step that became due, oldest first, recording values in `history`.
-    pub fn advance(&mut self, store: &SeriesStore, history: &FeatureHistory) -> Vec<StepResult> {
+    pub(crate) fn advance(
+        &mut self,
+        store: &SeriesStore,
+        history: &FeatureHistory,
+    ) -> Vec<StepResult> {
         let due = self.stepper.due(store.newest_timestamp());
         let mut out = Vec::with_capacity(due.len());
         for t in due {

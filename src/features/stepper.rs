@@ -33,22 +33,22 @@ impl Stepper {
         }
     }
 
-    pub fn step_ms(&self) -> i64 {
+    pub(crate) fn step_ms(&self) -> i64 {
         self.step_ms
     }
 
     /// The watermark for the newest received timestamp.
-    pub fn watermark(&self, newest_ms: i64) -> i64 {
+    pub(crate) fn watermark(&self, newest_ms: i64) -> i64 {
         newest_ms.saturating_sub(self.lateness_ms)
     }
 
     /// The last step handed out.
-    pub fn last(&self) -> Option<i64> {
+    pub(crate) fn last(&self) -> Option<i64> {
         self.last
     }
 
     /// The steps that became due since the previous call, oldest first.
-    pub fn due(&mut self, newest_ms: Option<i64>) -> Vec<i64> {
+    pub(crate) fn due(&mut self, newest_ms: Option<i64>) -> Vec<i64> {
         let Some(newest) = newest_ms else {
             return Vec::new();
         };

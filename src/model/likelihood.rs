@@ -41,7 +41,7 @@ pub struct ScoreReference {
 
 impl ScoreReference {
     /// A reference from anomaly scores s (any order; non-finite scores are left out).
-    pub fn new(mut scores: Vec<f64>) -> ScoreReference {
+    pub(crate) fn new(mut scores: Vec<f64>) -> ScoreReference {
         scores.retain(|s| s.is_finite());
         scores.sort_by(f64::total_cmp);
         ScoreReference { sorted: scores }
@@ -51,14 +51,6 @@ impl ScoreReference {
     /// reservoir it was trained and thresholded on. Empty if the rows do not fit the forest.
     pub fn of(forest: &IsolationForest, rows: &[f64]) -> ScoreReference {
         ScoreReference::new(forest.anomaly_scores(rows).unwrap_or_default())
-    }
-
-    pub fn len(&self) -> usize {
-        self.sorted.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.sorted.is_empty()
     }
 
     /// p = (k + ½) / (n + 1), where k reference scores are ≥ `score`. 1 for an empty reference
@@ -97,9 +89,9 @@ pub struct EntityLikelihood {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Likelihood {
     /// 1 − 10^(−smoothed, suppressed surprise), in [0, 1).
-    pub likelihood: f64,
+    pub(crate) likelihood: f64,
     /// `likelihood >= threshold`.
-    pub alert: bool,
+    pub(crate) alert: bool,
 }
 
 impl EntityLikelihood {
@@ -158,7 +150,7 @@ mod tests {
         );
         assert_eq!(ScoreReference::default().tail_probability(0.9), 1.0);
         let with_nan = ScoreReference::new(vec![f64::NAN, 0.5]);
-        assert_eq!(with_nan.len(), 1);
+        assert_eq!(with_nan.sorted.len(), 1);
     }
 
     #[test]

@@ -1,13 +1,10 @@
 //! The models: an isolation forest (the `anomaly-detector`) and a multi-output random forest
 //! (`predictive-analytics`), both on the flat trees of [`tree`] and the seeded [`rng::Rng`].
 //! The forests do no I/O and know nothing of HTTP, PromQL or the series store: they take rows of
-//! `f64` and give scores and forecasts. [`detector`] is the live runtime that connects a forest to
-//! the feature steps: scoring, the reservoir, event-time retraining and publication.
+//! `f64` and give scores and forecasts. The live runtimes that connect them to the feature steps
+//! are in the `live` module.
 
-pub mod detector;
-pub mod forecaster;
 pub mod iforest;
-pub mod info;
 pub mod likelihood;
 pub mod reservoir;
 pub mod rforest;

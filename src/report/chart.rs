@@ -18,11 +18,11 @@ use crate::source::csv::format_timestamp;
 
 /// The shared time axis of a file's panels.
 #[derive(Debug, Clone, Copy)]
-pub struct Frame {
-    pub t0: i64,
-    pub t1: i64,
+pub(crate) struct Frame {
+    pub(crate) t0: i64,
+    pub(crate) t1: i64,
     /// The panel's width in pixels.
-    pub width: u32,
+    pub(crate) width: u32,
 }
 
 /// The pixels left of the plotting area (the value labels); the same for every panel, which is
@@ -34,14 +34,14 @@ const TOP: u32 = 6;
 
 impl Frame {
     /// The plotting area's width in pixels: the number of columns to downsample to.
-    pub fn columns(&self) -> usize {
+    pub(crate) fn columns(&self) -> usize {
         self.width.saturating_sub(LEFT + RIGHT).max(1) as usize
     }
 }
 
 /// How a panel's values are placed vertically.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scale {
+pub(crate) enum Scale {
     Linear,
     /// A likelihood `L` in 0..1 drawn at `-log10(1 - L)`: 0.9, 0.99 and 0.999 equally spaced,
     /// so the tail where the threshold lives is readable. [`likelihood_y`] maps it.
@@ -52,47 +52,47 @@ pub enum Scale {
 const LIKELIHOOD_FLOOR: f64 = 1e-6;
 
 /// Where a likelihood is drawn on a [`Scale::Likelihood`] panel.
-pub fn likelihood_y(l: f64) -> f64 {
+pub(crate) fn likelihood_y(l: f64) -> f64 {
     -(1.0 - l).max(LIKELIHOOD_FLOOR).log10()
 }
 
 /// One line of a panel; a NaN value breaks it.
 #[derive(Debug, Clone)]
-pub struct Line {
-    pub colour: RGBColor,
-    pub points: Vec<(i64, f64)>,
+pub(crate) struct Line {
+    pub(crate) colour: RGBColor,
+    pub(crate) points: Vec<(i64, f64)>,
 }
 
 /// What one panel shows, in the panel's own units (already scaled).
 #[derive(Debug, Clone)]
-pub struct Panel {
-    pub height: u32,
-    pub scale: Scale,
+pub(crate) struct Panel {
+    pub(crate) height: u32,
+    pub(crate) scale: Scale,
     /// The value range, bottom to top.
-    pub y: (f64, f64),
-    pub lines: Vec<Line>,
+    pub(crate) y: (f64, f64),
+    pub(crate) lines: Vec<Line>,
     /// Flagged steps, each at its value on the panel's first line.
-    pub flags: Vec<(i64, f64)>,
-    pub threshold: Option<f64>,
+    pub(crate) flags: Vec<(i64, f64)>,
+    pub(crate) threshold: Option<f64>,
     /// Steps where a model trained, ticked at the top.
-    pub retrains: Vec<i64>,
+    pub(crate) retrains: Vec<i64>,
     /// The detector's warm-up (it cannot flag there).
-    pub warm_up: Option<(i64, i64)>,
+    pub(crate) warm_up: Option<(i64, i64)>,
 }
 
 /// What every panel of a file shades: the labelled windows and NAB's probation.
 #[derive(Debug, Clone, Default)]
-pub struct Shading {
-    pub windows: Vec<(i64, i64)>,
-    pub probation: Option<(i64, i64)>,
+pub(crate) struct Shading {
+    pub(crate) windows: Vec<(i64, i64)>,
+    pub(crate) probation: Option<(i64, i64)>,
 }
 
-pub const WINDOW: RGBColor = RGBColor(0xE4, 0x57, 0x2E);
-pub const PROBATION: RGBColor = RGBColor(0x80, 0x80, 0x80);
-pub const WARM_UP: RGBColor = RGBColor(0xC9, 0xA2, 0x27);
-pub const FLAG: RGBColor = RGBColor(0xD0, 0x10, 0x10);
-pub const THRESHOLD: RGBColor = RGBColor(0xE0, 0x8A, 0x00);
-pub const RETRAIN: RGBColor = RGBColor(0x2E, 0x7D, 0x32);
+pub(crate) const WINDOW: RGBColor = RGBColor(0xE4, 0x57, 0x2E);
+pub(crate) const PROBATION: RGBColor = RGBColor(0x80, 0x80, 0x80);
+pub(crate) const WARM_UP: RGBColor = RGBColor(0xC9, 0xA2, 0x27);
+pub(crate) const FLAG: RGBColor = RGBColor(0xD0, 0x10, 0x10);
+pub(crate) const THRESHOLD: RGBColor = RGBColor(0xE0, 0x8A, 0x00);
+pub(crate) const RETRAIN: RGBColor = RGBColor(0x2E, 0x7D, 0x32);
 
 type Chart<'a, 'b> =
     ChartContext<'a, SVGBackend<'b>, Cartesian2d<WithKeyPoints<RangedCoordi64>, RangedCoordf64>>;
@@ -106,7 +106,11 @@ struct Mapping {
 }
 
 /// Draws `panel` on `frame`'s time axis with `shading` beneath it.
-pub fn render(panel: &Panel, frame: &Frame, shading: &Shading) -> Result<String, ReportError> {
+pub(crate) fn render(
+    panel: &Panel,
+    frame: &Frame,
+    shading: &Shading,
+) -> Result<String, ReportError> {
     let (v0, v1) = panel.y;
     let (mesh, mapping) = layer(frame, panel, true, |_| Ok(()))?;
     let mut svg = String::with_capacity(mesh.len() * 2);
@@ -355,7 +359,7 @@ fn time_label(t: i64, every_ms: i64) -> String {
 }
 
 /// A value label: three significant digits, with k, M or G past a thousand.
-pub fn short_number(v: f64) -> String {
+pub(crate) fn short_number(v: f64) -> String {
     let a = v.abs();
     let (scaled, suffix) = if a >= 1e9 {
         (v / 1e9, "G")

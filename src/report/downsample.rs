@@ -9,7 +9,7 @@
 /// The indices of the points of `(times, values)` to draw on `columns` pixel columns spanning
 /// `t0..=t1`, in time order, with every index of `keep`. `times` are sorted; a NaN value is a
 /// gap. A series of at most four points per column is kept whole.
-pub fn pick(
+pub(crate) fn pick(
     times: &[i64],
     values: &[f64],
     (t0, t1): (i64, i64),
@@ -88,7 +88,7 @@ impl Bucket {
 }
 
 /// The index of the last of `times` (sorted) at or before `t`, if any.
-pub fn at_or_before(times: &[i64], t: i64) -> Option<usize> {
+pub(crate) fn at_or_before(times: &[i64], t: i64) -> Option<usize> {
     times.partition_point(|&x| x <= t).checked_sub(1)
 }
 

@@ -12,7 +12,7 @@
 //! Reads what [`crate::batch::replay`] recorded ([`Trace`]) and scores it with NAB's scorer
 //! ([`crate::batch::nab`]); never replays or reads files itself.
 
-pub mod chart;
+pub(crate) mod chart;
 mod downsample;
 mod page;
 mod panels;

@@ -15,7 +15,7 @@ use crate::batch::nab::{CorpusScore, PROFILES};
 use crate::batch::replay::Trace;
 
 /// Text for HTML: `&`, `<`, `>` and quotes escaped.
-pub fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -49,14 +49,14 @@ svg { display: block; }
 ";
 
 /// The page up to its first heading.
-pub fn head(title: &str) -> String {
+pub(crate) fn head(title: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\"/>\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"/>\n<title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
         escape(title)
     )
 }
 
-pub const FOOT: &str = "</body>\n</html>\n";
+pub(crate) const FOOT: &str = "</body>\n</html>\n";
 
 fn hex(c: plotters::style::RGBColor) -> String {
     format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2)
@@ -94,7 +94,7 @@ fn anchor(k: usize) -> String {
 }
 
 /// The file's header: what was replayed with which models and features, and how it did.
-pub fn header(k: usize, file: &Replayed, a: &Assessment, config: &str) -> String {
+pub(crate) fn header(k: usize, file: &Replayed, a: &Assessment, config: &str) -> String {
     let (trace, outcome) = (&file.trace, &file.outcome);
     let mut h = format!(
         "<section class=\"file\" id=\"{}\">\n<h2>{}</h2>\n<table class=\"facts\">\n",
@@ -196,7 +196,7 @@ fn code_list(names: &[String]) -> String {
 }
 
 /// What the shades, marks and lines mean, for this file's panels.
-pub fn legend(trace: &Trace) -> String {
+pub(crate) fn legend(trace: &Trace) -> String {
     let key = |colour, alpha: f64, text: &str| {
         let c = hex(colour);
         format!(
@@ -222,7 +222,7 @@ pub fn legend(trace: &Trace) -> String {
 }
 
 /// Opens a panel's `<div>` with its title; the caller adds the SVG and closes it.
-pub fn panel_title(title: &str, note: &str) -> String {
+pub(crate) fn panel_title(title: &str, note: &str) -> String {
     format!(
         "<div class=\"panel\"><div class=\"title\">{}<span class=\"note\">{}</span></div>",
         escape(title),
@@ -232,7 +232,7 @@ pub fn panel_title(title: &str, note: &str) -> String {
 
 /// The index of several files, in the order given (worst first), with the corpus's NAB scores
 /// when every file has labels.
-pub fn index<'a>(
+pub(crate) fn index<'a>(
     files: impl Iterator<Item = (&'a Replayed, &'a Assessment)>,
     corpus: Option<&[CorpusScore]>,
 ) -> String {

@@ -14,11 +14,11 @@ use crate::batch::replay::Trace;
 
 /// A panel with the words above it.
 #[derive(Debug, Clone)]
-pub struct Titled {
-    pub title: String,
+pub(crate) struct Titled {
+    pub(crate) title: String,
     /// A second line: the expression, the entity drawn, a forecast's error.
-    pub note: String,
-    pub panel: Panel,
+    pub(crate) note: String,
+    pub(crate) panel: Panel,
 }
 
 const COLUMN: RGBColor = RGBColor(0x1F, 0x5F, 0xA8);
@@ -26,10 +26,10 @@ const FEATURE: RGBColor = RGBColor(0x00, 0x7C, 0x89);
 const SCORE: RGBColor = RGBColor(0x6A, 0x3D, 0x9A);
 const LIKELIHOOD: RGBColor = RGBColor(0x33, 0x33, 0x33);
 const ACTUAL: RGBColor = RGBColor(0x55, 0x55, 0x55);
-pub const FORECAST: RGBColor = RGBColor(0xC2, 0x18, 0x5B);
+pub(crate) const FORECAST: RGBColor = RGBColor(0xC2, 0x18, 0x5B);
 
 /// The time axis of `trace`: its first row to its last.
-pub fn frame(trace: &Trace, width: u32) -> Frame {
+pub(crate) fn frame(trace: &Trace, width: u32) -> Frame {
     let times = trace.table.rows.iter().map(|r| r.t_ms);
     let t0 = times.clone().min().unwrap_or(0);
     let t1 = times.max().unwrap_or(0).max(t0 + 1);
@@ -38,7 +38,7 @@ pub fn frame(trace: &Trace, width: u32) -> Frame {
 
 /// The labelled windows, and NAB's probation when there are labels (it only means something
 /// to the scoring).
-pub fn shading(trace: &Trace, frame: &Frame) -> Shading {
+pub(crate) fn shading(trace: &Trace, frame: &Frame) -> Shading {
     let Some(windows) = &trace.windows else {
         return Shading::default();
     };
@@ -54,7 +54,7 @@ pub fn shading(trace: &Trace, frame: &Frame) -> Shading {
 }
 
 /// Every panel of `trace`, the forecasts at `horizon` steps ahead.
-pub fn panels(trace: &Trace, frame: &Frame, horizon: usize) -> Vec<Titled> {
+pub(crate) fn panels(trace: &Trace, frame: &Frame, horizon: usize) -> Vec<Titled> {
     let step_times: Vec<i64> = trace.steps.iter().map(|s| s.t_ms).collect();
     let flagged: Vec<usize> = (0..trace.steps.len())
         .filter(|&i| trace.steps[i].anomaly)

@@ -26,7 +26,10 @@ fn bad_request(message: String) -> Response {
         .into_response()
 }
 
-pub async fn series(State(store): State<Arc<SeriesStore>>, RawQuery(query): RawQuery) -> Response {
+pub(crate) async fn series(
+    State(store): State<Arc<SeriesStore>>,
+    RawQuery(query): RawQuery,
+) -> Response {
     let query = query.unwrap_or_default();
     let mut selectors = Vec::new();
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
@@ -66,12 +69,12 @@ pub async fn series(State(store): State<Arc<SeriesStore>>, RawQuery(query): RawQ
 }
 
 #[derive(Clone)]
-pub struct FeaturesApi {
-    pub history: Arc<FeatureHistory>,
-    pub features: FeatureSet,
+pub(crate) struct FeaturesApi {
+    pub(crate) history: Arc<FeatureHistory>,
+    pub(crate) features: FeatureSet,
 }
 
-pub async fn features(State(api): State<FeaturesApi>) -> Response {
+pub(crate) async fn features(State(api): State<FeaturesApi>) -> Response {
     let data: Vec<Value> = api
         .features
         .features()
@@ -81,7 +84,10 @@ pub async fn features(State(api): State<FeaturesApi>) -> Response {
     axum::Json(json!({"status": "success", "data": data})).into_response()
 }
 
-pub async fn feature_history(State(api): State<FeaturesApi>, Path(name): Path<String>) -> Response {
+pub(crate) async fn feature_history(
+    State(api): State<FeaturesApi>,
+    Path(name): Path<String>,
+) -> Response {
     if api.features.index_of(&name).is_none() {
         let known: Vec<&str> = api
             .features

@@ -42,7 +42,7 @@ pub enum TokenError {
 
 /// The token file and the token last read from it.
 #[derive(Debug)]
-pub struct TokenFile {
+pub(crate) struct TokenFile {
     path: PathBuf,
     token: ArcSwap<Vec<u8>>,
     /// The last refresh failed; set while it keeps failing, so that it is logged once.
@@ -67,7 +67,7 @@ fn read_token(path: &Path) -> Result<Vec<u8>, TokenError> {
 
 impl TokenFile {
     /// Reads the token: an unreadable or empty file is a configuration error at start.
-    pub fn load(path: &Path) -> Result<TokenFile, TokenError> {
+    pub(crate) fn load(path: &Path) -> Result<TokenFile, TokenError> {
         Ok(TokenFile {
             token: ArcSwap::from_pointee(read_token(path)?),
             path: path.to_owned(),
@@ -78,7 +78,7 @@ impl TokenFile {
     /// Re-reads the file and puts a changed token in use. A file that has become unreadable or
     /// empty keeps the last token in use (a Secret being rewritten, a volume remounting), logged
     /// once until it is readable again.
-    pub fn refresh(&self) {
+    pub(crate) fn refresh(&self) {
         match read_token(&self.path) {
             Ok(token) => {
                 if self.failing.swap(false, Ordering::Relaxed) {
@@ -105,14 +105,14 @@ impl TokenFile {
 
 /// What the middleware needs: the token, and whether `/metrics` is open.
 #[derive(Clone, Debug)]
-pub struct Access {
-    pub token: Arc<TokenFile>,
-    pub metrics_open: bool,
+pub(crate) struct Access {
+    pub(crate) token: Arc<TokenFile>,
+    pub(crate) metrics_open: bool,
 }
 
 /// Whether a request may be answered without the token: the probes, and `/metrics` when open.
 /// Only reads (GET, HEAD): a probe never writes.
-pub fn open_without_token(method: &Method, path: &str, metrics_open: bool) -> bool {
+pub(crate) fn open_without_token(method: &Method, path: &str, metrics_open: bool) -> bool {
     if method != Method::GET && method != Method::HEAD {
         return false;
     }
@@ -143,7 +143,11 @@ fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
 }
 
 /// The middleware: passes the request on when it is open or carries the token, else 401.
-pub async fn require_token(State(access): State<Access>, request: Request, next: Next) -> Response {
+pub(crate) async fn require_token(
+    State(access): State<Access>,
+    request: Request,
+    next: Next,
+) -> Response {
     if open_without_token(request.method(), request.uri().path(), access.metrics_open) {
         return next.run(request).await;
     }

@@ -7,12 +7,13 @@
 //! [`kserve::router`]), like every other canopy error body. Who may call which route is decided
 //! in [`auth`], the TLS side in [`tls`]; both are off unless `[server]` configures them.
 
-pub mod api;
-pub mod auth;
+pub(crate) mod api;
+pub(crate) mod auth;
 pub mod kserve;
 pub mod registry;
+pub mod reload;
 pub mod telemetry;
-pub mod tls;
+pub(crate) mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,17 +34,17 @@ use crate::series::SeriesStore;
 
 /// Everything the routes read.
 #[derive(Clone)]
-pub struct Routes {
-    pub remote_write: Arc<RemoteWrite>,
-    pub store: Arc<SeriesStore>,
-    pub history: Arc<FeatureHistory>,
-    pub features: FeatureSet,
+pub(crate) struct Routes {
+    pub(crate) remote_write: Arc<RemoteWrite>,
+    pub(crate) store: Arc<SeriesStore>,
+    pub(crate) history: Arc<FeatureHistory>,
+    pub(crate) features: FeatureSet,
     /// The models the predict endpoints serve.
-    pub registry: registry::Registry,
-    pub metrics: PrometheusHandle,
+    pub(crate) registry: registry::Registry,
+    pub(crate) metrics: PrometheusHandle,
 }
 
-pub fn router(r: Routes) -> Router {
+pub(crate) fn router(r: Routes) -> Router {
     let write = Router::new()
         .route("/api/v1/write", post(remote_write))
         .route("/api/v1/push", post(remote_write))
@@ -73,7 +74,7 @@ pub fn router(r: Routes) -> Router {
 
 /// The serve-only runtime's router (`canopy serve`): the KServe routes over checkpoints loaded
 /// read-only, and the process endpoints; no ingest, no features.
-pub fn serve_only_router(registry: registry::Registry, metrics: PrometheusHandle) -> Router {
+pub(crate) fn serve_only_router(registry: registry::Registry, metrics: PrometheusHandle) -> Router {
     kserve::router(registry).merge(process_routes(metrics))
 }
 
@@ -156,7 +157,7 @@ impl Security {
 /// Serves `router` on `listener` until `shutdown` resolves, then drains: over HTTPS when
 /// certificates are configured, behind the bearer token when one is, re-reading their files
 /// every second meanwhile (on a blocking thread, so a slow volume never stalls a worker).
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     security: Security,

@@ -1,18 +1,17 @@
-//! The models the predict endpoints serve: for each, its name, what shapes its input, the
-//! `arc-swap` cell its forest is published in, and the cell of what that forest was trained from.
+//! The models the predict endpoints serve: for each, its name, what shapes its input, and the
+//! [`Published`] cell its forest and what that forest was trained from are published in.
 //!
-//! The live agent builds a [`Registry`] from its detectors and forecasters (the cells their
-//! trainers publish into); `canopy serve` builds one from checkpoint files, and publishes into
-//! the same cells when a file is replaced ([`crate::checkpoint::reload`]). Predict handlers load
-//! a forest from the cell lock-free for each request, so a retrain or a reload never blocks a
-//! request and a request never sees a half-built forest. A cell that is still empty means "not
-//! ready" (503).
+//! The live agent builds a [`Registry`] from its detectors and forecasters ([`Registry::live`]:
+//! the cells their trainers publish into); `canopy serve` builds one from the saved models
+//! checkpoint files hold ([`ModelHandle::saved`]), and publishes into the same cells when a file
+//! is replaced ([`super::reload`]). Predict handlers load a forest from the cell lock-free for
+//! each request, so a retrain or a reload never blocks a request and a request never sees a
+//! half-built forest. A cell that is still empty means "not ready" (503).
 
-use std::sync::Arc;
-
-use arc_swap::{ArcSwap, ArcSwapOption};
-
-use crate::model::detector::TrainingInfo;
+use crate::checkpoint::{SavedData, SavedModel};
+use crate::live::Published;
+use crate::live::detector::Detector;
+use crate::live::forecaster::Forecaster;
 use crate::model::iforest::IsolationForest;
 use crate::model::rforest::RandomForestRegressor;
 
@@ -22,33 +21,82 @@ pub struct DetectorHandle {
     pub name: String,
     /// Feature names, in the order a request row carries them.
     pub features: Vec<String>,
-    pub model: Arc<ArcSwapOption<IsolationForest>>,
-    /// What the published forest was trained from (V2 model metadata shows it).
-    pub info: Arc<ArcSwap<TrainingInfo>>,
+    /// The forest, and what it was trained from (V2 model metadata shows it).
+    pub model: Published<IsolationForest>,
+}
+
+impl DetectorHandle {
+    /// The live detector's handle: its name, features and published cell.
+    pub(crate) fn of(d: &Detector) -> DetectorHandle {
+        DetectorHandle {
+            name: d.spec().name.clone(),
+            features: d.spec().features.clone(),
+            model: d.published().clone(),
+        }
+    }
 }
 
 /// A forecaster as the endpoints see it: a request row is `lookback` steps of `features`,
 /// time-major; a prediction is `horizon` steps of `targets`, time-major.
 #[derive(Clone)]
 pub struct ForecasterHandle {
-    pub name: String,
-    pub features: Vec<String>,
-    pub targets: Vec<String>,
+    pub(crate) name: String,
+    pub(crate) features: Vec<String>,
+    pub(crate) targets: Vec<String>,
     pub lookback: usize,
     pub horizon: usize,
-    pub model: Arc<ArcSwapOption<RandomForestRegressor>>,
-    pub info: Arc<ArcSwap<TrainingInfo>>,
+    pub model: Published<RandomForestRegressor>,
+}
+
+impl ForecasterHandle {
+    /// The live forecaster's handle: its name, shape and published cell.
+    pub(crate) fn of(f: &Forecaster) -> ForecasterHandle {
+        let spec = f.spec();
+        ForecasterHandle {
+            name: spec.name.clone(),
+            features: spec.features.clone(),
+            targets: spec.targets.clone(),
+            lookback: spec.window.lookback,
+            horizon: spec.window.horizon,
+            model: f.published().clone(),
+        }
+    }
 }
 
 /// One served model of either kind.
 #[derive(Clone)]
-pub enum ModelHandle {
+pub(crate) enum ModelHandle {
     Detector(DetectorHandle),
     Forecaster(ForecasterHandle),
 }
 
 impl ModelHandle {
-    pub fn name(&self) -> &str {
+    /// The handle a saved model is served through, its forest published.
+    pub(crate) fn saved(saved: SavedModel) -> ModelHandle {
+        match saved.data {
+            SavedData::Detector { forest, .. } => ModelHandle::Detector(DetectorHandle {
+                name: saved.name,
+                features: saved.features,
+                model: Published::of(forest, saved.training),
+            }),
+            SavedData::Forecaster {
+                forest,
+                targets,
+                lookback,
+                horizon,
+                ..
+            } => ModelHandle::Forecaster(ForecasterHandle {
+                name: saved.name,
+                features: saved.features,
+                targets,
+                lookback,
+                horizon,
+                model: Published::of(forest, saved.training),
+            }),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
         match self {
             ModelHandle::Detector(d) => &d.name,
             ModelHandle::Forecaster(f) => &f.name,
@@ -56,7 +104,7 @@ impl ModelHandle {
     }
 
     /// Serves the model under another name (`canopy serve --model_name`).
-    pub fn rename(&mut self, name: &str) {
+    pub(crate) fn rename(&mut self, name: &str) {
         match self {
             ModelHandle::Detector(d) => d.name = name.to_owned(),
             ModelHandle::Forecaster(f) => f.name = name.to_owned(),
@@ -72,8 +120,16 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// The registry of the live agent's models.
+    pub(crate) fn live(detectors: &[Detector], forecasters: &[Forecaster]) -> Registry {
+        Registry {
+            detectors: detectors.iter().map(DetectorHandle::of).collect(),
+            forecasters: forecasters.iter().map(ForecasterHandle::of).collect(),
+        }
+    }
+
     /// The registry of `handles`.
-    pub fn of<'a>(handles: impl IntoIterator<Item = &'a ModelHandle>) -> Registry {
+    pub(crate) fn of<'a>(handles: impl IntoIterator<Item = &'a ModelHandle>) -> Registry {
         let mut registry = Registry::default();
         for handle in handles {
             match handle {
@@ -106,7 +162,7 @@ impl Registry {
 
     /// True when every model has a published forest.
     pub fn all_ready(&self) -> bool {
-        self.detectors.iter().all(|d| d.model.load().is_some())
-            && self.forecasters.iter().all(|f| f.model.load().is_some())
+        self.detectors.iter().all(|d| d.model.is_ready())
+            && self.forecasters.iter().all(|f| f.model.is_ready())
     }
 }

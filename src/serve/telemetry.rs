@@ -37,7 +37,7 @@ pub fn install() -> PrometheusHandle {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricKind {
+pub(crate) enum MetricKind {
     Counter,
     Gauge,
     Histogram,
@@ -47,14 +47,14 @@ use MetricKind::{Counter, Gauge, Histogram};
 
 /// Every metric canopy records: name, kind, and the `# HELP` text `/metrics` shows for it.
 /// The HELP text of a metric in [`METRICS`].
-pub fn help_of(name: &str) -> Option<&'static str> {
+pub(crate) fn help_of(name: &str) -> Option<&'static str> {
     METRICS
         .iter()
         .find(|(n, ..)| *n == name)
         .map(|(_, _, help)| *help)
 }
 
-pub const METRICS: &[(&str, MetricKind, &str)] = &[
+pub(crate) const METRICS: &[(&str, MetricKind, &str)] = &[
     // ingest
     (
         "canopy_remote_write_requests_total",

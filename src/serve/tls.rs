@@ -31,7 +31,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 /// How long a client may take to complete its handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -60,7 +60,7 @@ pub enum TlsError {
 }
 
 /// The certificate and key files, and the pair served from them.
-pub struct Certificates {
+pub(crate) struct Certificates {
     cert_path: PathBuf,
     key_path: PathBuf,
     provider: Arc<CryptoProvider>,
@@ -89,7 +89,7 @@ fn read(key: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
 impl Certificates {
     /// Loads the pair: a file that cannot be read or parsed, or a key that does not go with the
     /// certificate, is a configuration error at start.
-    pub fn load(cert_path: &Path, key_path: &Path) -> Result<Certificates, TlsError> {
+    pub(crate) fn load(cert_path: &Path, key_path: &Path) -> Result<Certificates, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let cert_pem = read("tls_cert_file", cert_path)?;
         let key_pem = read("tls_key_file", key_path)?;
@@ -105,7 +105,7 @@ impl Certificates {
 
     /// Re-reads both files and serves the new pair when they changed and load; otherwise the
     /// last good pair stays, and what went wrong is logged once per change of the files.
-    pub fn refresh(&self) {
+    pub(crate) fn refresh(&self) {
         let Ok(mut seen) = self.seen.lock() else {
             return;
         };
@@ -140,7 +140,7 @@ impl Certificates {
     }
 
     /// rustls's configuration for a server presenting these certificates.
-    pub fn server_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    pub(crate) fn server_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let mut config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(TlsError::Setup)?
@@ -187,14 +187,14 @@ fn certified_key(
 }
 
 /// Accepts TLS connections for `axum::serve`.
-pub struct TlsListener {
+pub(crate) struct TlsListener {
     handshaken: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
     local_addr: SocketAddr,
 }
 
 impl TlsListener {
     /// Starts accepting on `tcp` (in a task of the current runtime).
-    pub fn new(
+    pub(crate) fn new(
         tcp: TcpListener,
         config: Arc<rustls::ServerConfig>,
     ) -> std::io::Result<TlsListener> {

@@ -81,7 +81,7 @@ pub struct Table {
 
 impl Table {
     /// Reads and parses the file at `path`.
-    pub fn read(path: &Path) -> Result<Table, CsvError> {
+    pub(crate) fn read(path: &Path) -> Result<Table, CsvError> {
         let text = std::fs::read_to_string(path).map_err(|source| CsvError::Read {
             path: path.display().to_string(),
             source,
@@ -90,7 +90,7 @@ impl Table {
     }
 
     /// Parses CSV text; `origin` (a file name) prefixes every error.
-    pub fn parse(text: &str, origin: &str) -> Result<Table, CsvError> {
+    pub(crate) fn parse(text: &str, origin: &str) -> Result<Table, CsvError> {
         let origin = origin.to_owned();
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut reader = csv::ReaderBuilder::new()
@@ -174,7 +174,7 @@ impl Table {
     }
 
     /// The index of a value column by name.
-    pub fn column(&self, name: &str) -> Option<usize> {
+    pub(crate) fn column(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c == name)
     }
 }

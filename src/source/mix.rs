@@ -1,4 +1,5 @@
-//! Training at start: what each model is first trained from, by `[source] data_source`.
+//! The rows each model is first trained from, by `[source] data_source` ([`TrainingSource`]).
+//! Returns rows only: the live runtimes seed themselves from them (`live::seed`).
 //!
 //! - `synthetic` (the default): every model is fitted on [`synthetic`](super::synthetic) rows
 //!   over its training days at its step.
@@ -25,26 +26,22 @@
 //! retraining: the first retrain comes one `retrain_interval` of event time after the start, and
 //! the seeded rows leave the reservoir and histories as live ones push them out.
 //!
-//! Runs on the evaluation thread before its first step (blocking HTTP; never on an async
+//! Asked on the evaluation thread before its first step (blocking HTTP; never on an async
 //! worker), so the server already answers while models train, and readiness follows the
-//! published forests. A checkpoint restored before this call wins: models that already have a
-//! forest are skipped.
-
-use std::time::Instant;
+//! published forests. A checkpoint restored before wins: models that already have a forest are
+//! not asked for.
 
 use super::prometheus::{Backfill, BackfillRequest, ClientOptions, PrometheusClient, backfill};
 use super::synthetic::{Synthetic, SyntheticSpec, generate};
 use crate::config::{Config, DataSource, ModelConfig};
-use crate::model::detector::Detector;
-use crate::model::forecaster::{Forecaster, MAX_ENTITIES, MIN_TRAINING_WINDOWS};
 use crate::series::Labels;
 
 /// The most synthetic rows a forecaster is seeded with: the default model's 30 days at 5m. A finer
 /// step would otherwise make the first fit take minutes (30 days at 10s is 259,200 rows).
-pub const MAX_FORECASTER_SYNTHETIC_ROWS: usize = 8_640;
+pub(crate) const MAX_FORECASTER_SYNTHETIC_ROWS: usize = 8_640;
 
 /// The share of synthetic rows in a training set, by data source.
-pub fn synthetic_share(source: DataSource) -> f64 {
+pub(crate) fn synthetic_share(source: DataSource) -> f64 {
     match source {
         DataSource::Synthetic => 1.0,
         DataSource::Prometheus => 0.2,
@@ -63,7 +60,7 @@ fn source_name(source: DataSource) -> &'static str {
 }
 
 /// The label set of the forecaster's synthetic entity.
-pub fn synthetic_entity() -> Labels {
+pub(crate) fn synthetic_entity() -> Labels {
     Labels::from_pairs([(crate::features::entities::PRIOR_LABEL, "synthetic")])
 }
 
@@ -97,55 +94,102 @@ enum Backfiller {
     Failed(String),
 }
 
-/// Trains every model that has no forest yet from the configured source (see the module doc).
-pub fn initial_training(
-    config: &Config,
-    detectors: &mut [Detector],
-    forecasters: &mut [Forecaster],
-) {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    initial_training_at(config, detectors, forecasters, now_ms);
+/// What a detector's first rows must fill: its reservoir's `capacity` and the rows its first
+/// fit needs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DetectorNeeds {
+    pub(crate) capacity: usize,
+    pub(crate) first_fit_rows: usize,
 }
 
-/// [`initial_training`] with the training ranges ending at `now_ms`.
-pub fn initial_training_at(
-    config: &Config,
-    detectors: &mut [Detector],
-    forecasters: &mut [Forecaster],
+/// What a forecaster's first rows must give: at least `min_windows` windows of `span` rows
+/// (lookback and horizon).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ForecasterNeeds {
+    pub(crate) span: usize,
+    pub(crate) min_windows: usize,
+}
+
+/// A model's first training rows: what they came from (`canopy_model_info`'s source) and the
+/// event time they end at.
+#[derive(Debug, Clone)]
+pub(crate) struct FirstRows<T> {
+    pub(crate) source: &'static str,
+    pub(crate) end_ms: i64,
+    pub(crate) rows: T,
+}
+
+/// A detector's rows: timestamps and the row-major vectors at them, oldest first.
+pub(crate) type DetectorRows = FirstRows<(Vec<i64>, Vec<f64>)>;
+
+/// A forecaster's rows: each entity's timestamps and row-major values, oldest first.
+pub(crate) type ForecasterRows = FirstRows<Vec<(Labels, Vec<i64>, Vec<f64>)>>;
+
+/// The configured training source, asked for each model's first rows in turn: a Prometheus that
+/// fails once is not asked again (see the module doc).
+pub(crate) struct TrainingSource<'a> {
+    config: &'a Config,
+    backfiller: Backfiller,
     now_ms: i64,
-) {
-    let source = config.source.data_source;
-    if source == DataSource::None {
-        tracing::info!("data_source = \"none\": models learn from the stream alone");
-        return;
-    }
-    let url = &config.source.prometheus_url;
-    let mut backfiller = match source {
-        DataSource::Synthetic | DataSource::None => Backfiller::Off,
-        _ => match PrometheusClient::new(&ClientOptions::from_config(&config.source)) {
-            Ok(c) => Backfiller::Client(c),
-            Err(e) => Backfiller::Failed(e.to_string()),
-        },
-    };
-    for d in detectors.iter_mut() {
-        let name = d.spec().name.clone();
-        let Some(model) = config.models.get(&name) else {
-            continue;
-        };
-        if d.published().load().is_some() {
-            continue; // restored from a checkpoint
+    max_entities: usize,
+}
+
+impl<'a> TrainingSource<'a> {
+    /// The source `[source] data_source` names, the training ranges ending at `now_ms`, a
+    /// backfill keeping at most `max_entities` entities per model; `None` (logged) for `none`,
+    /// where models learn from the stream alone.
+    pub(crate) fn new(
+        config: &'a Config,
+        now_ms: i64,
+        max_entities: usize,
+    ) -> Option<TrainingSource<'a>> {
+        let source = config.source.data_source;
+        if source == DataSource::None {
+            tracing::info!("data_source = \"none\": models learn from the stream alone");
+            return None;
         }
-        let started = Instant::now();
-        let range = Range::new(model, now_ms);
-        let synthetic = synthesize(config, model, range);
-        let capacity = d.spec().reservoir_size;
-        let (used, t, v) = match fetch(&mut backfiller, config, &name, model, range, url) {
+        let backfiller = match source {
+            DataSource::Synthetic | DataSource::None => Backfiller::Off,
+            _ => match PrometheusClient::new(&ClientOptions::from_config(&config.source)) {
+                Ok(c) => Backfiller::Client(c),
+                Err(e) => Backfiller::Failed(e.to_string()),
+            },
+        };
+        Some(TrainingSource {
+            config,
+            backfiller,
+            now_ms,
+            max_entities,
+        })
+    }
+
+    /// The model `name`'s training range, synthetic rows and backfill (`None` when it falls
+    /// back to synthetic); `None` for a model the config does not have.
+    fn fetch(&mut self, name: &str) -> Option<(Range, Synthetic, Option<Backfill>)> {
+        let model = self.config.models.get(name)?;
+        let range = Range::new(model, self.now_ms);
+        let synthetic = synthesize(self.config, model, range);
+        let real = fetch(
+            &mut self.backfiller,
+            self.config,
+            name,
+            model,
+            range,
+            self.max_entities,
+        );
+        Some((range, synthetic, real))
+    }
+
+    /// The first rows of detector `name`; `None` for a model the config does not have.
+    pub(crate) fn detector(&mut self, name: &str, needs: DetectorNeeds) -> Option<DetectorRows> {
+        let source = self.config.source.data_source;
+        let (range, synthetic, fetched) = self.fetch(name)?;
+        let capacity = needs.capacity;
+        let (used, t, v) = match fetched {
             Some(real) => {
                 let mut rows = real_rows(&real);
                 rows.sort_by_key(|(t, _)| *t);
-                let needed = d.spec().first_fit_rows();
+                let needed = needs.first_fit_rows;
                 let mixed = ((rows.len() as f64) / (1.0 - synthetic_share(source))).ceil();
                 if mixed as usize >= needed {
                     let (t, v) = detector_mix(&rows, &synthetic, synthetic_share(source), capacity);
@@ -164,21 +208,22 @@ pub fn initial_training_at(
                 ("synthetic", t, v)
             }
         };
-        let trained = d.seed(&t, &v, range.end_ms, used);
-        tracing::info!(model = %name, source = used, rows = t.len(), trained, seconds = started.elapsed().as_secs_f64(), "initial training");
+        Some(FirstRows {
+            source: used,
+            end_ms: range.end_ms,
+            rows: (t, v),
+        })
     }
-    for f in forecasters.iter_mut() {
-        let name = f.spec().name.clone();
-        let Some(model) = config.models.get(&name) else {
-            continue;
-        };
-        if f.published().load().is_some() {
-            continue; // restored from a checkpoint
-        }
-        let started = Instant::now();
-        let range = Range::new(model, now_ms);
-        let synthetic = synthesize(config, model, range);
-        let (used, entities) = match fetch(&mut backfiller, config, &name, model, range, url) {
+
+    /// The first rows of forecaster `name`; `None` for a model the config does not have.
+    pub(crate) fn forecaster(
+        &mut self,
+        name: &str,
+        needs: ForecasterNeeds,
+    ) -> Option<ForecasterRows> {
+        let source = self.config.source.data_source;
+        let (range, synthetic, fetched) = self.fetch(name)?;
+        let (used, entities) = match fetched {
             Some(real) => {
                 let mut entities: Vec<(Labels, Vec<i64>, Vec<f64>)> = real
                     .history
@@ -194,18 +239,18 @@ pub fn initial_training_at(
                 let share = synthetic_share(source);
                 let mut n = (((share / (1.0 - share)) * real.rows as f64).round() as usize)
                     .min(MAX_FORECASTER_SYNTHETIC_ROWS);
-                let span = f.spec().window.lookback + f.spec().window.horizon;
+                let span = needs.span;
                 let real_windows: usize = entities
                     .iter()
                     .map(|(_, t, _)| (t.len() + 1).saturating_sub(span))
                     .sum();
                 let mut used = source_name(source);
-                if real_windows < MIN_TRAINING_WINDOWS {
+                if real_windows < needs.min_windows {
                     // Too short a history for a first fit: the synthetic entity alone gives the
                     // fit its windows, never leaving the model untrained.
-                    tracing::warn!(model = %name, real_windows, needed = MIN_TRAINING_WINDOWS, "the backfill is too short for a first fit: topped up with synthetic rows (source hybrid)");
+                    tracing::warn!(model = %name, real_windows, needed = needs.min_windows, "the backfill is too short for a first fit: topped up with synthetic rows (source hybrid)");
                     n = n
-                        .max(span + MIN_TRAINING_WINDOWS)
+                        .max(span + needs.min_windows)
                         .min(MAX_FORECASTER_SYNTHETIC_ROWS);
                     used = "hybrid";
                 }
@@ -217,9 +262,11 @@ pub fn initial_training_at(
                 vec![synthetic_tail(&synthetic, MAX_FORECASTER_SYNTHETIC_ROWS)],
             ),
         };
-        let rows: usize = entities.iter().map(|(_, t, _)| t.len()).sum();
-        let trained = f.seed(entities, range.end_ms, used);
-        tracing::info!(model = %name, source = used, rows, trained, seconds = started.elapsed().as_secs_f64(), "initial training");
+        Some(FirstRows {
+            source: used,
+            end_ms: range.end_ms,
+            rows: entities,
+        })
     }
 }
 
@@ -241,8 +288,9 @@ fn fetch(
     name: &str,
     model: &ModelConfig,
     range: Range,
-    url: &str,
+    max_entities: usize,
 ) -> Option<Backfill> {
+    let url = &config.source.prometheus_url;
     let client = match backfiller {
         Backfiller::Off => return None,
         Backfiller::Failed(error) => {
@@ -268,7 +316,7 @@ fn fetch(
         start_ms: range.start_ms(),
         end_ms: range.end_ms,
     };
-    match backfill(client, &request, range.rows, MAX_ENTITIES) {
+    match backfill(client, &request, range.rows, max_entities) {
         Ok(b) => Some(b),
         Err(e) => {
             let error = e.to_string();

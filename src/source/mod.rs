@@ -8,6 +8,6 @@
 //! at start. Nothing here runs on the request or ingest paths.
 
 pub mod csv;
-pub mod mix;
+pub(crate) mod mix;
 pub mod prometheus;
 pub mod synthetic;

@@ -28,7 +28,7 @@ use crate::features::{FeatureValues, StepResult};
 use crate::series::Labels;
 
 /// Points per series asked for in one `query_range`, under Prometheus's limit of 11,000.
-pub const MAX_POINTS_PER_QUERY: usize = 10_000;
+pub(crate) const MAX_POINTS_PER_QUERY: usize = 10_000;
 
 /// The largest answer body read for one chunk.
 const MAX_BODY_BYTES: u64 = 256 << 20;
@@ -79,7 +79,7 @@ pub struct ClientOptions {
 }
 
 impl ClientOptions {
-    pub fn from_config(source: &crate::config::SourceConfig) -> ClientOptions {
+    pub(crate) fn from_config(source: &crate::config::SourceConfig) -> ClientOptions {
         ClientOptions {
             url: source.prometheus_url.clone(),
             bearer_token_file: source.bearer_token_file.clone(),
@@ -105,7 +105,7 @@ pub struct PrometheusClient {
 }
 
 /// One series of a `query_range` answer: its labels and its `(t_ms, value)` points.
-pub type RangeSeries = (Labels, Vec<(i64, f64)>);
+pub(crate) type RangeSeries = (Labels, Vec<(i64, f64)>);
 
 #[derive(Deserialize)]
 struct QueryRangeAnswer {
@@ -184,24 +184,8 @@ impl PrometheusClient {
         })
     }
 
-    /// `query_range` of `query` over `[start_ms, end_ms]` at `step_ms`, chunked; each series'
-    /// points in time order, `__name__` kept as Prometheus answered it.
-    pub fn query_range(
-        &self,
-        query: &str,
-        start_ms: i64,
-        end_ms: i64,
-        step_ms: i64,
-    ) -> Result<Vec<RangeSeries>, PrometheusError> {
-        let mut out: std::collections::BTreeMap<Labels, Vec<(i64, f64)>> = Default::default();
-        for (s, e) in chunks(start_ms, end_ms, step_ms, self.max_points) {
-            for (labels, points) in self.query_chunk(query, s, e, step_ms)? {
-                out.entry(labels).or_default().extend(points);
-            }
-        }
-        Ok(out.into_iter().collect())
-    }
-
+    /// `query_range` of `query` over one chunk, `[start_ms, end_ms]` at `step_ms`, `__name__`
+    /// kept as Prometheus answered it.
     fn query_chunk(
         &self,
         query: &str,
@@ -334,7 +318,12 @@ fn seconds(ms: i64) -> String {
 
 /// Cuts `[start_ms, end_ms]` at `step_ms` into ranges of at most `max_points` steps each,
 /// sharing no step.
-pub fn chunks(start_ms: i64, end_ms: i64, step_ms: i64, max_points: usize) -> Vec<(i64, i64)> {
+pub(crate) fn chunks(
+    start_ms: i64,
+    end_ms: i64,
+    step_ms: i64,
+    max_points: usize,
+) -> Vec<(i64, i64)> {
     let mut out = Vec::new();
     if step_ms <= 0 || end_ms < start_ms {
         return out;
@@ -563,7 +552,7 @@ mod tests {
         })
         .expect("client");
         let e = client
-            .query_range("up", 0, 60_000, 60_000)
+            .query_chunk("up", 0, 60_000, 60_000)
             .expect_err("nothing listens");
         assert!(
             matches!(e, PrometheusError::Request { attempts: 3, .. }),

@@ -39,7 +39,7 @@ const DAY_MS: i64 = 86_400_000;
 /// Generated rows at one model's step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Synthetic {
-    pub n_features: usize,
+    pub(crate) n_features: usize,
     /// Row timestamps, oldest first, at multiples of the step.
     pub t: Vec<i64>,
     /// Row-major values, `n_features` per row.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use canopy::checkpoint::saved::SavedEntity;
 use canopy::checkpoint::{SavedData, SavedModel, encode};
-use canopy::model::detector::TrainingInfo;
+use canopy::live::TrainingInfo;
 use canopy::model::rforest::{RandomForestParams, RandomForestRegressor};
 use canopy::model::rng::Rng;
 use canopy::series::Labels;

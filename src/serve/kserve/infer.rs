@@ -12,35 +12,35 @@ use super::KserveError;
 use crate::serve::registry::{DetectorHandle, ForecasterHandle, Registry};
 
 /// Every model of the registry, with its latency histograms registered once.
-pub struct Served {
-    pub models: Vec<ServedModel>,
-    pub max_body_bytes: usize,
+pub(crate) struct Served {
+    pub(crate) models: Vec<ServedModel>,
+    pub(crate) max_body_bytes: usize,
 }
 
-pub enum Kind {
+pub(crate) enum Kind {
     Detector(DetectorHandle),
     Forecaster(ForecasterHandle),
 }
 
-pub struct ServedModel {
-    pub name: String,
-    pub kind: Kind,
+pub(crate) struct ServedModel {
+    pub(crate) name: String,
+    pub(crate) kind: Kind,
     predict_seconds: Histogram,
     explain_seconds: Histogram,
 }
 
 /// The detector's outputs: `output-0` (−1/1), `score` (s in 0..1), `decision_function`.
-pub const DETECTOR_OUTPUTS: &[&str] = &["output-0", "score", "decision_function"];
-pub const FORECASTER_OUTPUTS: &[&str] = &["output-0"];
+pub(crate) const DETECTOR_OUTPUTS: &[&str] = &["output-0", "score", "decision_function"];
+pub(crate) const FORECASTER_OUTPUTS: &[&str] = &["output-0"];
 
 /// One computed output tensor.
-pub enum OutputData {
+pub(crate) enum OutputData {
     Int64(Vec<i64>),
     Fp64(Vec<f64>),
 }
 
 impl OutputData {
-    pub fn datatype(&self) -> &'static str {
+    pub(crate) fn datatype(&self) -> &'static str {
         match self {
             OutputData::Int64(_) => "INT64",
             OutputData::Fp64(_) => "FP64",
@@ -48,7 +48,7 @@ impl OutputData {
     }
 
     /// The raw little-endian bytes of the binary tensor extension.
-    pub fn append_le_bytes(&self, out: &mut Vec<u8>) {
+    pub(crate) fn append_le_bytes(&self, out: &mut Vec<u8>) {
         match self {
             OutputData::Int64(v) => v
                 .iter()
@@ -59,7 +59,7 @@ impl OutputData {
         }
     }
 
-    pub fn byte_len(&self) -> usize {
+    pub(crate) fn byte_len(&self) -> usize {
         match self {
             OutputData::Int64(v) => v.len() * 8,
             OutputData::Fp64(v) => v.len() * 8,
@@ -68,7 +68,7 @@ impl OutputData {
 }
 
 impl Served {
-    pub fn new(registry: Registry, max_body_bytes: usize) -> Served {
+    pub(crate) fn new(registry: Registry, max_body_bytes: usize) -> Served {
         let mut models: Vec<ServedModel> = registry
             .detectors
             .into_iter()
@@ -87,7 +87,7 @@ impl Served {
         }
     }
 
-    pub fn model(&self, name: &str) -> Result<&ServedModel, KserveError> {
+    pub(crate) fn model(&self, name: &str) -> Result<&ServedModel, KserveError> {
         self.models
             .iter()
             .find(|m| m.name == name)
@@ -97,11 +97,11 @@ impl Served {
             })
     }
 
-    pub fn names(&self) -> Vec<&str> {
+    pub(crate) fn names(&self) -> Vec<&str> {
         self.models.iter().map(|m| m.name.as_str()).collect()
     }
 
-    pub fn all_ready(&self) -> bool {
+    pub(crate) fn all_ready(&self) -> bool {
         self.models.iter().all(ServedModel::is_ready)
     }
 }
@@ -116,7 +116,7 @@ impl ServedModel {
         }
     }
 
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         match &self.kind {
             Kind::Detector(d) => d.model.load().is_some(),
             Kind::Forecaster(f) => f.model.load().is_some(),
@@ -124,7 +124,7 @@ impl ServedModel {
     }
 
     /// Values in one input row: the features, or `lookback` steps of them for a forecaster.
-    pub fn input_width(&self) -> usize {
+    pub(crate) fn input_width(&self) -> usize {
         match &self.kind {
             Kind::Detector(d) => d.features.len(),
             Kind::Forecaster(f) => f.lookback * f.features.len(),
@@ -132,14 +132,14 @@ impl ServedModel {
     }
 
     /// Values in one row of `output-0`.
-    pub fn output_width(&self) -> usize {
+    pub(crate) fn output_width(&self) -> usize {
         match &self.kind {
             Kind::Detector(_) => 1,
             Kind::Forecaster(f) => f.horizon * f.targets.len(),
         }
     }
 
-    pub fn outputs(&self) -> &'static [&'static str] {
+    pub(crate) fn outputs(&self) -> &'static [&'static str] {
         match &self.kind {
             Kind::Detector(_) => DETECTOR_OUTPUTS,
             Kind::Forecaster(_) => FORECASTER_OUTPUTS,
@@ -147,7 +147,7 @@ impl ServedModel {
     }
 
     /// The error for a row of `got` values, when that is not the input width.
-    pub fn check_width(&self, got: usize) -> Result<(), KserveError> {
+    pub(crate) fn check_width(&self, got: usize) -> Result<(), KserveError> {
         let expected = self.input_width();
         if got == expected {
             return Ok(());
@@ -163,7 +163,7 @@ impl ServedModel {
         })
     }
 
-    pub fn check_output(&self, name: &str) -> Result<(), KserveError> {
+    pub(crate) fn check_output(&self, name: &str) -> Result<(), KserveError> {
         if self.outputs().contains(&name) {
             return Ok(());
         }
@@ -174,23 +174,27 @@ impl ServedModel {
         })
     }
 
-    pub fn start_timer(&self) -> Instant {
+    pub(crate) fn start_timer(&self) -> Instant {
         Instant::now()
     }
 
     /// Records a predict request begun at `started` in `request_predict_seconds`.
-    pub fn record_predict(&self, started: Instant) {
+    pub(crate) fn record_predict(&self, started: Instant) {
         self.predict_seconds.record(started.elapsed().as_secs_f64());
     }
 
     /// Records an explain request begun at `started` in `request_explain_seconds`.
-    pub fn record_explain(&self, started: Instant) {
+    pub(crate) fn record_explain(&self, started: Instant) {
         self.explain_seconds.record(started.elapsed().as_secs_f64());
     }
 
     /// Computes the named outputs (already checked with [`ServedModel::check_output`]) for
     /// `values`, row-major rows of [`ServedModel::input_width`] values.
-    pub fn compute(&self, values: &[f64], names: &[&str]) -> Result<Vec<OutputData>, KserveError> {
+    pub(crate) fn compute(
+        &self,
+        values: &[f64],
+        names: &[&str],
+    ) -> Result<Vec<OutputData>, KserveError> {
         match &self.kind {
             Kind::Detector(d) => {
                 let guard = d.model.load();
@@ -238,7 +242,7 @@ impl ServedModel {
     }
 
     /// Per-row feature contributions (detector only), each row's summing to 1.
-    pub fn explain(&self, values: &[f64]) -> Result<Vec<Vec<f64>>, KserveError> {
+    pub(crate) fn explain(&self, values: &[f64]) -> Result<Vec<Vec<f64>>, KserveError> {
         let Kind::Detector(d) = &self.kind else {
             return Err(KserveError::NoExplanations(self.name.clone()));
         };

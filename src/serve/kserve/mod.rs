@@ -39,7 +39,7 @@ use crate::serve::registry::Registry;
 use infer::Served;
 
 /// The body limit of [`router`]: 32 MiB, the same default as a remote-write body.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 32 << 20;
+pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 32 << 20;
 
 /// Every KServe route for the models of `registry`, with bodies limited to
 /// [`DEFAULT_MAX_BODY_BYTES`]; unknown paths answer 404 with a JSON error.
@@ -48,7 +48,7 @@ pub fn router(registry: Registry) -> Router {
 }
 
 /// [`router`] with bodies over `max_body_bytes` answered 413.
-pub fn router_with_body_limit(registry: Registry, max_body_bytes: usize) -> Router {
+pub(crate) fn router_with_body_limit(registry: Registry, max_body_bytes: usize) -> Router {
     let served = Arc::new(Served::new(registry, max_body_bytes));
     Router::new()
         .route("/", get(v1::root))
@@ -72,7 +72,7 @@ async fn not_found(uri: Uri) -> Response {
 
 /// Why a KServe request failed; [`KserveError::status`] maps each to its answer.
 #[derive(Debug, thiserror::Error)]
-pub enum KserveError {
+pub(crate) enum KserveError {
     #[error("no such endpoint: {0}")]
     NoEndpoint(String),
     #[error("no model named {name:?}; served models: {served}")]
@@ -121,7 +121,7 @@ pub enum KserveError {
 }
 
 impl KserveError {
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             KserveError::NoEndpoint(_) | KserveError::UnknownModel { .. } => StatusCode::NOT_FOUND,
             KserveError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,

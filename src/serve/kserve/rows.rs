@@ -11,10 +11,10 @@ use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 
 /// V1 `instances`: `rows` rows of `width` numbers each, row-major in `values`.
 #[derive(Debug, Default)]
-pub struct Rows {
-    pub values: Vec<f64>,
-    pub rows: usize,
-    pub width: usize,
+pub(crate) struct Rows {
+    pub(crate) values: Vec<f64>,
+    pub(crate) rows: usize,
+    pub(crate) width: usize,
 }
 
 impl<'de> de::Deserialize<'de> for Rows {
@@ -153,7 +153,7 @@ impl<'de> Visitor<'de> for Number {
 
 /// V2 tensor `data`: every number (or boolean, as 0/1) in order, however deeply nested.
 #[derive(Debug, Default)]
-pub struct TensorData(pub Vec<f64>);
+pub(crate) struct TensorData(pub Vec<f64>);
 
 impl<'de> de::Deserialize<'de> for TensorData {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<TensorData, D::Error> {

@@ -19,12 +19,12 @@ use super::rows::Rows;
 use super::{KserveError, json_response, parse_object, read_body};
 
 /// `GET /`: liveness, as KServe's model server answers it.
-pub async fn root() -> Response {
+pub(crate) async fn root() -> Response {
     json_response(StatusCode::OK, &serde_json::json!({ "status": "alive" }))
 }
 
 /// `GET /v1/models`: every served model's name.
-pub async fn list(State(served): State<Arc<Served>>) -> Response {
+pub(crate) async fn list(State(served): State<Arc<Served>>) -> Response {
     json_response(
         StatusCode::OK,
         &serde_json::json!({ "models": served.names() }),
@@ -32,7 +32,10 @@ pub async fn list(State(served): State<Arc<Served>>) -> Response {
 }
 
 /// `GET /v1/models/{name}`: 200 `{"name", "ready": true}`, or 503 with `"ready": false` and why.
-pub async fn status(State(served): State<Arc<Served>>, Path(name): Path<String>) -> Response {
+pub(crate) async fn status(
+    State(served): State<Arc<Served>>,
+    Path(name): Path<String>,
+) -> Response {
     let model = match served.model(&name) {
         Ok(m) => m,
         Err(e) => return e.into_response(),
@@ -52,7 +55,7 @@ pub async fn status(State(served): State<Arc<Served>>, Path(name): Path<String>)
 }
 
 /// `POST /v1/models/{name}:predict` and `POST /v1/models/{name}:explain`.
-pub async fn action(
+pub(crate) async fn action(
     State(served): State<Arc<Served>>,
     Path(segment): Path<String>,
     headers: HeaderMap,

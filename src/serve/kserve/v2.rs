@@ -23,7 +23,7 @@ use super::{KserveError, json_response, parse_object, read_body};
 const HEADER_LENGTH: &str = "inference-header-content-length";
 
 /// `GET /v2`: server metadata.
-pub async fn server_metadata() -> Response {
+pub(crate) async fn server_metadata() -> Response {
     json_response(
         StatusCode::OK,
         &serde_json::json!({
@@ -35,12 +35,12 @@ pub async fn server_metadata() -> Response {
 }
 
 /// `GET /v2/health/live`.
-pub async fn live() -> Response {
+pub(crate) async fn live() -> Response {
     json_response(StatusCode::OK, &serde_json::json!({ "live": true }))
 }
 
 /// `GET /v2/health/ready`: 200 once every model has a published forest, 503 until then.
-pub async fn ready(State(served): State<Arc<Served>>) -> Response {
+pub(crate) async fn ready(State(served): State<Arc<Served>>) -> Response {
     let ready = served.all_ready();
     let status = if ready {
         StatusCode::OK
@@ -51,7 +51,10 @@ pub async fn ready(State(served): State<Arc<Served>>) -> Response {
 }
 
 /// `GET /v2/models/{name}/ready`: 200 or 503, with `{"name", "ready"}`.
-pub async fn model_ready(State(served): State<Arc<Served>>, Path(name): Path<String>) -> Response {
+pub(crate) async fn model_ready(
+    State(served): State<Arc<Served>>,
+    Path(name): Path<String>,
+) -> Response {
     let model = match served.model(&name) {
         Ok(m) => m,
         Err(e) => return e.into_response(),
@@ -86,7 +89,7 @@ fn model_parameters(kind: &Kind) -> serde_json::Value {
             serde_json::json!({
                 "features": d.features.join(","),
             }),
-            d.info.load_full(),
+            d.model.info(),
         ),
         Kind::Forecaster(f) => (
             serde_json::json!({
@@ -97,7 +100,7 @@ fn model_parameters(kind: &Kind) -> serde_json::Value {
                 "input_layout": "time-major: lookback steps of the features, oldest first",
                 "output_layout": "time-major: horizon steps of the targets, nearest first",
             }),
-            f.info.load_full(),
+            f.model.info(),
         ),
     };
     let trained_at = info
@@ -120,7 +123,7 @@ fn model_parameters(kind: &Kind) -> serde_json::Value {
 
 /// `GET /v2/models/{name}`: the input tensor `[-1, width]`, every output the model can answer,
 /// and in `parameters` the features (comma-separated, in the order a row carries them).
-pub async fn model_metadata(
+pub(crate) async fn model_metadata(
     State(served): State<Arc<Served>>,
     Path(name): Path<String>,
 ) -> Response {
@@ -220,7 +223,7 @@ struct OutputParameters {
 }
 
 /// `POST /v2/models/{name}/infer`.
-pub async fn infer(
+pub(crate) async fn infer(
     State(served): State<Arc<Served>>,
     Path(name): Path<String>,
     headers: HeaderMap,

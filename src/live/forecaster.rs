@@ -4,31 +4,31 @@
 //!
 //! Threads mirror the detector's: [`Forecaster::on_step`] runs on the evaluation thread (or in
 //! `replay`), loads the published forest lock-free and predicts; training is a full refit on the
-//! windows slid over every entity's history (a random forest is not incremental), run inline or
-//! on the model's trainer thread behind a channel of one, and published whole with `arc-swap`.
+//! windows slid over every entity's history (a random forest is not incremental), run by the
+//! forecaster's [`Trainer`] (inline or on the model's trainer thread) and published whole through
+//! [`Published`].
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::Instant;
 
-use arc_swap::{ArcSwap, ArcSwapOption};
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, gauge};
 
-use super::detector::{TrainingInfo, TrainingMode};
-use super::rforest::{RandomForestParams, RandomForestRegressor};
-use super::windows::{WindowSpec, training_windows};
+use super::published::{Published, TrainingInfo};
+use super::trainer::{Trainer, TrainingMode, record_failed, record_trained};
 use crate::config::{ModelConfig, RandomForestConfig};
 use crate::entity_metrics::entity_gauge;
 use crate::features::entities::{EntityHistory, entity_vectors, is_prior};
 use crate::features::history::metric_labels;
 use crate::features::{FeatureSet, StepResult};
+use crate::model::rforest::{RandomForestParams, RandomForestRegressor};
+use crate::model::windows::{WindowSpec, training_windows};
 use crate::series::Labels;
 
 /// Entities a forecaster keeps history for; new ones beyond it are refused and counted.
-pub const MAX_ENTITIES: usize = 1_000;
+pub(crate) const MAX_ENTITIES: usize = 1_000;
 
 /// The fewest training windows a first fit needs: fewer is no forecast worth exporting.
-pub const MIN_TRAINING_WINDOWS: usize = 100;
+pub(crate) const MIN_TRAINING_WINDOWS: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ForecasterError {
@@ -43,26 +43,26 @@ pub enum ForecasterError {
 
 /// Everything that shapes one forecaster, resolved from the config.
 #[derive(Debug, Clone)]
-pub struct ForecasterSpec {
-    pub name: String,
-    pub features: Vec<String>,
+pub(crate) struct ForecasterSpec {
+    pub(crate) name: String,
+    pub(crate) features: Vec<String>,
     /// Each feature's PromQL expression as configured (trimmed), parallel to `features`.
-    pub expressions: Vec<String>,
-    pub targets: Vec<String>,
+    pub(crate) expressions: Vec<String>,
+    pub(crate) targets: Vec<String>,
     /// Indices of `features` in the [`FeatureSet`].
-    pub indices: Vec<usize>,
-    pub window: WindowSpec,
-    pub step_ms: i64,
-    pub retrain_interval_ms: i64,
+    pub(crate) indices: Vec<usize>,
+    pub(crate) window: WindowSpec,
+    pub(crate) step_ms: i64,
+    pub(crate) retrain_interval_ms: i64,
     /// Rows of history kept per entity: the training days at the model's step.
-    pub max_rows: usize,
+    pub(crate) max_rows: usize,
     /// Event time after its last step at which an entity's forecasts leave `/metrics`.
-    pub stale_ms: i64,
-    pub params: RandomForestParams,
+    pub(crate) stale_ms: i64,
+    pub(crate) params: RandomForestParams,
 }
 
 impl ForecasterSpec {
-    pub fn new(
+    pub(crate) fn new(
         name: &str,
         model: &ModelConfig,
         forest: &RandomForestConfig,
@@ -100,7 +100,10 @@ impl ForecasterSpec {
 /// The window layout of a model's config: its features in order, the targets as indices among
 /// them. Shared with `canopy score`, so a batch fit and the live model read windows alike. A
 /// target that is not one of the features is returned as the error.
-pub fn window_spec(model: &ModelConfig, forest: &RandomForestConfig) -> Result<WindowSpec, String> {
+pub(crate) fn window_spec(
+    model: &ModelConfig,
+    forest: &RandomForestConfig,
+) -> Result<WindowSpec, String> {
     let targets = forest
         .target
         .iter()
@@ -121,7 +124,10 @@ pub fn window_spec(model: &ModelConfig, forest: &RandomForestConfig) -> Result<W
 }
 
 /// The forest's parameters from a model's config, shared with `canopy score`.
-pub fn forest_params(model: &ModelConfig, forest: &RandomForestConfig) -> RandomForestParams {
+pub(crate) fn forest_params(
+    model: &ModelConfig,
+    forest: &RandomForestConfig,
+) -> RandomForestParams {
     RandomForestParams {
         n_estimators: forest.n_estimators,
         max_depth: forest.max_depth,
@@ -135,59 +141,49 @@ pub fn forest_params(model: &ModelConfig, forest: &RandomForestConfig) -> Random
 
 /// One entity's forecast at one step: `values[h * targets + k]` is target `k`, `h + 1` steps ahead.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Forecast {
-    pub entity: Labels,
-    pub values: Vec<f64>,
+pub(crate) struct Forecast {
+    pub(crate) entity: Labels,
+    pub(crate) values: Vec<f64>,
 }
 
-enum Trainer {
-    Inline,
-    Background(SyncSender<(i64, Vec<f64>)>),
+/// A training: every entity's history (see [`Forecaster::training_history`]) at event time
+/// `t_ms`, from `source`.
+struct TrainJob {
+    t_ms: i64,
+    history: Vec<f64>,
+    source: &'static str,
 }
 
-pub struct Forecaster {
+pub(crate) struct Forecaster {
     spec: Arc<ForecasterSpec>,
-    published: Arc<ArcSwapOption<RandomForestRegressor>>,
-    info: Arc<ArcSwap<TrainingInfo>>,
     history: EntityHistory,
-    last_train_ms: Option<i64>,
-    /// As the detector's: the forest came from a checkpoint and no step has been seen since.
-    restored: bool,
-    trainer: Trainer,
+    trainer: Trainer<TrainJob, RandomForestRegressor>,
     input: Vec<f64>,
 }
 
 impl Forecaster {
-    pub fn new(
+    pub(crate) fn new(
         spec: ForecasterSpec,
         training: TrainingMode,
     ) -> Result<Forecaster, ForecasterError> {
         let spec = Arc::new(spec);
-        let published = Arc::new(ArcSwapOption::empty());
-        let info = Arc::new(ArcSwap::from_pointee(TrainingInfo::default()));
-        let trainer = match training {
-            TrainingMode::Inline => Trainer::Inline,
-            TrainingMode::Background => {
-                let (tx, rx) = std::sync::mpsc::sync_channel::<(i64, Vec<f64>)>(1);
-                let (shared, target, info) = (spec.clone(), published.clone(), info.clone());
-                std::thread::Builder::new()
-                    .name(format!("train-{}", spec.name))
-                    .spawn(move || train_loop(&shared, &target, &info, rx))
-                    .map_err(|source| ForecasterError::Thread {
-                        model: spec.name.clone(),
-                        source,
-                    })?;
-                Trainer::Background(tx)
-            }
-        };
+        let shared = spec.clone();
+        let trainer = Trainer::new(
+            &spec.name,
+            training,
+            spec.retrain_interval_ms,
+            move |published: &Published<RandomForestRegressor>, job| {
+                train(&shared, published, job);
+            },
+        )
+        .map_err(|source| ForecasterError::Thread {
+            model: spec.name.clone(),
+            source,
+        })?;
         Ok(Forecaster {
             history: EntityHistory::new(spec.indices.len(), spec.max_rows, MAX_ENTITIES),
             input: vec![0.0; spec.window.n_inputs()],
             spec,
-            published,
-            info,
-            last_train_ms: None,
-            restored: false,
             trainer,
         })
     }
@@ -196,7 +192,7 @@ impl Forecaster {
     /// `n_features` values, `values.len() == timestamps.len() · n_features`, checked by the
     /// caller) and records what the forest was trained from. The first retrain then comes one
     /// `retrain_interval` of event time after the first step seen, never at once.
-    pub fn restore<'a>(
+    pub(crate) fn restore<'a>(
         &mut self,
         forest: Arc<RandomForestRegressor>,
         entities: impl IntoIterator<Item = (Labels, &'a [i64], &'a [f64])>,
@@ -205,46 +201,30 @@ impl Forecaster {
         for (labels, t, v) in entities {
             self.history.insert_rows(labels, t, v);
         }
-        self.published.store(Some(forest));
-        self.info.store(Arc::new(info));
-        self.last_train_ms = None;
-        self.restored = true;
+        self.trainer.restore(forest, info);
     }
 
     /// What the published forest was trained from.
-    pub fn training_info(&self) -> Arc<TrainingInfo> {
-        self.info.load_full()
+    pub(crate) fn training_info(&self) -> Arc<TrainingInfo> {
+        self.trainer.published().info()
     }
 
-    pub fn spec(&self) -> &ForecasterSpec {
+    pub(crate) fn spec(&self) -> &ForecasterSpec {
         &self.spec
     }
 
     /// The published forest, shared with the predict endpoints.
-    pub fn published(&self) -> Arc<ArcSwapOption<RandomForestRegressor>> {
-        self.published.clone()
+    pub(crate) fn published(&self) -> &Published<RandomForestRegressor> {
+        self.trainer.published()
     }
 
-    /// The handle the predict endpoints serve this forecaster through.
-    pub fn handle(&self) -> crate::serve::registry::ForecasterHandle {
-        crate::serve::registry::ForecasterHandle {
-            name: self.spec.name.clone(),
-            features: self.spec.features.clone(),
-            targets: self.spec.targets.clone(),
-            lookback: self.spec.window.lookback,
-            horizon: self.spec.window.horizon,
-            model: self.published.clone(),
-            info: self.info.clone(),
-        }
-    }
-
-    pub fn history(&self) -> &EntityHistory {
+    pub(crate) fn history(&self) -> &EntityHistory {
         &self.history
     }
 
     /// Records the step's complete vectors, forecasts every entity with a full lookback, and
     /// starts training when due. `None` for steps that are not the model's.
-    pub fn on_step(&mut self, step: &StepResult) -> Option<Vec<Forecast>> {
+    pub(crate) fn on_step(&mut self, step: &StepResult) -> Option<Vec<Forecast>> {
         if step.t_ms.rem_euclid(self.spec.step_ms) != 0 {
             return None;
         }
@@ -257,37 +237,25 @@ impl Forecaster {
         // A forest trained on synthetic rows alone knows the synthetic scale, not this stream's:
         // its forecasts would mislead (and fire capacity alerts), so none is made until the
         // stream's own training replaces it.
-        let warming_up = self.info.load().source == "synthetic";
+        let warming_up = self.training_info().source == "synthetic";
         gauge!("canopy_model_warming_up", "model" => self.spec.name.clone())
             .set(f64::from(u8::from(warming_up)));
-        let forecasts = match self.published.load_full() {
+        let forecasts = match self.trainer.published().load_full() {
             Some(model) if !warming_up => self.forecast_all(&model),
             _ => Vec::new(),
         };
         self.export(step.t_ms, &forecasts);
-        if std::mem::take(&mut self.restored) {
-            self.last_train_ms = Some(step.t_ms);
-        }
-        let due = match self.last_train_ms {
-            None => {
-                self.training_rows()
-                    >= self.spec.window.lookback + self.spec.window.horizon + MIN_TRAINING_WINDOWS
-            }
-            Some(last) => step.t_ms - last >= self.spec.retrain_interval_ms,
-        };
-        if due {
-            self.start_training(step.t_ms);
+        let first_fit_rows =
+            self.spec.window.lookback + self.spec.window.horizon + MIN_TRAINING_WINDOWS;
+        let history = &self.history;
+        if self
+            .trainer
+            .due(step.t_ms, || training_rows(history) >= first_fit_rows)
+        {
+            let job = self.job(step.t_ms, "live");
+            self.trainer.start(step.t_ms, job);
         }
         Some(forecasts)
-    }
-
-    /// The longest entity history, in rows.
-    fn training_rows(&self) -> usize {
-        self.history
-            .entities()
-            .map(|(_, r)| r.len())
-            .max()
-            .unwrap_or(0)
     }
 
     fn forecast_all(&mut self, model: &RandomForestRegressor) -> Vec<Forecast> {
@@ -345,11 +313,19 @@ impl Forecaster {
         all
     }
 
+    fn job(&self, t_ms: i64, source: &'static str) -> TrainJob {
+        TrainJob {
+            t_ms,
+            history: self.training_history(),
+            source,
+        }
+    }
+
     /// Adds each entity's rows from a training source (timestamps and row-major values, oldest
     /// first, NaN rows for gaps) to the history and fits a forest on it inline, recorded as
     /// trained from `source` at `end_ms`; the next refit comes one `retrain_interval` later.
     /// Returns whether a forest was published.
-    pub fn seed(
+    pub(crate) fn seed(
         &mut self,
         entities: Vec<(Labels, Vec<i64>, Vec<f64>)>,
         end_ms: i64,
@@ -358,66 +334,26 @@ impl Forecaster {
         for (labels, t, v) in entities {
             self.history.insert_rows(labels, &t, &v);
         }
-        train(
-            &self.spec,
-            &self.published,
-            &self.info,
-            end_ms,
-            &self.training_history(),
-            source,
-        );
-        let trained = self.published.load().is_some();
-        if trained {
-            self.last_train_ms = Some(end_ms);
-        }
-        trained
-    }
-
-    fn start_training(&mut self, t: i64) {
-        let history = self.training_history();
-        match &self.trainer {
-            Trainer::Inline => {
-                train(&self.spec, &self.published, &self.info, t, &history, "live");
-                self.last_train_ms = Some(t);
-            }
-            Trainer::Background(tx) => match tx.try_send((t, history)) {
-                Ok(()) => self.last_train_ms = Some(t),
-                Err(TrySendError::Full(_)) => {
-                    // the previous training is still running: skip this interval, not every step
-                    self.last_train_ms = Some(t);
-                    counter!("canopy_model_retrains_skipped_total", "model" => self.spec.name.clone()).increment(1);
-                }
-                Err(TrySendError::Disconnected(_)) => {
-                    tracing::error!(model = %self.spec.name, "the trainer thread has stopped");
-                }
-            },
-        }
+        let job = self.job(end_ms, source);
+        self.trainer.train_now(end_ms, job)
     }
 }
 
-fn train_loop(
-    spec: &ForecasterSpec,
-    published: &ArcSwapOption<RandomForestRegressor>,
-    info: &ArcSwap<TrainingInfo>,
-    jobs: Receiver<(i64, Vec<f64>)>,
-) {
-    for (t, history) in jobs {
-        train(spec, published, info, t, &history, "live");
-    }
+/// The longest entity history, in rows.
+fn training_rows(history: &EntityHistory) -> usize {
+    history.entities().map(|(_, r)| r.len()).max().unwrap_or(0)
 }
 
 /// Fits a new forest on the windows of `history` and publishes it.
-fn train(
-    spec: &ForecasterSpec,
-    published: &ArcSwapOption<RandomForestRegressor>,
-    info: &ArcSwap<TrainingInfo>,
-    t_ms: i64,
-    history: &[f64],
-    source: &'static str,
-) {
+fn train(spec: &ForecasterSpec, published: &Published<RandomForestRegressor>, job: TrainJob) {
+    let TrainJob {
+        t_ms,
+        history,
+        source,
+    } = job;
     let started = Instant::now();
     let model = spec.name.clone();
-    let fitted = training_windows(history, &spec.window)
+    let fitted = training_windows(&history, &spec.window)
         .map_err(|e| e.to_string())
         .and_then(|w| {
             if w.rows() < MIN_TRAINING_WINDOWS {
@@ -438,26 +374,18 @@ fn train(
         });
     match fitted {
         Ok((forest, windows)) => {
-            let generation = info.load().generation + 1;
-            info.store(Arc::new(TrainingInfo {
+            let info = TrainingInfo {
                 source: source.into(),
                 trained_at_ms: Some(t_ms),
-                generation,
-            }));
-            published.store(Some(Arc::new(forest)));
+                generation: published.info().generation + 1,
+            };
+            published.publish(Arc::new(forest), info);
             let seconds = started.elapsed().as_secs_f64();
-            counter!("canopy_model_retrains_total", "model" => model.clone(), "result" => "ok")
-                .increment(1);
-            counter!("canopy_model_trees_replaced_total", "model" => model.clone())
-                .increment(spec.params.n_estimators as u64);
-            histogram!("canopy_model_retrain_duration_seconds", "model" => model.clone())
-                .record(seconds);
-            super::info::set_model_info(&model, source);
+            record_trained(&model, spec.params.n_estimators, seconds, source);
             tracing::info!(model = %model, windows, seconds, source, "forecaster trained");
         }
         Err(reason) => {
-            counter!("canopy_model_retrains_total", "model" => model.clone(), "result" => "error")
-                .increment(1);
+            record_failed(&model);
             tracing::warn!(model = %model, %reason, "forecaster training failed; the current model stays");
         }
     }

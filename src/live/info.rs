@@ -7,10 +7,10 @@
 use metrics::gauge;
 
 /// Every source a forest can come from.
-pub const SOURCES: [&str; 5] = ["synthetic", "prometheus", "hybrid", "checkpoint", "live"];
+pub(crate) const SOURCES: [&str; 5] = ["synthetic", "prometheus", "hybrid", "checkpoint", "live"];
 
 /// Records that `model`'s current forest was trained from `source` (one of [`SOURCES`]).
-pub fn set_model_info(model: &str, source: &'static str) {
+pub(crate) fn set_model_info(model: &str, source: &'static str) {
     for s in SOURCES {
         gauge!("canopy_model_info", "model" => model.to_owned(), "source" => s)
             .set(if s == source { 1.0 } else { 0.0 });

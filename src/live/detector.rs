@@ -7,29 +7,30 @@
 //!   through the [`AnomalyGate`], and decides when training is due: the first fit once the
 //!   stream has given `max_samples` vectors, then a partial retrain every `retrain_interval` of
 //!   event time.
-//! - Training runs where [`TrainingMode`] says: `Background` hands the job to the model's trainer
-//!   thread through a channel of one (a retrain still running when the next is due is skipped and
-//!   counted, never queued), `Inline` runs it on the caller's thread, which `replay` uses so that
-//!   the same file always gives the same scores.
-//! - Either way the new forest is built from a snapshot of the reservoir and published whole with
-//!   one `store`, so a reader never waits and never sees a half-built forest.
+//! - Training runs where [`TrainingMode`] says, through the detector's [`Trainer`] (the trainer
+//!   thread behind a channel of one, or inline for `replay`).
+//! - Either way the new forest is built from a snapshot of the reservoir and published whole
+//!   through [`Published`], so a reader never waits and never sees a half-built forest.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::Instant;
 
-use arc_swap::{ArcSwap, ArcSwapOption};
-use metrics::{counter, gauge, histogram};
+use arc_swap::ArcSwap;
+use metrics::{counter, gauge};
 
-use super::iforest::{Contamination, IsolationForest, IsolationForestError, IsolationForestParams};
-use super::likelihood::{EntityLikelihood, LikelihoodParams, ScoreReference};
-use super::reservoir::{AnomalyGate, Reservoir, ReservoirError};
+use super::published::{Published, TrainingInfo};
+use super::trainer::{Trainer, TrainingMode, record_failed, record_trained};
 use crate::config::{self, IsolationForestConfig, ModelConfig};
 use crate::entity_metrics::{entity_counter, entity_gauge};
 use crate::features::entities::entity_vectors;
 use crate::features::history::metric_labels;
 use crate::features::{FeatureSet, StepResult};
+use crate::model::iforest::{
+    Contamination, IsolationForest, IsolationForestError, IsolationForestParams,
+};
+use crate::model::likelihood::{EntityLikelihood, LikelihoodParams, ScoreReference};
+use crate::model::reservoir::{AnomalyGate, Reservoir, ReservoirError};
 use crate::series::Labels;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,20 +52,20 @@ pub enum DetectorError {
 /// Everything that shapes one detector, resolved from the config.
 #[derive(Debug, Clone)]
 pub struct DetectorSpec {
-    pub name: String,
-    pub features: Vec<String>,
+    pub(crate) name: String,
+    pub(crate) features: Vec<String>,
     /// Each feature's PromQL expression as configured (trimmed), parallel to `features`.
-    pub expressions: Vec<String>,
+    pub(crate) expressions: Vec<String>,
     /// Indices of `features` in the [`FeatureSet`].
-    pub indices: Vec<usize>,
-    pub step_ms: i64,
-    pub retrain_interval_ms: i64,
-    pub max_age_ms: u64,
-    pub params: IsolationForestParams,
-    pub replace_fraction: f64,
-    pub reservoir_size: usize,
-    pub gate_anomalies: bool,
-    pub likelihood: LikelihoodParams,
+    pub(crate) indices: Vec<usize>,
+    pub(crate) step_ms: i64,
+    pub(crate) retrain_interval_ms: i64,
+    pub(crate) max_age_ms: u64,
+    pub(crate) params: IsolationForestParams,
+    pub(crate) replace_fraction: f64,
+    pub(crate) reservoir_size: usize,
+    pub(crate) gate_anomalies: bool,
+    pub(crate) likelihood: LikelihoodParams,
     /// Event time after its last step at which an entity's series leave `/metrics`.
     pub stale_ms: i64,
 }
@@ -111,7 +112,7 @@ impl DetectorSpec {
 
     /// The most vectors the reservoir can hold: `reservoir_size`, or fewer when `training_days`
     /// at the model's step is fewer.
-    pub fn reservoir_capacity(&self) -> usize {
+    pub(crate) fn reservoir_capacity(&self) -> usize {
         let by_age = self.max_age_ms / self.step_ms.max(1) as u64;
         self.reservoir_size
             .min(usize::try_from(by_age).unwrap_or(usize::MAX).max(1))
@@ -120,13 +121,13 @@ impl DetectorSpec {
     /// Vectors the stream must give before the first fit: `max_samples`, or the reservoir's
     /// capacity when that is smaller (scikit-learn's `max_samples = min(max_samples, n)`), so
     /// that no configuration waits for more vectors than it can ever hold.
-    pub fn first_fit_rows(&self) -> usize {
+    pub(crate) fn first_fit_rows(&self) -> usize {
         self.params.max_samples.min(self.reservoir_capacity())
     }
 
     /// A warning for a configuration whose reservoir holds fewer vectors than `max_samples`:
     /// each tree is then grown on the whole reservoir.
-    pub fn small_reservoir_warning(&self) -> Option<String> {
+    pub(crate) fn small_reservoir_warning(&self) -> Option<String> {
         let capacity = self.reservoir_capacity();
         (capacity < self.params.max_samples).then(|| {
             format!(
@@ -143,7 +144,10 @@ impl DetectorSpec {
 
 /// The forest's parameters from a model's config: shared by the live detector and `canopy score`,
 /// so a batch fit and a streamed one are shaped by the same keys.
-pub fn forest_params(model: &ModelConfig, forest: &IsolationForestConfig) -> IsolationForestParams {
+pub(crate) fn forest_params(
+    model: &ModelConfig,
+    forest: &IsolationForestConfig,
+) -> IsolationForestParams {
     IsolationForestParams {
         n_estimators: forest.n_estimators,
         max_samples: forest.max_samples,
@@ -158,31 +162,18 @@ pub fn forest_params(model: &ModelConfig, forest: &IsolationForestConfig) -> Iso
 
 /// One entity's score at one step, with scikit-learn's three values and canopy's 0..1 score.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Scored {
-    pub entity: Labels,
-    pub score_samples: f64,
-    pub decision_function: f64,
+pub(crate) struct Scored {
+    pub(crate) entity: Labels,
+    pub(crate) score_samples: f64,
+    pub(crate) decision_function: f64,
     /// `-1` anomalous, `1` normal.
-    pub predict: i8,
+    pub(crate) predict: i8,
     /// s in 0..1, higher is more anomalous (`-score_samples`).
-    pub anomaly_score: f64,
-    /// The calibrated 0..1 score alerts use (see [`super::likelihood`]).
-    pub likelihood: f64,
+    pub(crate) anomaly_score: f64,
+    /// The calibrated 0..1 score alerts use (see [`crate::model::likelihood`]).
+    pub(crate) likelihood: f64,
     /// Flagged: `likelihood` reached the model's threshold (what `canopy_anomaly` exports).
-    pub anomaly: bool,
-}
-
-/// What the published forest was last trained from, for `canopy_model_info` and checkpoints.
-/// Published beside the forest (an `arc-swap` cell of its own), so reading it takes no lock.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct TrainingInfo {
-    /// `live`, `synthetic`, `prometheus` or `hybrid`; empty while nothing is trained.
-    pub source: String,
-    /// Event time of the step that started the training.
-    pub trained_at_ms: Option<i64>,
-    /// Trainings that built the forest: the forest's generation for a detector, the number of
-    /// fits for a forecaster.
-    pub generation: u64,
+    pub(crate) anomaly: bool,
 }
 
 /// The entity state of a detector: its likelihood and when it was last scored.
@@ -222,22 +213,8 @@ struct TrainJob {
     fresh: bool,
 }
 
-/// Where training runs.
-pub enum TrainingMode {
-    /// On the caller's thread: deterministic, for `replay` and tests.
-    Inline,
-    /// On the model's trainer thread.
-    Background,
-}
-
-enum Trainer {
-    Inline,
-    Background(SyncSender<TrainJob>),
-}
-
 pub struct Detector {
     spec: Arc<DetectorSpec>,
-    published: Arc<ArcSwapOption<IsolationForest>>,
     /// The published forest's scores of its reservoir, stored by the trainer just before the
     /// forest it belongs to, so a step that sees a new forest finds its reference already there.
     reference: Arc<ArcSwap<ScoreReference>>,
@@ -250,15 +227,9 @@ pub struct Detector {
     missing_streak: Vec<u32>,
     /// Features already logged as missing, so each is logged once.
     reported_missing: BTreeSet<usize>,
-    info: Arc<ArcSwap<TrainingInfo>>,
     reservoir: Reservoir,
     gate: AnomalyGate,
-    /// Event time of the last training started.
-    last_train_ms: Option<i64>,
-    /// The published forest came from a checkpoint and no step has been seen since: the first
-    /// step starts the retrain interval instead of training at once.
-    restored: bool,
-    trainer: Trainer,
+    trainer: Trainer<TrainJob, IsolationForest>,
 }
 
 impl Detector {
@@ -275,33 +246,23 @@ impl Detector {
             source,
         })?;
         let spec = Arc::new(spec);
-        let published = Arc::new(ArcSwapOption::empty());
         let reference = Arc::new(ArcSwap::from_pointee(ScoreReference::default()));
-        let info = Arc::new(ArcSwap::from_pointee(TrainingInfo::default()));
-        let trainer = match training {
-            TrainingMode::Inline => Trainer::Inline,
-            TrainingMode::Background => {
-                let (tx, rx) = std::sync::mpsc::sync_channel(1);
-                let cells = Published {
-                    forest: published.clone(),
-                    reference: reference.clone(),
-                    info: info.clone(),
-                };
-                let shared = spec.clone();
-                std::thread::Builder::new()
-                    .name(format!("train-{}", spec.name))
-                    .spawn(move || train_loop(&shared, &cells, rx))
-                    .map_err(|source| DetectorError::Thread {
-                        model: spec.name.clone(),
-                        source,
-                    })?;
-                Trainer::Background(tx)
-            }
-        };
+        let (shared, cell) = (spec.clone(), reference.clone());
+        let trainer = Trainer::new(
+            &spec.name,
+            training,
+            spec.retrain_interval_ms,
+            move |published: &Published<IsolationForest>, job| {
+                train(&shared, &cell, published, job);
+            },
+        )
+        .map_err(|source| DetectorError::Thread {
+            model: spec.name.clone(),
+            source,
+        })?;
         Ok(Detector {
             missing_streak: vec![0; spec.indices.len()],
             spec,
-            published,
             reference,
             entities: HashMap::new(),
             // A new detector warms up on the stream from its first vector.
@@ -310,11 +271,8 @@ impl Detector {
                 next_fit: WARM_UP_FIRST_FIT,
             }),
             reported_missing: BTreeSet::new(),
-            info,
             reservoir,
             gate: AnomalyGate::default(),
-            last_train_ms: None,
-            restored: false,
             trainer,
         })
     }
@@ -324,7 +282,7 @@ impl Detector {
     /// The first retrain then comes one `retrain_interval` of event time after the first step
     /// seen, never at once. Returns how many vectors the reservoir kept (its capacity and age
     /// limit still apply).
-    pub fn restore<'a>(
+    pub(crate) fn restore<'a>(
         &mut self,
         forest: Arc<IsolationForest>,
         vectors: impl IntoIterator<Item = (i64, &'a [f64], bool)>,
@@ -355,56 +313,39 @@ impl Detector {
         } else {
             None
         };
-        self.published.store(Some(forest));
-        self.info.store(Arc::new(info));
-        self.last_train_ms = None;
-        self.restored = true;
+        self.trainer.restore(forest, info);
         kept
     }
 
     /// What the published forest was trained from.
-    pub fn training_info(&self) -> Arc<TrainingInfo> {
-        self.info.load_full()
+    pub(crate) fn training_info(&self) -> Arc<TrainingInfo> {
+        self.trainer.published().info()
     }
 
     /// The training reservoir, for checkpoints.
-    pub fn reservoir(&self) -> &Reservoir {
+    pub(crate) fn reservoir(&self) -> &Reservoir {
         &self.reservoir
     }
 
-    pub fn spec(&self) -> &DetectorSpec {
+    pub(crate) fn spec(&self) -> &DetectorSpec {
         &self.spec
     }
 
     /// The published forest, shared with the predict endpoints.
-    pub fn published(&self) -> Arc<ArcSwapOption<IsolationForest>> {
-        self.published.clone()
-    }
-
-    /// The handle the predict endpoints serve this detector through.
-    pub fn handle(&self) -> crate::serve::registry::DetectorHandle {
-        crate::serve::registry::DetectorHandle {
-            name: self.spec.name.clone(),
-            features: self.spec.features.clone(),
-            model: self.published.clone(),
-            info: self.info.clone(),
-        }
-    }
-
-    pub fn reservoir_len(&self) -> usize {
-        self.reservoir.len()
+    pub fn published(&self) -> &Published<IsolationForest> {
+        self.trainer.published()
     }
 
     /// Still warming up: no forest fit on `first_fit_rows` vectors of this stream yet, so no
     /// step is flagged (see [`Detector::warm_up_step`]).
-    pub fn warming_up(&self) -> bool {
+    pub(crate) fn warming_up(&self) -> bool {
         self.warm_up.is_some()
     }
 
     /// Scores the step's complete entity vectors (when `step` is one of the model's steps),
     /// feeds the reservoir and starts training when due. `None` for steps that are not the
     /// model's; an empty list while no model is trained yet.
-    pub fn on_step(&mut self, step: &StepResult) -> Option<Vec<Scored>> {
+    pub(crate) fn on_step(&mut self, step: &StepResult) -> Option<Vec<Scored>> {
         if step.t_ms.rem_euclid(self.spec.step_ms) != 0 {
             return None;
         }
@@ -425,7 +366,7 @@ impl Detector {
             self.reservoir.clear();
         }
         let warming_up = self.warm_up.is_some();
-        let model = self.published.load_full();
+        let model = self.trainer.published().load_full();
         let reference = self.reference.load();
         let mut scored = Vec::with_capacity(vectors.len());
         for (entity, row) in &vectors {
@@ -454,17 +395,12 @@ impl Detector {
         self.entities
             .retain(|_, e| t - e.last_seen_ms <= ENTITY_IDLE_MS.max(self.spec.step_ms * 10));
         self.export(t, &scored, model.as_deref());
-        if std::mem::take(&mut self.restored) {
-            self.last_train_ms = Some(t);
-        }
+        let first_fit_ready = self.reservoir.len() >= self.spec.first_fit_rows();
+        let due = self.trainer.due(t, || first_fit_ready);
         if let Some(w) = self.warm_up {
             self.warm_up_step(t, w);
             return Some(scored);
         }
-        let due = match self.last_train_ms {
-            None => self.reservoir.len() >= self.spec.first_fit_rows(),
-            Some(last) => t - last >= self.spec.retrain_interval_ms,
-        };
         if due {
             self.start_training(t, false);
         }
@@ -572,29 +508,18 @@ impl Detector {
     }
 
     fn start_training(&mut self, t: i64, fresh: bool) {
-        let job = TrainJob {
+        let job = self.job(t, "live", fresh);
+        self.trainer.start(t, job);
+    }
+
+    /// A snapshot of the reservoir to train on at `t`.
+    fn job(&mut self, t: i64, source: &'static str, fresh: bool) -> TrainJob {
+        TrainJob {
             training: self.reservoir.training_rows(),
             threshold: self.reservoir.rows().to_vec(),
             step_ms: t,
-            source: "live",
+            source,
             fresh,
-        };
-        match &self.trainer {
-            Trainer::Inline => {
-                train(&self.spec, &self.cells(), job);
-                self.last_train_ms = Some(t);
-            }
-            Trainer::Background(tx) => match tx.try_send(job) {
-                Ok(()) => self.last_train_ms = Some(t),
-                Err(TrySendError::Full(_)) => {
-                    // the previous training is still running: skip this interval, not every step
-                    self.last_train_ms = Some(t);
-                    counter!("canopy_model_retrains_skipped_total", "model" => self.spec.name.clone()).increment(1);
-                }
-                Err(TrySendError::Disconnected(_)) => {
-                    tracing::error!(model = %self.spec.name, "the trainer thread has stopped");
-                }
-            },
         }
     }
 
@@ -619,32 +544,15 @@ impl Detector {
         if self.reservoir.is_empty() {
             return false;
         }
-        let job = TrainJob {
-            training: self.reservoir.training_rows(),
-            threshold: self.reservoir.rows().to_vec(),
-            step_ms: end_ms,
-            source,
-            fresh: true,
-        };
-        train(&self.spec, &self.cells(), job);
-        let trained = self.published.load().is_some();
+        let job = self.job(end_ms, source, true);
+        let trained = self.trainer.train_now(end_ms, job);
         if trained {
-            self.last_train_ms = Some(end_ms);
             self.warm_up = Some(WarmUp {
                 holds_prior: true,
                 next_fit: WARM_UP_FIRST_FIT,
             });
         }
         trained
-    }
-
-    /// The cells training publishes into.
-    fn cells(&self) -> Published {
-        Published {
-            forest: self.published.clone(),
-            reference: self.reference.clone(),
-            info: self.info.clone(),
-        }
     }
 
     fn export(&self, t: i64, scored: &[Scored], model: Option<&IsolationForest>) {
@@ -674,30 +582,23 @@ impl Detector {
             .set(self.reservoir.len() as f64);
         gauge!("canopy_model_warming_up", "model" => name.clone())
             .set(f64::from(u8::from(self.warm_up.is_some())));
-        if let (Some(last), Some(_)) = (self.last_train_ms, model) {
+        if let (Some(last), Some(_)) = (self.trainer.last_train_ms(), model) {
             gauge!("canopy_model_age_seconds", "model" => name.clone())
                 .set((t - last) as f64 / 1000.0);
         }
     }
 }
 
-/// The cells a training publishes into, shared by the detector and its trainer thread.
-struct Published {
-    forest: Arc<ArcSwapOption<IsolationForest>>,
-    reference: Arc<ArcSwap<ScoreReference>>,
-    info: Arc<ArcSwap<TrainingInfo>>,
-}
-
-fn train_loop(spec: &DetectorSpec, cells: &Published, jobs: Receiver<TrainJob>) {
-    for job in jobs {
-        train(spec, cells, job);
-    }
-}
-
-/// Fits (no model yet) or partially retrains (replacing the oldest trees) and publishes.
-fn train(spec: &DetectorSpec, cells: &Published, job: TrainJob) {
+/// Fits (no model yet) or partially retrains (replacing the oldest trees) and publishes the
+/// forest, its likelihood reference first.
+fn train(
+    spec: &DetectorSpec,
+    reference: &ArcSwap<ScoreReference>,
+    published: &Published<IsolationForest>,
+    job: TrainJob,
+) {
     let started = Instant::now();
-    let base = cells.forest.load_full();
+    let base = published.load_full();
     let n = spec.indices.len();
     let result = match &base {
         Some(b) if !job.fresh => b.retrained(&job.training, &job.threshold, spec.replace_fraction),
@@ -714,23 +615,15 @@ fn train(spec: &DetectorSpec, cells: &Published, job: TrainJob) {
             };
             // The likelihood's reference: the new forest's scores of the rows its threshold was
             // estimated on. Stored before the forest, so a step that loads the new forest finds it.
-            cells
-                .reference
-                .store(Arc::new(ScoreReference::of(&forest, &job.threshold)));
-            cells.info.store(Arc::new(TrainingInfo {
+            reference.store(Arc::new(ScoreReference::of(&forest, &job.threshold)));
+            let info = TrainingInfo {
                 source: job.source.into(),
                 trained_at_ms: Some(job.step_ms),
                 generation: forest.generation(),
-            }));
-            cells.forest.store(Some(Arc::new(forest)));
+            };
+            published.publish(Arc::new(forest), info);
             let seconds = started.elapsed().as_secs_f64();
-            counter!("canopy_model_retrains_total", "model" => model.clone(), "result" => "ok")
-                .increment(1);
-            counter!("canopy_model_trees_replaced_total", "model" => model.clone())
-                .increment(replaced as u64);
-            histogram!("canopy_model_retrain_duration_seconds", "model" => model.clone())
-                .record(seconds);
-            super::info::set_model_info(&model, job.source);
+            record_trained(&model, replaced, seconds, job.source);
             gauge!("canopy_model_last_trained_step_timestamp_seconds", "model" => model.clone())
                 .set(job.step_ms as f64 / 1000.0);
             tracing::info!(
@@ -743,8 +636,7 @@ fn train(spec: &DetectorSpec, cells: &Published, job: TrainJob) {
             );
         }
         Err(e) => {
-            counter!("canopy_model_retrains_total", "model" => model.clone(), "result" => "error")
-                .increment(1);
+            record_failed(&model);
             tracing::warn!(model = %model, error = %e, "training failed; the current model stays");
         }
     }
@@ -933,7 +825,7 @@ mod tests {
         let times: Vec<i64> = (0..200).map(|k| -200 * 60_000 + k * 60_000).collect();
         let rows: Vec<f64> = (0..400).map(|k| 100.0 + (k % 7) as f64).collect();
         assert!(d.seed(&times, &rows, 0, "synthetic"));
-        assert_eq!(d.reservoir_len(), 200);
+        assert_eq!(d.reservoir().len(), 200);
         // A first step without data (a `rate` still waiting for its second sample) is no live
         // vector: the prior stays, and so does the warm-up.
         let empty = StepResult {
@@ -941,7 +833,7 @@ mod tests {
             values: vec![None, None],
         };
         assert_eq!(d.on_step(&empty), Some(Vec::new()));
-        assert_eq!(d.reservoir_len(), 200);
+        assert_eq!(d.reservoir().len(), 200);
         assert!(d.warm_up.is_some());
         let live = |k: i64| step(k * 60_000, (k % 5) as f64 / 4.0, (k % 3) as f64 / 2.0);
         let (mut scores, mut held) = (Vec::new(), 0);
@@ -956,7 +848,7 @@ mod tests {
             }
         }
         assert_eq!(
-            d.reservoir_len(),
+            d.reservoir().len(),
             16,
             "the prior's rows left at the first live step"
         );

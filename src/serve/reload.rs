@@ -1,4 +1,6 @@
-//! Hot reload for `canopy serve`: follows each served `model.ckpt` and swaps a replaced one in.
+//! `canopy serve`'s models from checkpoint files: [`load_registry`] turns the saved models of a
+//! model folder into the registry, and the [`CheckpointFollower`] follows each served
+//! `model.ckpt` and swaps a replaced one in.
 //!
 //! A writer (`canopy train`, an agent's checkpoint writer) replaces a model file by renaming a
 //! complete, fsynced temporary file over it, so the path always names a whole file: the old one
@@ -21,24 +23,50 @@
 //! milliseconds for a large forecaster) is blocking work that must not hold up the async workers
 //! answering requests.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, SystemTime};
 
-use super::CheckpointError;
-use super::file::{FileStamp, LoadedModel, read_stamped};
-use super::saved::{SavedData, SavedModel};
-use crate::serve::registry::ModelHandle;
+use super::registry::{ModelHandle, Registry};
+use crate::checkpoint::file::{FileStamp, load_models, read_stamped};
+use crate::checkpoint::{CheckpointError, SavedData, SavedModel};
 
 /// How often the served files are checked: a replaced model answers within about this long.
-pub const RELOAD_EVERY: Duration = Duration::from_secs(2);
+pub(crate) const RELOAD_EVERY: Duration = Duration::from_secs(2);
 
 /// The `result` label values of `canopy_model_reloads_total`.
 const RESULTS: &[&str] = &["ok", "corrupt", "shape_mismatch", "unreadable"];
 
+/// A model served from a checkpoint file: the handle it is served through and the file it came
+/// from.
+#[derive(Clone)]
+pub struct ServedFile {
+    pub(crate) handle: ModelHandle,
+    /// `isolation_forest` or `random_forest`.
+    pub kind: &'static str,
+    pub(crate) path: PathBuf,
+    pub(crate) stamp: FileStamp,
+    pub(crate) trained_at_ms: Option<i64>,
+}
+
+/// Reads the checkpoints of a model folder read-only ([`load_models`]) and serves each: every
+/// handle is filled (ready).
+pub fn load_registry(model_dir: &Path) -> Result<(Registry, Vec<ServedFile>), CheckpointError> {
+    let served: Vec<ServedFile> = load_models(model_dir)?
+        .into_iter()
+        .map(|l| ServedFile {
+            kind: l.saved.kind(),
+            trained_at_ms: l.saved.training.trained_at_ms,
+            handle: ModelHandle::saved(l.saved),
+            path: l.path,
+            stamp: l.stamp,
+        })
+        .collect();
+    Ok((Registry::of(served.iter().map(|s| &s.handle)), served))
+}
+
 /// Every served checkpoint file, with what was last loaded from it.
-pub struct CheckpointFollower {
+pub(crate) struct CheckpointFollower {
     files: Vec<FollowedFile>,
 }
 
@@ -64,7 +92,7 @@ enum Reported {
 
 /// What one poll did with one file.
 #[derive(Debug, Clone, PartialEq)]
-pub enum PollOutcome {
+pub(crate) enum PollOutcome {
     /// The served file is still there (or a change was already reported).
     Unchanged,
     /// A new file was validated and is now served.
@@ -81,7 +109,7 @@ pub enum PollOutcome {
 impl CheckpointFollower {
     /// Follows the files `loaded` came from, each serving through its handle (under the name
     /// the handle carries). Registers every `canopy_model_reloads_total` series at 0.
-    pub fn new(loaded: Vec<LoadedModel>) -> CheckpointFollower {
+    pub(crate) fn new(loaded: Vec<ServedFile>) -> CheckpointFollower {
         let files: Vec<FollowedFile> = loaded
             .into_iter()
             .map(|l| FollowedFile {
@@ -105,7 +133,7 @@ impl CheckpointFollower {
 
     /// Checks every file once, swapping in those replaced by a valid model; returns what it did
     /// with each, in the order the files were given.
-    pub fn poll(&mut self) -> Vec<PollOutcome> {
+    pub(crate) fn poll(&mut self) -> Vec<PollOutcome> {
         let outcomes = self.files.iter_mut().map(FollowedFile::poll).collect();
         self.export_ages();
         outcomes
@@ -157,15 +185,13 @@ impl FollowedFile {
     }
 
     fn swap_in(&mut self, saved: SavedModel, stamp: FileStamp) -> PollOutcome {
-        let training = Arc::new(saved.training);
+        let training = saved.training.clone();
         match (&self.handle, saved.data) {
             (ModelHandle::Detector(d), SavedData::Detector { forest, .. }) => {
-                d.model.store(Some(forest));
-                d.info.store(training.clone());
+                d.model.publish(forest, saved.training);
             }
             (ModelHandle::Forecaster(f), SavedData::Forecaster { forest, .. }) => {
-                f.model.store(Some(forest));
-                f.info.store(training.clone());
+                f.model.publish(forest, saved.training);
             }
             // `shape_change` refused every other pairing.
             _ => return PollOutcome::Unchanged,
@@ -286,7 +312,7 @@ fn shape_change(handle: &ModelHandle, saved: &SavedModel) -> Option<String> {
 }
 
 /// Polls `follower` every `every` until `stop`'s sender is dropped (the server's shutdown).
-pub fn follow(mut follower: CheckpointFollower, every: Duration, stop: Receiver<()>) {
+pub(crate) fn follow(mut follower: CheckpointFollower, every: Duration, stop: Receiver<()>) {
     loop {
         match stop.recv_timeout(every) {
             Err(RecvTimeoutError::Timeout) => {
@@ -300,10 +326,12 @@ pub fn follow(mut follower: CheckpointFollower, every: Duration, stop: Receiver<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::file::{CHECKPOINT_FILE, load_registry, write_atomic};
+    use std::sync::Arc;
+
+    use crate::checkpoint::file::{CHECKPOINT_FILE, write_atomic};
     use crate::checkpoint::saved::SavedReservoir;
     use crate::checkpoint::{SavedModel, encode};
-    use crate::model::detector::TrainingInfo;
+    use crate::live::TrainingInfo;
     use crate::model::iforest::{IsolationForest, IsolationForestParams};
     use crate::model::rforest::{RandomForestParams, RandomForestRegressor};
 
@@ -410,7 +438,7 @@ mod tests {
         let ModelHandle::Detector(d) = &follower.files[0].handle else {
             panic!("a detector is served");
         };
-        assert_eq!(d.info.load().trained_at_ms, Some(2_000));
+        assert_eq!(d.model.info().trained_at_ms, Some(2_000));
         assert_eq!(follower.poll(), [PollOutcome::Unchanged]);
     }
 
