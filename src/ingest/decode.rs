@@ -68,7 +68,8 @@ impl<'g> Allowance<'g> {
     }
 
     /// The bytes granted so far.
-    pub fn granted(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn granted(&self) -> usize {
         self.granted
     }
 
@@ -100,7 +101,7 @@ impl<'g> Allowance<'g> {
 
 /// Why one series was refused; the first one found names the 400 answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SeriesProblem {
+pub(crate) enum SeriesProblem {
     #[error("series has no __name__ label")]
     MissingName,
     #[error("series has a label with an empty name")]
@@ -129,7 +130,7 @@ pub enum SeriesProblem {
 
 impl SeriesProblem {
     /// A short, stable name for the `reason` label of the rejection metrics.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             SeriesProblem::MissingName => "missing_metric_name",
             SeriesProblem::EmptyLabelName => "empty_label_name",
@@ -146,46 +147,46 @@ impl SeriesProblem {
 }
 
 #[derive(Debug, Clone, Copy)]
-pub struct LabelLimits {
-    pub max_labels: usize,
-    pub max_name_bytes: usize,
-    pub max_value_bytes: usize,
+pub(crate) struct LabelLimits {
+    pub(crate) max_labels: usize,
+    pub(crate) max_name_bytes: usize,
+    pub(crate) max_value_bytes: usize,
 }
 
 /// One decoded series: its sorted labels and samples are ranges into the [`Batch`].
 #[derive(Debug, Clone)]
-pub struct SeriesEntry {
-    pub labels: Range<usize>,
-    pub samples: Range<usize>,
-    pub histograms: u64,
-    pub exemplars: u64,
-    pub problem: Option<SeriesProblem>,
+pub(crate) struct SeriesEntry {
+    pub(crate) labels: Range<usize>,
+    pub(crate) samples: Range<usize>,
+    pub(crate) histograms: u64,
+    pub(crate) exemplars: u64,
+    pub(crate) problem: Option<SeriesProblem>,
 }
 
 /// A decoded request, borrowing label strings from the decompressed body. It holds the series
 /// the filter kept and the invalid ones; valid series the filter refused are only counted.
 #[derive(Debug, Default)]
 pub struct Batch<'a> {
-    pub labels: Vec<(&'a str, &'a str)>,
-    pub samples: Vec<Sample>,
-    pub series: Vec<SeriesEntry>,
+    pub(crate) labels: Vec<(&'a str, &'a str)>,
+    pub(crate) samples: Vec<Sample>,
+    pub(crate) series: Vec<SeriesEntry>,
     /// Valid series the filter refused: accepted from the sender, not kept.
-    pub unmatched: Unmatched,
+    pub(crate) unmatched: Unmatched,
     /// 1.0 metadata entries (2.0 carries metadata inside each series).
-    pub metadata: u64,
+    pub(crate) metadata: u64,
 }
 
 /// What the valid series that the filter refused carried.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Unmatched {
-    pub series: u64,
-    pub samples: u64,
-    pub histograms: u64,
-    pub exemplars: u64,
+pub(crate) struct Unmatched {
+    pub(crate) series: u64,
+    pub(crate) samples: u64,
+    pub(crate) histograms: u64,
+    pub(crate) exemplars: u64,
 }
 
 /// Decides whether a valid series is kept: the ingest prefilter.
-pub trait Filter {
+pub(crate) trait Filter {
     /// What the metric name alone decides: `Some(keep)`, or `None` when the other labels
     /// decide. Asked before a series' labels are collected, so a series dropped by its name
     /// costs only its scan and validation.
@@ -195,8 +196,10 @@ pub trait Filter {
 }
 
 /// Keeps every valid series.
-pub struct KeepAll;
+#[cfg(test)]
+pub(crate) struct KeepAll;
 
+#[cfg(test)]
 impl Filter for KeepAll {
     fn by_name(&self, _: &str) -> Option<bool> {
         Some(true)
@@ -209,17 +212,17 @@ impl Filter for KeepAll {
 
 /// How a decoder judges each series: the label limits and the filter.
 #[derive(Clone, Copy)]
-pub struct Rules<'k> {
-    pub limits: &'k LabelLimits,
-    pub filter: &'k dyn Filter,
+pub(crate) struct Rules<'k> {
+    pub(crate) limits: &'k LabelLimits,
+    pub(crate) filter: &'k dyn Filter,
 }
 
 impl<'a> Batch<'a> {
-    pub fn pairs(&self, e: &SeriesEntry) -> &[(&'a str, &'a str)] {
+    pub(crate) fn pairs(&self, e: &SeriesEntry) -> &[(&'a str, &'a str)] {
         &self.labels[e.labels.clone()]
     }
 
-    pub fn samples_of(&self, e: &SeriesEntry) -> &[Sample] {
+    pub(crate) fn samples_of(&self, e: &SeriesEntry) -> &[Sample] {
         &self.samples[e.samples.clone()]
     }
 }
@@ -479,7 +482,8 @@ fn finish_series<'a>(
 }
 
 /// Decodes a remote-write 1.0 `prometheus.WriteRequest`, keeping every valid series.
-pub fn decode_v1<'a>(
+#[cfg(test)]
+pub(crate) fn decode_v1<'a>(
     body: &'a [u8],
     limits: &LabelLimits,
     allowance: &mut Allowance<'_>,
@@ -496,7 +500,7 @@ pub fn decode_v1<'a>(
 
 /// Decodes a remote-write 1.0 `prometheus.WriteRequest`, keeping the valid series that
 /// `rules.filter` keeps.
-pub fn decode_v1_with<'a>(
+pub(crate) fn decode_v1_with<'a>(
     body: &'a [u8],
     rules: Rules<'_>,
     allowance: &mut Allowance<'_>,
@@ -714,7 +718,8 @@ fn split_label(label: &[u8]) -> Result<(&[u8], &[u8]), WireError> {
 }
 
 /// Decodes a remote-write 2.0 `io.prometheus.write.v2.Request`, keeping every valid series.
-pub fn decode_v2<'a>(
+#[cfg(test)]
+pub(crate) fn decode_v2<'a>(
     body: &'a [u8],
     limits: &LabelLimits,
     allowance: &mut Allowance<'_>,
@@ -731,7 +736,7 @@ pub fn decode_v2<'a>(
 
 /// Decodes a remote-write 2.0 `io.prometheus.write.v2.Request`, keeping the valid series that
 /// `rules.filter` keeps.
-pub fn decode_v2_with<'a>(
+pub(crate) fn decode_v2_with<'a>(
     body: &'a [u8],
     rules: Rules<'_>,
     allowance: &mut Allowance<'_>,

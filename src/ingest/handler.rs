@@ -37,9 +37,9 @@ const RETRY_AFTER_SECONDS: &str = "5";
 
 /// The remote-write route's shared state: the ingestor, and the permits that bound how many
 /// requests and how many bytes are held in memory at once.
-pub struct RemoteWrite {
-    pub ingestor: Arc<Ingestor>,
-    pub permits: Semaphore,
+pub(crate) struct RemoteWrite {
+    pub(crate) ingestor: Arc<Ingestor>,
+    pub(crate) permits: Semaphore,
     /// In-flight bytes, one permit per KiB: a request holds its compressed body's, then its
     /// decoded size, then what its decoded labels, samples and series grow to, asked for as they
     /// grow.
@@ -72,7 +72,7 @@ fn kib(bytes: usize) -> u32 {
 /// Reads the protocol from the Content-Type, parsed as HTTP says: the media type and parameter
 /// names case-insensitive, spaces allowed around `;` and `=`, a parameter value optionally quoted.
 /// An absent Content-Type is 1.0, as older senders omit it.
-pub fn negotiate(headers: &HeaderMap) -> Result<Protocol, String> {
+pub(crate) fn negotiate(headers: &HeaderMap) -> Result<Protocol, String> {
     if let Some(enc) = headers.get(header::CONTENT_ENCODING) {
         let enc = enc.to_str().unwrap_or("").trim();
         if !enc.eq_ignore_ascii_case("snappy") {
@@ -135,7 +135,7 @@ impl Answer {
 }
 
 /// The remote-write endpoint.
-pub async fn remote_write(
+pub(crate) async fn remote_write(
     State(rw): State<Arc<RemoteWrite>>,
     headers: HeaderMap,
     body: Body,

@@ -6,7 +6,7 @@
 //! sample and series that is not kept is counted in a metric with its reason.
 
 pub mod decode;
-pub mod handler;
+pub(crate) mod handler;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -35,7 +35,7 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Protocol::V1 => "1.0",
             Protocol::V2 => "2.0",
@@ -45,13 +45,13 @@ impl Protocol {
 
 #[derive(Debug, Clone, Copy)]
 pub struct IngestLimits {
-    pub max_request_bytes: usize,
-    pub max_decoded_bytes: usize,
-    pub labels: LabelLimits,
+    pub(crate) max_request_bytes: usize,
+    pub(crate) max_decoded_bytes: usize,
+    pub(crate) labels: LabelLimits,
     /// Samples stamped more than this far ahead of the wall clock are dropped (`too_far_ahead`):
     /// one host with a wrong clock would otherwise move the event time of every series, and
     /// every live sample after it would be too old.
-    pub max_future_ms: i64,
+    pub(crate) max_future_ms: i64,
 }
 
 /// Why a whole request was refused.
@@ -74,22 +74,22 @@ pub enum IngestError {
 /// histograms canopy does not keep: the sender delivered them and must not resend them.
 #[derive(Debug, Default, Clone)]
 pub struct WriteOutcome {
-    pub samples_written: u64,
-    pub histograms_written: u64,
-    pub exemplars_written: u64,
-    pub invalid_series: u64,
+    pub(crate) samples_written: u64,
+    pub(crate) histograms_written: u64,
+    pub(crate) exemplars_written: u64,
+    pub(crate) invalid_series: u64,
     /// The first invalid series' problem: the request then answers 400 naming it.
-    pub first_problem: Option<SeriesProblem>,
+    pub(crate) first_problem: Option<SeriesProblem>,
 }
 
 /// What [`Ingestor::decode_and_filter`] found in a request.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Sifted {
-    pub kept_series: u64,
+    pub(crate) kept_series: u64,
     pub kept_samples: u64,
     /// Samples of valid series that no feature selector matches.
-    pub dropped_samples: u64,
-    pub invalid_series: u64,
+    pub(crate) dropped_samples: u64,
+    pub(crate) invalid_series: u64,
 }
 
 pub struct Ingestor {
@@ -120,12 +120,8 @@ impl Ingestor {
         }
     }
 
-    pub fn limits(&self) -> &IngestLimits {
+    pub(crate) fn limits(&self) -> &IngestLimits {
         &self.limits
-    }
-
-    pub fn store(&self) -> &Arc<SeriesStore> {
-        &self.store
     }
 
     /// Decompresses, decodes, validates, filters and appends one request body. The decoded

@@ -40,9 +40,9 @@ pub enum PlanValue {
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[error("evaluating {expr:?} at {t_ms} ms: {kind}")]
 pub struct EvalError {
-    pub expr: String,
-    pub t_ms: i64,
-    pub kind: EvalErrorKind,
+    pub(crate) expr: String,
+    pub(crate) t_ms: i64,
+    pub(crate) kind: EvalErrorKind,
 }
 
 /// Prometheus 2.42's own messages for the errors a step can raise.

@@ -12,7 +12,7 @@
 /// number too large for an f64, which Go reports as out of range). Accepts what Go accepts:
 /// decimal and hexadecimal (`0x1.8p3`, the `p` exponent required) numbers, `_` between digits,
 /// `inf`/`infinity` with a sign and `nan` without, in any case.
-pub fn parse_float(s: &str) -> Option<f64> {
+pub(crate) fn parse_float(s: &str) -> Option<f64> {
     if let Some(v) = special(s) {
         return Some(v);
     }
@@ -187,7 +187,7 @@ fn pow2(e: i64) -> f64 {
 
 /// Go's `int64(v)` on amd64 (`CVTTSD2SQ`): truncation toward zero, and `i64::MIN` for NaN and
 /// for anything outside the range of an i64.
-pub fn go_int64(v: f64) -> i64 {
+pub(crate) fn go_int64(v: f64) -> i64 {
     const LIMIT: f64 = 9_223_372_036_854_775_808.0; // 2^63
     if v.is_nan() || !(-LIMIT..LIMIT).contains(&v) {
         i64::MIN
@@ -200,18 +200,18 @@ pub fn go_int64(v: f64) -> i64 {
 /// package does: from seconds since its absolute zero year, in wrapping unsigned arithmetic, so
 /// that times beyond Go's range wrap as they do in Prometheus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GoDate {
-    pub year: i64,
+pub(crate) struct GoDate {
+    pub(crate) year: i64,
     /// 1 to 12.
-    pub month: i64,
+    pub(crate) month: i64,
     /// 1 to 31.
-    pub day: i64,
+    pub(crate) day: i64,
     /// 1 to 366.
-    pub year_day: i64,
+    pub(crate) year_day: i64,
     /// Sunday is 0.
-    pub weekday: i64,
-    pub hour: i64,
-    pub minute: i64,
+    pub(crate) weekday: i64,
+    pub(crate) hour: i64,
+    pub(crate) minute: i64,
 }
 
 const SECONDS_PER_DAY: u64 = 86_400;
@@ -230,12 +230,12 @@ const UNIX_TO_ABSOLUTE: i64 = {
 /// Days before each month's first in a non-leap year (Go's `daysBefore`).
 const DAYS_BEFORE: [u64; 13] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334, 365];
 
-pub fn is_leap(year: i64) -> bool {
+pub(crate) fn is_leap(year: i64) -> bool {
     year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
 }
 
 impl GoDate {
-    pub fn from_unix(secs: i64) -> GoDate {
+    pub(crate) fn from_unix(secs: i64) -> GoDate {
         let abs = secs.wrapping_add(UNIX_TO_ABSOLUTE) as u64;
         // Go's `absDate`.
         let mut d = abs / SECONDS_PER_DAY;
@@ -288,7 +288,7 @@ impl GoDate {
 
     /// Prometheus's `days_in_month`: `32 - time.Date(year, month, 32, …).Day()`, which is the
     /// month's length.
-    pub fn days_in_month(&self) -> i64 {
+    pub(crate) fn days_in_month(&self) -> i64 {
         match self.month {
             2 if is_leap(self.year) => 29,
             2 => 28,

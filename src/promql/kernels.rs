@@ -15,7 +15,7 @@ use super::plan::{AggOp, DateFunc, RangeFunc};
 
 /// Prometheus's `kahanSumInc`: Kahan summation with Neumaier's improvement.
 #[inline]
-pub fn kahan_sum_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+pub(crate) fn kahan_sum_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     let t = sum + inc;
     let c = if sum.abs() >= inc.abs() {
         c + ((sum - t) + inc)
@@ -26,7 +26,7 @@ pub fn kahan_sum_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
 }
 
 /// Go's `math.Min`: -Inf wins over NaN, NaN over numbers, -0 over +0.
-pub fn go_min(x: f64, y: f64) -> f64 {
+pub(crate) fn go_min(x: f64, y: f64) -> f64 {
     if x == f64::NEG_INFINITY || y == f64::NEG_INFINITY {
         f64::NEG_INFINITY
     } else if x.is_nan() || y.is_nan() {
@@ -41,7 +41,7 @@ pub fn go_min(x: f64, y: f64) -> f64 {
 }
 
 /// Go's `math.Max`: +Inf wins over NaN, NaN over numbers, +0 over -0.
-pub fn go_max(x: f64, y: f64) -> f64 {
+pub(crate) fn go_max(x: f64, y: f64) -> f64 {
     if x == f64::INFINITY || y == f64::INFINITY {
         f64::INFINITY
     } else if x.is_nan() || y.is_nan() {
@@ -57,22 +57,28 @@ pub fn go_max(x: f64, y: f64) -> f64 {
 
 /// Go's `time.Duration.Seconds()` for a duration given in ms: whole seconds plus the rest,
 /// added the way Go adds them (it differs from `ms / 1000.0` in the last bit for some ranges).
-pub fn duration_seconds(ms: i64) -> f64 {
+pub(crate) fn duration_seconds(ms: i64) -> f64 {
     (ms / 1000) as f64 + ((ms % 1000) * 1_000_000) as f64 / 1e9
 }
 
 /// The window a range function sees: [start, end] in ms, both ends included.
 #[derive(Debug, Clone, Copy)]
-pub struct Window {
-    pub start: i64,
-    pub end: i64,
+pub(crate) struct Window {
+    pub(crate) start: i64,
+    pub(crate) end: i64,
 }
 
 /// Evaluates a range function over one series' samples (timestamps ascending, every sample
 /// inside the window, staleness markers already left out). `params` are the function's scalar
 /// arguments (φ; seconds ahead; the two factors), `t` the step's timestamp, which
 /// `predict_linear` predicts from. `None`: the series yields no value.
-pub fn range_func(func: RangeFunc, s: &[Sample], w: Window, params: &[f64], t: i64) -> Option<f64> {
+pub(crate) fn range_func(
+    func: RangeFunc,
+    s: &[Sample],
+    w: Window,
+    params: &[f64],
+    t: i64,
+) -> Option<f64> {
     let last = s.last()?;
     let param = |i: usize| params.get(i).copied().unwrap_or(f64::NAN);
     match func {
@@ -125,7 +131,7 @@ pub fn range_func(func: RangeFunc, s: &[Sample], w: Window, params: &[f64], t: i
 
 /// `quantile`: φ-quantile of `values` by linear interpolation between the closest ranks,
 /// −Inf below 0 and +Inf above 1, NaN for no values; NaN values sort first.
-pub fn quantile(q: f64, values: &mut [f64]) -> f64 {
+pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
     if values.is_empty() || q.is_nan() {
         return f64::NAN;
     }
@@ -171,16 +177,16 @@ fn holt_winters(s: &[Sample], sf: f64, tf: f64) -> Option<f64> {
 
 /// One classic histogram bucket: its `le` bound and its cumulative count.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Bucket {
-    pub upper: f64,
-    pub count: f64,
+pub(crate) struct Bucket {
+    pub(crate) upper: f64,
+    pub(crate) count: f64,
 }
 
 /// `bucketQuantile`: the φ-quantile of a classic histogram by linear interpolation inside the
 /// bucket that holds the rank. Buckets may come in any order; equal bounds are merged, counts
 /// made monotonic (they are not when buckets were scraped at different moments), a missing
 /// `+Inf` bucket gives NaN, and a rank in the `+Inf` bucket the highest finite bound.
-pub fn bucket_quantile(q: f64, buckets: &mut Vec<Bucket>) -> f64 {
+pub(crate) fn bucket_quantile(q: f64, buckets: &mut Vec<Bucket>) -> f64 {
     if q.is_nan() {
         return f64::NAN;
     }
@@ -389,7 +395,7 @@ fn stdvar_over_time(s: &[Sample]) -> f64 {
 
 /// One group of an aggregation, fed its series in label order (`aggregation` in engine.go).
 #[derive(Debug, Clone, Copy)]
-pub struct Accumulator {
+pub(crate) struct Accumulator {
     value: f64,
     mean: f64,
     count: u64,
@@ -409,7 +415,7 @@ impl Accumulator {
         }
     }
 
-    pub fn add(&mut self, op: &AggOp, v: f64) {
+    pub(crate) fn add(&mut self, op: &AggOp, v: f64) {
         match op {
             AggOp::Sum => self.value += v,
             AggOp::Count | AggOp::CountValues(_) => self.count += 1,
@@ -449,7 +455,7 @@ impl Accumulator {
         }
     }
 
-    pub fn finish(&self, op: &AggOp) -> f64 {
+    pub(crate) fn finish(&self, op: &AggOp) -> f64 {
         match op {
             AggOp::Sum | AggOp::Min | AggOp::Max | AggOp::Group => self.value,
             AggOp::Topk | AggOp::Bottomk | AggOp::Quantile => self.value,
@@ -463,7 +469,7 @@ impl Accumulator {
 
 /// A date function of Unix seconds `v`, in UTC: `time.Unix(int64(v), 0).UTC()` as Go computes
 /// it, so that NaN, infinities and times beyond Go's range give Prometheus's answers.
-pub fn date_field(f: DateFunc, v: f64) -> f64 {
+pub(crate) fn date_field(f: DateFunc, v: f64) -> f64 {
     let d = GoDate::from_unix(go_int64(v));
     (match f {
         DateFunc::DayOfMonth => d.day,

@@ -7,9 +7,9 @@
 //! it takes an expression and a timestamp and gives back a value or an error.
 
 pub mod eval;
-pub mod golang;
-pub mod kernels;
-pub mod plan;
+pub(crate) mod golang;
+pub(crate) mod kernels;
+pub(crate) mod plan;
 
 pub use eval::{EvalError, EvalErrorKind, Evaluator, PlanValue};
 pub use plan::{Plan, PlanError, canonical, parse_expr};

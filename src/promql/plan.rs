@@ -23,11 +23,11 @@ use crate::series::{Labels, Selector};
 
 /// How far back an instant selector looks for its newest sample (Prometheus's default
 /// `--query.lookback-delta`).
-pub const LOOKBACK_DELTA_MS: i64 = 5 * 60 * 1000;
+pub(crate) const LOOKBACK_DELTA_MS: i64 = 5 * 60 * 1000;
 
 /// A subquery without a resolution (`[1h:]`) steps at Prometheus's default global
 /// `evaluation_interval`, one minute.
-pub const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
+pub(crate) const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
 
 /// A subquery, with the subqueries around it, may evaluate its expression at most this many times
 /// per step (Prometheus's 11,000 points per series of a `query_range`): `x[1y:1ms]` would
@@ -49,14 +49,14 @@ pub enum PlanError {
 
 /// What a node evaluates to; fixed at plan time, as PromQL's static typing fixes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Scalar,
     Vector,
 }
 
 /// The functions of a range vector; each yields at most one value per series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RangeFunc {
+pub(crate) enum RangeFunc {
     Rate,
     Irate,
     Increase,
@@ -112,7 +112,7 @@ impl RangeFunc {
 
 /// Element-wise functions of an instant vector (all drop `__name__`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MathFunc {
+pub(crate) enum MathFunc {
     Abs,
     Ceil,
     Floor,
@@ -170,7 +170,7 @@ impl MathFunc {
 
     /// Go's `math` functions are correctly rounded or within an ulp, as libm's are; the parity
     /// test compares to 1e-9 relative.
-    pub fn apply(self, v: f64) -> f64 {
+    pub(crate) fn apply(self, v: f64) -> f64 {
         match self {
             MathFunc::Abs => v.abs(),
             MathFunc::Ceil => v.ceil(),
@@ -211,7 +211,7 @@ impl MathFunc {
 /// The date functions: a vector of Unix seconds (default `vector(time())`) to a calendar field
 /// in UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DateFunc {
+pub(crate) enum DateFunc {
     DayOfMonth,
     DayOfWeek,
     DayOfYear,
@@ -240,7 +240,7 @@ impl DateFunc {
 
 /// The aggregation operators of Prometheus 2.42.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AggOp {
+pub(crate) enum AggOp {
     Sum,
     Avg,
     Min,
@@ -258,7 +258,7 @@ pub enum AggOp {
 
 /// The binary operators: arithmetic, comparison and set operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BinOp {
+pub(crate) enum BinOp {
     Add,
     Sub,
     Mul,
@@ -300,19 +300,19 @@ impl BinOp {
         })
     }
 
-    pub fn is_comparison(self) -> bool {
+    pub(crate) fn is_comparison(self) -> bool {
         matches!(
             self,
             BinOp::Eq | BinOp::Ne | BinOp::Gt | BinOp::Lt | BinOp::Ge | BinOp::Le
         )
     }
 
-    pub fn is_set(self) -> bool {
+    pub(crate) fn is_set(self) -> bool {
         matches!(self, BinOp::And | BinOp::Or | BinOp::Unless)
     }
 
     /// `shouldDropMetricName`: the arithmetic operators but `atan2` drop `__name__`.
-    pub fn drops_name(self) -> bool {
+    pub(crate) fn drops_name(self) -> bool {
         matches!(
             self,
             BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Mod | BinOp::Pow
@@ -321,7 +321,7 @@ impl BinOp {
 
     /// `vectorElemBinop`: the value, and whether a comparison keeps the element. Go's `%` is
     /// `math.Mod` (the sign of the dividend), as Rust's is.
-    pub fn apply(self, l: f64, r: f64) -> (f64, bool) {
+    pub(crate) fn apply(self, l: f64, r: f64) -> (f64, bool) {
         match self {
             BinOp::Add => (l + r, true),
             BinOp::Sub => (l - r, true),
@@ -341,7 +341,7 @@ impl BinOp {
     }
 
     /// `scalarBinop`: comparisons between scalars give 1 or 0 (the parser demands `bool`).
-    pub fn scalar(self, l: f64, r: f64) -> f64 {
+    pub(crate) fn scalar(self, l: f64, r: f64) -> f64 {
         let (v, keep) = self.apply(l, r);
         if self.is_comparison() {
             if keep { 1.0 } else { 0.0 }
@@ -353,7 +353,7 @@ impl BinOp {
 
 /// Which labels identify a series when two vectors are matched or a vector is grouped.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LabelSet {
+pub(crate) enum LabelSet {
     /// `on(...)` / `by(...)`: only these.
     Only(Vec<String>),
     /// `ignoring(...)` / `without(...)`: all but these (and never `__name__`).
@@ -362,7 +362,7 @@ pub enum LabelSet {
 
 /// How the two sides of a vector–vector operation match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Card {
+pub(crate) enum Card {
     OneToOne,
     /// `group_left`: many lhs series to one rhs series.
     ManyToOne,
@@ -374,40 +374,40 @@ pub enum Card {
 
 /// The `on`/`ignoring`, `group_left`/`group_right` and `bool` modifiers of a binary operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Matching {
-    pub labels: LabelSet,
-    pub card: Card,
+pub(crate) struct Matching {
+    pub(crate) labels: LabelSet,
+    pub(crate) card: Card,
     /// The labels `group_left(...)`/`group_right(...)` copy from the "one" side.
-    pub include: Vec<String>,
-    pub return_bool: bool,
+    pub(crate) include: Vec<String>,
+    pub(crate) return_bool: bool,
 }
 
 /// One selector as the plan reads it: what it matches and which window relative to T.
 #[derive(Debug, Clone)]
-pub struct SelectorUse {
-    pub selector: Selector,
+pub(crate) struct SelectorUse {
+    pub(crate) selector: Selector,
     /// The selector's text and range without offset: identical selectors share evaluator caches.
-    pub key: String,
+    pub(crate) key: String,
     /// `offset` in ms (never negative: Prometheus 2.42 refuses negative offsets by default).
-    pub offset_ms: i64,
+    pub(crate) offset_ms: i64,
     /// The range in ms, `None` for an instant selector.
-    pub range_ms: Option<i64>,
+    pub(crate) range_ms: Option<i64>,
     /// `@ <time>` in ms: the selector reads at that fixed time instead of T.
-    pub at_ms: Option<i64>,
+    pub(crate) at_ms: Option<i64>,
     /// How far before T the enclosing subqueries start evaluating (their ranges and offsets).
-    pub outer_ms: i64,
+    pub(crate) outer_ms: i64,
 }
 
 impl SelectorUse {
     /// How far before T this selector reads.
-    pub fn lookback_ms(&self) -> i64 {
+    pub(crate) fn lookback_ms(&self) -> i64 {
         self.range_ms.unwrap_or(LOOKBACK_DELTA_MS) + self.offset_ms + self.outer_ms
     }
 }
 
 /// What a range function reads: a range selector or a subquery.
 #[derive(Debug, Clone)]
-pub enum RangeSource {
+pub(crate) enum RangeSource {
     /// Index into [`Plan::selector_uses`].
     Selector(usize),
     Subquery(Box<Subquery>),
@@ -416,17 +416,17 @@ pub enum RangeSource {
 /// `expr[range:step] offset o @ t`: `expr` evaluated at every multiple of `step_ms` in
 /// [T−o−range, T−o], as Prometheus aligns subquery steps to the epoch.
 #[derive(Debug, Clone)]
-pub struct Subquery {
-    pub expr: Node,
-    pub range_ms: i64,
-    pub step_ms: i64,
-    pub offset_ms: i64,
-    pub at_ms: Option<i64>,
+pub(crate) struct Subquery {
+    pub(crate) expr: Node,
+    pub(crate) range_ms: i64,
+    pub(crate) step_ms: i64,
+    pub(crate) offset_ms: i64,
+    pub(crate) at_ms: Option<i64>,
 }
 
 /// canopy's plan tree: one node per supported construct, parentheses gone.
 #[derive(Debug, Clone)]
-pub enum Node {
+pub(crate) enum Node {
     Number(f64),
     /// Index into [`Plan::selector_uses`].
     Instant(usize),
@@ -500,7 +500,7 @@ pub enum Node {
 }
 
 impl Node {
-    pub fn kind(&self) -> Kind {
+    pub(crate) fn kind(&self) -> Kind {
         match self {
             Node::Number(_) | Node::Scalar(_) | Node::Time => Kind::Scalar,
             Node::Binary { lhs, rhs, .. } => {
@@ -645,27 +645,28 @@ impl Plan {
     }
 
     /// The expression as written.
-    pub fn expr(&self) -> &str {
+    pub(crate) fn expr(&self) -> &str {
         &self.expr
     }
 
-    pub fn root(&self) -> &Node {
+    pub(crate) fn root(&self) -> &Node {
         &self.root
     }
 
     /// Whether the plan yields a scalar or an instant vector.
-    pub fn kind(&self) -> Kind {
+    #[cfg(test)]
+    pub(crate) fn kind(&self) -> Kind {
         self.root.kind()
     }
 
     /// Every selector the plan reads, in the order they appear in the expression.
-    pub fn selector_uses(&self) -> &[SelectorUse] {
+    pub(crate) fn selector_uses(&self) -> &[SelectorUse] {
         &self.selectors
     }
 
     /// The selectors the ingest prefilter must let through for this plan: exactly those its
     /// selectors match, whatever function, operator or subquery reads them.
-    pub fn selectors(&self) -> impl Iterator<Item = &Selector> + '_ {
+    pub(crate) fn selectors(&self) -> impl Iterator<Item = &Selector> + '_ {
         self.selectors.iter().map(|s| &s.selector)
     }
 
@@ -673,7 +674,7 @@ impl Plan {
     /// ranges and offsets of the subqueries around it), in ms: how much history the store must
     /// retain behind T for this plan. Selectors pinned with `@` read a fixed time and count
     /// only their own window.
-    pub fn lookback_ms(&self) -> i64 {
+    pub(crate) fn lookback_ms(&self) -> i64 {
         self.selectors
             .iter()
             .map(|s| {

@@ -11,7 +11,7 @@ use super::store::Sample;
 
 /// One chunk of one series: a bit stream and the appender's state.
 #[derive(Debug, Clone, Default)]
-pub struct Chunk {
+pub(crate) struct Chunk {
     /// The bit stream, and past its `len` bits zeros up to the slice's end: spare room for
     /// appends, kept in the slice's own length so the chunk carries no separate capacity word.
     bits: Box<[u8]>,
@@ -34,28 +34,28 @@ const DOD_BUCKETS: [(u64, u32, u32); 3] = [(0b10, 2, 14), (0b110, 3, 17), (0b111
 
 impl Chunk {
     /// Samples held.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         usize::from(self.count)
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.count == 0
     }
 
     /// The first and last timestamps held (meaningless when empty).
-    pub fn first_t(&self) -> i64 {
+    pub(crate) fn first_t(&self) -> i64 {
         // The first sample's timestamp is the stream's first 64 bits, written whole.
         self.bits
             .first_chunk::<8>()
             .map_or(0, |b| i64::from_be_bytes(*b))
     }
 
-    pub fn last_t(&self) -> i64 {
+    pub(crate) fn last_t(&self) -> i64 {
         self.last_t
     }
 
     /// The newest sample (meaningless when empty).
-    pub fn last(&self) -> Sample {
+    pub(crate) fn last(&self) -> Sample {
         Sample {
             t: self.last_t,
             v: f64::from_bits(self.last_v),
@@ -63,12 +63,13 @@ impl Chunk {
     }
 
     /// Heap bytes the chunk holds.
-    pub fn heap_bytes(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn heap_bytes(&self) -> usize {
         self.bits.len()
     }
 
     /// Gives back the bits' spare room (a full chunk receives no more appends).
-    pub fn shrink_to_fit(&mut self) {
+    pub(crate) fn shrink_to_fit(&mut self) {
         let used = self.len.div_ceil(8) as usize;
         if used < self.bits.len() {
             let mut bits = std::mem::take(&mut self.bits).into_vec();
@@ -78,7 +79,7 @@ impl Chunk {
     }
 
     /// A chunk of `samples`, which must be in strictly increasing time order.
-    pub fn from_samples(samples: &[Sample]) -> Chunk {
+    pub(crate) fn from_samples(samples: &[Sample]) -> Chunk {
         let mut c = Chunk::default();
         for &s in samples {
             c.push(s);
@@ -88,7 +89,7 @@ impl Chunk {
     }
 
     /// Appends a sample newer than every one held.
-    pub fn push(&mut self, s: Sample) {
+    pub(crate) fn push(&mut self, s: Sample) {
         debug_assert!(
             self.count == 0 || s.t > self.last_t,
             "samples in time order"
@@ -113,7 +114,7 @@ impl Chunk {
     }
 
     /// Every sample held, in time order.
-    pub fn iter(&self) -> ChunkIter<'_> {
+    pub(crate) fn iter(&self) -> ChunkIter<'_> {
         ChunkIter {
             bits: &self.bits,
             pos: 0,
@@ -133,7 +134,7 @@ impl Chunk {
     /// first-sample flag, the count left, three unaligned loads) was most of its cost. Each
     /// sample here costs two loads, one for its timestamp's bits and one for its value's, and
     /// decoding stops at the first sample after `to`.
-    pub fn decode_window(&self, from: i64, to: i64, out: &mut Vec<Sample>) {
+    pub(crate) fn decode_window(&self, from: i64, to: i64, out: &mut Vec<Sample>) {
         if self.count == 0 || self.first_t() > to || self.last_t < from {
             return;
         }
@@ -310,7 +311,7 @@ fn read(bits: &[u8], pos: &mut usize, n: u32) -> u64 {
 }
 
 /// Decodes a chunk's samples in time order.
-pub struct ChunkIter<'c> {
+pub(crate) struct ChunkIter<'c> {
     bits: &'c [u8],
     /// The next bit to read.
     pos: usize,

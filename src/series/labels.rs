@@ -9,7 +9,7 @@
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
-pub const METRIC_NAME: &str = "__name__";
+pub(crate) const METRIC_NAME: &str = "__name__";
 
 /// A sorted, duplicate-free label set. Build one with [`Labels::from_pairs`].
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -72,7 +72,7 @@ impl Labels {
     }
 
     /// Builds from pairs already sorted by name.
-    pub fn from_sorted(pairs: &[(&str, &str)]) -> Labels {
+    pub(crate) fn from_sorted(pairs: &[(&str, &str)]) -> Labels {
         let len: usize = pairs.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
         let mut buf = String::with_capacity(len);
         for (n, v) in pairs {
@@ -87,16 +87,17 @@ impl Labels {
         }
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.pairs as usize
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.pairs == 0
     }
 
     /// The pairs in name order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
         let mut strings = Strings {
             buf: &self.buf,
             pos: 0,
@@ -105,25 +106,20 @@ impl Labels {
     }
 
     /// The value of label `name`, if present.
-    pub fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         // label sets are small: a linear scan beats a binary search's branches
         self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 
     /// The metric name, `""` when absent.
-    pub fn metric_name(&self) -> &str {
+    pub(crate) fn metric_name(&self) -> &str {
         self.get(METRIC_NAME).unwrap_or("")
     }
 
     /// A new label set keeping only the labels for which `keep` is true.
-    pub fn filter(&self, mut keep: impl FnMut(&str) -> bool) -> Labels {
+    pub(crate) fn filter(&self, mut keep: impl FnMut(&str) -> bool) -> Labels {
         let pairs: Vec<(&str, &str)> = self.iter().filter(|(n, _)| keep(n)).collect();
         Labels::from_sorted(&pairs)
-    }
-
-    /// Heap bytes held by this label set (for memory accounting).
-    pub fn heap_bytes(&self) -> usize {
-        self.buf.len()
     }
 }
 

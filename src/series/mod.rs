@@ -4,13 +4,13 @@
 //! the ingest prefilter built from them ([`prefilter`]) and the rolling windows ([`store`]).
 //! Knows nothing of HTTP, protobuf or PromQL evaluation.
 
-pub mod chunk;
-pub mod labels;
-pub mod prefilter;
-pub mod selector;
-pub mod store;
+pub(crate) mod chunk;
+pub(crate) mod labels;
+pub(crate) mod prefilter;
+pub(crate) mod selector;
+pub(crate) mod store;
 
 pub use labels::Labels;
-pub use prefilter::Prefilter;
-pub use selector::Selector;
+pub(crate) use prefilter::Prefilter;
+pub(crate) use selector::Selector;
 pub use store::{AppendOutcome, Postings, Sample, Selection, SeriesStore, StoreLimits};

@@ -49,7 +49,7 @@ impl Prefilter {
     /// name accepts it, `Some(false)` when no selector can accept a series of this name whatever
     /// its other labels, `None` when the other labels decide ([`Prefilter::accepts`]). Lets the
     /// decoder drop a series before it collects its labels.
-    pub fn by_name(&self, name: &str) -> Option<bool> {
+    pub(crate) fn by_name(&self, name: &str) -> Option<bool> {
         let get = |n: &str| (n == METRIC_NAME).then_some(name);
         let named = self.by_name.get(name).map_or(&[][..], Vec::as_slice);
         if self.names_decide {
@@ -67,7 +67,7 @@ impl Prefilter {
     }
 
     /// True when some feature selector matches the series with these sorted label pairs.
-    pub fn accepts(&self, pairs: &[(&str, &str)]) -> bool {
+    pub(crate) fn accepts(&self, pairs: &[(&str, &str)]) -> bool {
         let get = |n: &str| pairs.iter().find(|(k, _)| *k == n).map(|(_, v)| *v);
         if let Some(selectors) = metric_name_of(pairs).and_then(|n| self.by_name.get(n))
             && selectors.iter().any(|s| s.matches(get))

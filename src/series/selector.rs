@@ -13,9 +13,9 @@ use super::labels::METRIC_NAME;
 #[derive(Debug, Clone)]
 pub struct Selector {
     /// The metric name when the selector pins it with `=` (as `name{...}` or `{__name__="name"}`).
-    pub metric_name: Option<String>,
+    pub(crate) metric_name: Option<String>,
     /// Every matcher, conjunctive, the name's own included.
-    pub matchers: Vec<Matcher>,
+    pub(crate) matchers: Vec<Matcher>,
 }
 
 impl Selector {
@@ -44,14 +44,14 @@ impl Selector {
 
     /// Every vector selector in a parsed expression, in the order they appear, with
     /// `or`-groups of matchers (`{a="1" or b="2"}`) split into one selector each.
-    pub fn all_in(expr: &Expr) -> Vec<Selector> {
+    pub(crate) fn all_in(expr: &Expr) -> Vec<Selector> {
         let mut out = Vec::new();
         collect(expr, &mut out);
         out
     }
 
     /// True when every matcher accepts the series whose labels `get` looks up.
-    pub fn matches<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
+    pub(crate) fn matches<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
         self.matchers
             .iter()
             .all(|m| m.is_match(get(&m.name).unwrap_or("")))

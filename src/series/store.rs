@@ -24,9 +24,9 @@ use super::labels::{Labels, METRIC_NAME};
 use super::selector::Selector;
 
 /// Prometheus's staleness marker: a NaN with this exact bit pattern. Compare bits, not values.
-pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+pub(crate) const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
 
-pub fn is_stale_marker(v: f64) -> bool {
+pub(crate) fn is_stale_marker(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
 }
 
@@ -48,17 +48,17 @@ pub struct StoreLimits {
 /// What one append did with its samples; the ingest handler turns these into metrics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct AppendOutcome {
-    pub appended: u64,
+    pub(crate) appended: u64,
     /// Identical (timestamp, value) already held: an idempotent retry.
-    pub duplicate: u64,
+    pub(crate) duplicate: u64,
     /// A different value for a timestamp already held: ignored, as Prometheus's TSDB does.
-    pub conflicting: u64,
+    pub(crate) conflicting: u64,
     /// Older than the retention window: nothing can read them any more.
-    pub too_old: u64,
+    pub(crate) too_old: u64,
     /// The series was new and the cardinality limit was reached.
-    pub over_series_limit: u64,
+    pub(crate) over_series_limit: u64,
     /// The append created the series.
-    pub new_series: bool,
+    pub(crate) new_series: bool,
 }
 
 /// Samples per chunk before a new one is started. A chunk decodes from its first sample, so a
@@ -393,7 +393,7 @@ pub struct Postings {
 
 impl Postings {
     /// The label sets of the matched series, indexed as [`SeriesStore::visit`] numbers them.
-    pub fn labels(&self) -> &[Arc<Labels>] {
+    pub(crate) fn labels(&self) -> &[Arc<Labels>] {
         &self.labels
     }
 }
@@ -406,30 +406,25 @@ pub struct Selection {
 }
 
 impl Selection {
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.series.clear();
         self.samples.clear();
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.series.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.series.is_empty()
     }
 
     /// Every selected series with its samples in timestamp order (staleness markers included).
-    pub fn iter(&self) -> impl Iterator<Item = (&Arc<Labels>, &[Sample])> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Arc<Labels>, &[Sample])> + '_ {
         self.series
             .iter()
-            .map(|(l, r)| (l, &self.samples[r.clone()]))
-    }
-
-    /// The `i`-th selected series (in [`Selection::iter`] order) with its samples.
-    pub fn get(&self, i: usize) -> Option<(&Arc<Labels>, &[Sample])> {
-        self.series
-            .get(i)
             .map(|(l, r)| (l, &self.samples[r.clone()]))
     }
 }
@@ -457,10 +452,6 @@ impl SeriesStore {
             active: AtomicUsize::new(0),
             newest: AtomicI64::new(i64::MIN),
         }
-    }
-
-    pub fn limits(&self) -> StoreLimits {
-        self.limits
     }
 
     /// The number of series held.
@@ -549,7 +540,7 @@ impl SeriesStore {
     /// Copies every series matching `selector`, with its samples whose timestamps lie in
     /// `[from, to]` (ms, both ends included), into `out` (cleared first). Series with no sample
     /// in the range are left out.
-    pub fn select(&self, selector: &Selector, from: i64, to: i64, out: &mut Selection) {
+    pub(crate) fn select(&self, selector: &Selector, from: i64, to: i64, out: &mut Selection) {
         self.select_with(selector, out, |series, samples| {
             series.copy_window(from, to, samples)
         });
@@ -557,7 +548,8 @@ impl SeriesStore {
 
     /// As [`select`](Self::select), with only each series' newest sample in `[from, to]`: what
     /// an instant selector reads.
-    pub fn select_last(&self, selector: &Selector, from: i64, to: i64, out: &mut Selection) {
+    #[cfg(test)]
+    pub(crate) fn select_last(&self, selector: &Selector, from: i64, to: i64, out: &mut Selection) {
         self.select_with(selector, out, |series, samples| {
             series.copy_last(from, to, samples)
         });
@@ -606,7 +598,7 @@ impl SeriesStore {
     /// A shard's lock is held while its matched series are visited: `f` must be short (a range
     /// function over one window).
     #[allow(clippy::too_many_arguments)]
-    pub fn visit(
+    pub(crate) fn visit(
         &self,
         selector: &Selector,
         postings: &mut Postings,
@@ -655,7 +647,7 @@ impl SeriesStore {
 
     /// Drops samples older than the retention and removes series left with none (gone stale).
     /// Returns the number of series removed.
-    pub fn evict(&self) -> usize {
+    pub(crate) fn evict(&self) -> usize {
         let cutoff = self.cutoff();
         let mut removed = 0;
         for shard in self.shards.iter() {
@@ -692,7 +684,7 @@ impl SeriesStore {
 }
 
 /// The metric name of a validated label set given as sorted pairs.
-pub fn metric_name_of<'a>(pairs: &[(&'a str, &'a str)]) -> Option<&'a str> {
+pub(crate) fn metric_name_of<'a>(pairs: &[(&'a str, &'a str)]) -> Option<&'a str> {
     pairs
         .iter()
         .find(|(n, _)| *n == METRIC_NAME)
