@@ -305,6 +305,7 @@ mod tests {
     use crate::checkpoint::{SavedModel, encode};
     use crate::model::detector::TrainingInfo;
     use crate::model::iforest::{IsolationForest, IsolationForestParams};
+    use crate::model::matrix::row_major;
     use crate::model::rforest::{RandomForestParams, RandomForestRegressor};
 
     const ROW: [f64; 2] = [0.9, 0.1];
@@ -320,7 +321,8 @@ mod tests {
             seed,
             ..IsolationForestParams::default()
         };
-        let forest = IsolationForest::fit(&params, &rows, width).expect("fit");
+        let forest = IsolationForest::fit(&params, row_major(&rows, width).expect("whole rows"))
+            .expect("fit");
         SavedModel {
             name: "detector".into(),
             features: features.iter().map(|f| (*f).to_owned()).collect(),
@@ -355,7 +357,12 @@ mod tests {
             seed: 1,
             ..RandomForestParams::default()
         };
-        let forest = RandomForestRegressor::fit(&params, &x, 4, &y, 1).expect("fit");
+        let forest = RandomForestRegressor::fit(
+            &params,
+            row_major(&x, 4).expect("whole rows"),
+            row_major(&y, 1).expect("whole rows"),
+        )
+        .expect("fit");
         SavedModel {
             data: SavedData::Forecaster {
                 forest: Arc::new(forest),

@@ -24,6 +24,7 @@ use metrics::{counter, gauge, histogram};
 
 use super::iforest::{Contamination, IsolationForest, IsolationForestError, IsolationForestParams};
 use super::likelihood::{EntityLikelihood, LikelihoodParams, ScoreReference};
+use super::matrix::row_major;
 use super::reservoir::{AnomalyGate, Reservoir, ReservoirError};
 use crate::config::{self, IsolationForestConfig, ModelConfig};
 use crate::entity_metrics::{entity_counter, entity_gauge};
@@ -699,10 +700,18 @@ fn train(spec: &DetectorSpec, cells: &Published, job: TrainJob) {
     let started = Instant::now();
     let base = cells.forest.load_full();
     let n = spec.indices.len();
-    let result = match &base {
-        Some(b) if !job.fresh => b.retrained(&job.training, &job.threshold, spec.replace_fraction),
-        _ => IsolationForest::fit(&spec.params, &job.training, n),
+    let fitted = || -> Result<IsolationForest, IsolationForestError> {
+        let training = row_major(&job.training, n)?;
+        match &base {
+            Some(b) if !job.fresh => b.retrained(
+                training,
+                row_major(&job.threshold, n)?,
+                spec.replace_fraction,
+            ),
+            _ => IsolationForest::fit(&spec.params, training),
+        }
     };
+    let result = fitted();
     let model = spec.name.clone();
     match result {
         Ok(forest) => {

@@ -15,6 +15,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use metrics::{counter, gauge, histogram};
 
 use super::detector::{TrainingInfo, TrainingMode};
+use super::matrix::row_major;
 use super::rforest::{RandomForestParams, RandomForestRegressor};
 use super::windows::{WindowSpec, training_windows};
 use crate::config::{ModelConfig, RandomForestConfig};
@@ -426,15 +427,11 @@ fn train(
                     w.rows()
                 ));
             }
-            RandomForestRegressor::fit(
-                &spec.params,
-                &w.x,
-                spec.window.n_inputs(),
-                &w.y,
-                spec.window.n_outputs(),
-            )
-            .map(|f| (f, w.rows()))
-            .map_err(|e| e.to_string())
+            let x = row_major(&w.x, spec.window.n_inputs()).map_err(|e| e.to_string())?;
+            let y = row_major(&w.y, spec.window.n_outputs()).map_err(|e| e.to_string())?;
+            RandomForestRegressor::fit(&spec.params, x, y)
+                .map(|f| (f, w.rows()))
+                .map_err(|e| e.to_string())
         });
     match fitted {
         Ok((forest, windows)) => {

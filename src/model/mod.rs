@@ -1,16 +1,13 @@
-//! The models: an isolation forest (the `anomaly-detector`) and a multi-output random forest
-//! (`predictive-analytics`), both on the flat trees of [`tree`] and the seeded [`rng::Rng`].
-//! The forests do no I/O and know nothing of HTTP, PromQL or the series store: they take rows of
-//! `f64` and give scores and forecasts. [`detector`] is the live runtime that connects a forest to
-//! the feature steps: scoring, the reservoir, event-time retraining and publication.
+//! The models as canopy runs them. The forests themselves (an isolation forest for the
+//! `anomaly-detector`, a multi-output random forest for `predictive-analytics`, their flat trees,
+//! seeded generator, training windows, reservoir and `ndarray` matrices) are the `canopy-forest` crate, re-exported
+//! here so that `model::iforest` and its siblings name them. [`detector`] is the live runtime that
+//! connects a forest to the feature steps: scoring, the reservoir, event-time retraining and
+//! publication; [`likelihood`] calibrates its scores.
+
+pub use canopy_forest::{iforest, matrix, reservoir, rforest, rng, tree, windows};
 
 pub mod detector;
 pub mod forecaster;
-pub mod iforest;
 pub mod info;
 pub mod likelihood;
-pub mod reservoir;
-pub mod rforest;
-pub mod rng;
-pub mod tree;
-pub mod windows;
