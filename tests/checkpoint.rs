@@ -419,7 +419,7 @@ fn forecaster_rows() -> Vec<f64> {
 }
 
 /// A forecaster of 12 outputs and 30 trees, whose leaves name their rows (at 2 outputs and 10
-/// trees, as `saved_forecaster`'s, they hold their means: see `src/model/rforest.rs`).
+/// trees, as `saved_forecaster`'s, they hold their means: see `crates/canopy-forest/src/rforest/`).
 fn sharing_forecaster() -> SavedModel {
     let f = forecaster_of("predictive-analytics", 12, 30);
     let entries: usize = (forecaster_forest(&f).trees().iter())

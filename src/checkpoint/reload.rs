@@ -357,12 +357,9 @@ mod tests {
             seed: 1,
             ..RandomForestParams::default()
         };
-        let forest = RandomForestRegressor::fit(
-            &params,
-            row_major(&x, 4).expect("whole rows"),
-            row_major(&y, 1).expect("whole rows"),
-        )
-        .expect("fit");
+        let (x, y) = (row_major(&x, 4), row_major(&y, 1));
+        let (x, y) = (x.expect("rows of 4"), y.expect("rows of 1"));
+        let forest = RandomForestRegressor::fit(&params, x, y).expect("fit");
         SavedModel {
             data: SavedData::Forecaster {
                 forest: Arc::new(forest),

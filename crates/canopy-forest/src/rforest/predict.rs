@@ -26,18 +26,7 @@ impl RandomForestRegressor {
 
     /// Predicts one row (`n_features` values) into `out` (`n_outputs` values), allocating nothing.
     pub fn predict_row(&self, x: &[f64], out: &mut [f64]) -> Result<(), RandomForestError> {
-        if x.len() != self.n_features {
-            return Err(RandomForestError::FeatureCount {
-                expected: self.n_features,
-                got: x.len(),
-            });
-        }
-        if out.len() != self.n_outputs {
-            return Err(RandomForestError::OutputCount {
-                expected: self.n_outputs,
-                got: out.len(),
-            });
-        }
+        self.check_widths(x.len(), out.len())?;
         check_finite("x", 0, x)?;
         self.predict_unchecked(x, out);
         Ok(())
@@ -51,18 +40,7 @@ impl RandomForestRegressor {
         x: ArrayView2<'_, f64>,
         mut out: ArrayViewMut2<'_, f64>,
     ) -> Result<(), RandomForestError> {
-        if x.ncols() != self.n_features {
-            return Err(RandomForestError::FeatureCount {
-                expected: self.n_features,
-                got: x.ncols(),
-            });
-        }
-        if out.ncols() != self.n_outputs {
-            return Err(RandomForestError::OutputCount {
-                expected: self.n_outputs,
-                got: out.ncols(),
-            });
-        }
+        self.check_widths(x.ncols(), out.ncols())?;
         if out.nrows() != x.nrows() {
             return Err(RandomForestError::RowMismatch {
                 x_rows: x.nrows(),
@@ -89,6 +67,23 @@ impl RandomForestRegressor {
         let mut out = Array2::zeros((x.nrows(), self.n_outputs));
         self.predict_into(x, out.view_mut())?;
         Ok(out)
+    }
+
+    /// Whether inputs of `features` values and outputs of `outputs` fit this forest.
+    fn check_widths(&self, features: usize, outputs: usize) -> Result<(), RandomForestError> {
+        if features != self.n_features {
+            return Err(RandomForestError::FeatureCount {
+                expected: self.n_features,
+                got: features,
+            });
+        }
+        if outputs != self.n_outputs {
+            return Err(RandomForestError::OutputCount {
+                expected: self.n_outputs,
+                got: outputs,
+            });
+        }
+        Ok(())
     }
 
     /// Predicts checked row-major `x` into row-major `out`.
