@@ -17,6 +17,7 @@ use canopy::checkpoint::saved::SavedReservoir;
 use canopy::checkpoint::{SavedData, SavedModel, decode, encode, model_path, write_atomic};
 use canopy::live::TrainingInfo;
 use canopy::model::iforest::{IsolationForest, IsolationForestParams};
+use canopy::model::matrix::row_major;
 use canopy::model::rforest::RandomForestParams;
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -41,7 +42,11 @@ fn expressions(features: &[String]) -> Vec<String> {
 
 fn detector() -> SavedModel {
     let rows = node_history(10_080, 1440.0);
-    let forest = IsolationForest::fit(&IsolationForestParams::default(), &rows, 5).expect("fit");
+    let forest = IsolationForest::fit(
+        &IsolationForestParams::default(),
+        row_major(&rows, 5).expect("whole rows"),
+    )
+    .expect("fit");
     SavedModel {
         name: "anomaly-detector".into(),
         features: features(),

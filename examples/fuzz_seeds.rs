@@ -12,6 +12,7 @@ use canopy::checkpoint::saved::{SavedData, SavedEntity, SavedModel, SavedReservo
 use canopy::ingest::proto::{v1, v2};
 use canopy::live::TrainingInfo;
 use canopy::model::iforest::{IsolationForest, IsolationForestParams};
+use canopy::model::matrix::row_major;
 use canopy::model::rforest::{RandomForestParams, RandomForestRegressor};
 use canopy::series::Labels;
 use prost::Message;
@@ -225,8 +226,7 @@ fn checkpoint() -> Vec<Vec<u8>> {
             max_samples: 8,
             ..IsolationForestParams::default()
         },
-        &rows,
-        2,
+        row_major(&rows, 2).expect("whole rows"),
     )
     .expect("fit the detector");
     let detector = SavedModel {
@@ -255,10 +255,8 @@ fn checkpoint() -> Vec<Vec<u8>> {
             max_depth: Some(3),
             ..RandomForestParams::default()
         },
-        &rows,
-        2,
-        &rows[..12],
-        1,
+        row_major(&rows, 2).expect("whole rows"),
+        row_major(&rows[..12], 1).expect("whole rows"),
         std::num::NonZeroUsize::MIN,
     )
     .expect("fit the forecaster");

@@ -11,6 +11,7 @@ use std::error::Error;
 use std::time::Instant;
 
 use canopy::model::iforest::{IsolationForest, IsolationForestParams};
+use canopy::model::matrix::row_major;
 
 fn read_csv(path: &str) -> Result<(Vec<f64>, usize), Box<dyn Error>> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
@@ -72,7 +73,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut forest = None;
     for _ in 0..repeats {
         let started = Instant::now();
-        forest = Some(IsolationForest::fit(&params, &fit_rows, n_features)?);
+        forest = Some(IsolationForest::fit(
+            &params,
+            row_major(&fit_rows, n_features)?,
+        )?);
         fit_ms.push(started.elapsed().as_secs_f64() * 1e3);
     }
     let forest = forest.ok_or("no fit")?;
@@ -82,7 +86,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut batch_us = Vec::new();
     for _ in 0..repeats {
         let started = Instant::now();
-        forest.score_samples_into(&score_rows, &mut scores)?;
+        forest.score_samples_into(row_major(&score_rows, n_features)?, &mut scores)?;
         batch_us.push(started.elapsed().as_secs_f64() * 1e6 / n_rows as f64);
     }
     let mut single_us = Vec::new();

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use canopy::live::{Published, TrainingInfo};
 use canopy::model::iforest::{Contamination, IsolationForest, IsolationForestParams};
+use canopy::model::matrix::row_major;
 use canopy::serve::kserve;
 use canopy::serve::registry::{DetectorHandle, Registry};
 
@@ -55,7 +56,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         contamination: Contamination::Fraction(0.03),
         seed,
     };
-    let forest = IsolationForest::fit(&params, &rows, features.len())?;
+    let forest = IsolationForest::fit(&params, row_major(&rows, features.len())?)?;
     let registry = Registry {
         detectors: vec![DetectorHandle {
             name,

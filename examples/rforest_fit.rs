@@ -8,6 +8,7 @@ use std::num::NonZeroUsize;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use canopy::model::matrix::row_major;
 use canopy::model::rforest::{RandomForestParams, RandomForestRegressor};
 
 /// A headerless numeric CSV: (values row-major, columns).
@@ -64,11 +65,15 @@ fn main() -> anyhow::Result<()> {
     let (yt, _) = read_matrix(test_y)?;
 
     let start = Instant::now();
-    let model =
-        RandomForestRegressor::fit_with_threads(&params, &x, n_features, &y, n_outputs, threads)?;
+    let model = RandomForestRegressor::fit_with_threads(
+        &params,
+        row_major(&x, n_features)?,
+        row_major(&y, n_outputs)?,
+        threads,
+    )?;
     let fit_seconds = start.elapsed().as_secs_f64();
     let start = Instant::now();
-    let pred = model.predict(&xt)?;
+    let pred = model.predict(row_major(&xt, n_features)?)?;
     let predict_seconds = start.elapsed().as_secs_f64();
     if pred.len() != yt.len() {
         bail!(

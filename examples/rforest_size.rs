@@ -12,6 +12,7 @@
 
 use canopy::checkpoint::format::{OLDEST_FORMAT_VERSION, frame};
 use canopy::checkpoint::{SavedData, encode, proto};
+use canopy::model::matrix::row_major;
 use canopy::model::rforest::{RandomForestParams, RandomForestRegressor};
 use canopy::model::tree::Node;
 use prost::Message;
@@ -120,7 +121,7 @@ fn main() {
     let SavedData::Forecaster { forest: old, .. } = &back.data else {
         unreachable!("decoded from a forecaster")
     };
-    let rows = &w.x[..1000 * 120];
+    let rows = row_major(&w.x[..1000 * 120], 120).expect("1,000 windows of 120");
     let (a, b) = (forest.predict(rows), old.predict(rows));
     assert!(a == b, "the two layouts predict the same bits");
 }

@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderValue, Request};
+use ndarray::ArrayView2;
 use tower::ServiceExt;
 
 use crate::checkpoint::format;
@@ -21,6 +22,7 @@ use crate::ingest::decode::Allowance;
 use crate::ingest::{IngestLimits, Ingestor, Protocol};
 use crate::live::{Published, TrainingInfo};
 use crate::model::iforest::{IsolationForest, IsolationForestParams};
+use crate::model::matrix::row_major;
 use crate::model::rforest::{RandomForestParams, RandomForestRegressor};
 use crate::pipeline::Pipeline;
 use crate::promql::{Evaluator, Plan, canonical};
@@ -109,8 +111,7 @@ fn kserve_router() -> &'static (tokio::runtime::Runtime, Router) {
                 max_samples: 16,
                 ..IsolationForestParams::default()
             },
-            &rows[..63],
-            3,
+            row_major(&rows[..63], 3).expect("21 rows of 3"),
         )
         .expect("fit the detector");
         let targets: Vec<f64> = (0..32u32).map(f64::from).collect();
@@ -120,10 +121,8 @@ fn kserve_router() -> &'static (tokio::runtime::Runtime, Router) {
                 max_depth: Some(4),
                 ..RandomForestParams::default()
             },
-            &rows,
-            4,
-            &targets,
-            2,
+            row_major(&rows, 4).expect("16 rows of 4"),
+            row_major(&targets, 2).expect("16 rows of 2"),
             std::num::NonZeroUsize::MIN,
         )
         .expect("fit the forecaster");
@@ -230,15 +229,17 @@ pub fn checkpoint(data: &[u8]) {
     match &saved.data {
         SavedData::Detector { forest, .. } => {
             let row = vec![0.5; forest.n_features()];
-            forest.predict(&row).expect("a decoded detector predicts");
+            let rows = ArrayView2::from_shape((1, row.len()), &row).expect("one row");
+            forest.predict(rows).expect("a decoded detector predicts");
             forest
-                .anomaly_scores(&row)
+                .anomaly_scores(rows)
                 .expect("a decoded detector scores");
             forest.explain(&row).expect("a decoded detector explains");
         }
         SavedData::Forecaster { forest, .. } => {
             let row = vec![0.5; forest.n_features()];
-            forest.predict(&row).expect("a decoded forecaster predicts");
+            let rows = ArrayView2::from_shape((1, row.len()), &row).expect("one row");
+            forest.predict(rows).expect("a decoded forecaster predicts");
         }
     }
     if let Err(e) = format::decode(&format::encode(&saved)) {

@@ -22,11 +22,13 @@ use canopy::checkpoint::{
 use canopy::ingest::proto::v1;
 use canopy::live::TrainingInfo;
 use canopy::model::iforest::{IsolationForest, IsolationForestParams};
+use canopy::model::matrix::row_major;
 use canopy::model::rforest::{RandomForestParams, RandomForestRegressor};
 use canopy::model::rng::Rng;
 use canopy::series::Labels;
 use canopy::serve::reload::load_registry;
 use common::{Agent, http, metric_value, wait_for};
+use ndarray::ArrayView2;
 use prost::Message;
 
 /// Both models, small enough to train within seconds of event-time remote-write. The feed runs
@@ -62,6 +64,16 @@ retrain_interval = "1h"
 /// Rows every prediction comparison is made on.
 const DETECTOR_ROWS: [f64; 8] = [1.0, 10.0, 2.0, 12.0, 0.0, 8.0, 5.0, 30.0];
 const FORECASTER_ROW: [f64; 8] = [1.0, 10.0, 1.5, 11.0, 2.0, 12.0, 1.7, 11.4];
+
+/// `DETECTOR_ROWS` as the detector's matrix: four rows of two features.
+fn detector_rows() -> ArrayView2<'static, f64> {
+    row_major(&DETECTOR_ROWS, 2).expect("4 rows of 2")
+}
+
+/// `FORECASTER_ROW` as a matrix of one row.
+fn forecaster_row() -> ArrayView2<'static, f64> {
+    row_major(&FORECASTER_ROW, FORECASTER_ROW.len()).expect("one row")
+}
 
 /// Where the tests' event time starts: the present (rounded to the step), so that the synthetic
 /// rows each model is first trained from at start (over the training days up to now) are still
@@ -170,8 +182,15 @@ fn saved_detector(name: &str, features: &[&str]) -> SavedModel {
         seed: 42,
         ..IsolationForestParams::default()
     };
-    let forest = IsolationForest::fit(&params, &rows, 2).expect("fit");
-    let forest = forest.retrained(&rows[..400], &rows, 0.1).expect("retrain");
+    let forest =
+        IsolationForest::fit(&params, row_major(&rows, 2).expect("whole rows")).expect("fit");
+    let forest = forest
+        .retrained(
+            row_major(&rows[..400], 2).expect("whole rows"),
+            row_major(&rows, 2).expect("whole rows"),
+            0.1,
+        )
+        .expect("retrain");
     SavedModel {
         name: name.into(),
         features: features.iter().map(|f| f.to_string()).collect(),
@@ -216,7 +235,12 @@ fn forecaster_of(name: &str, horizon: usize, trees: usize) -> SavedModel {
         seed: 42,
         ..RandomForestParams::default()
     };
-    let forest = RandomForestRegressor::fit(&params, &x, 8, &y, horizon).expect("fit");
+    let forest = RandomForestRegressor::fit(
+        &params,
+        row_major(&x, 8).expect("whole rows"),
+        row_major(&y, horizon).expect("whole rows"),
+    )
+    .expect("fit");
     let mut gappy = history.clone();
     gappy[10] = f64::NAN;
     gappy[11] = f64::NAN;
@@ -267,14 +291,15 @@ fn round_trip_keeps_model_bytes_and_predictions_for_both_kinds() {
     assert_eq!(encode(&back), bytes, "identical model bytes");
     assert_eq!(
         detector_forest(&back)
-            .score_samples(&DETECTOR_ROWS)
+            .score_samples(detector_rows())
             .expect("score"),
         detector_forest(&d)
-            .score_samples(&DETECTOR_ROWS)
+            .score_samples(detector_rows())
             .expect("score")
     );
     // the restored forest retrains into the same forest as the original
-    let rows = &DETECTOR_ROWS.repeat(10);
+    let rows = DETECTOR_ROWS.repeat(10);
+    let rows = row_major(&rows, 2).expect("whole rows");
     assert_eq!(
         detector_forest(&back).retrained(rows, rows, 0.1),
         detector_forest(&d).retrained(rows, rows, 0.1)
@@ -293,10 +318,10 @@ fn round_trip_keeps_model_bytes_and_predictions_for_both_kinds() {
     );
     assert_eq!(
         forecaster_forest(&back)
-            .predict(&FORECASTER_ROW)
+            .predict(forecaster_row())
             .expect("predict"),
         forecaster_forest(&f)
-            .predict(&FORECASTER_ROW)
+            .predict(forecaster_row())
             .expect("predict")
     );
 }
@@ -395,7 +420,7 @@ fn forecaster_rows() -> Vec<f64> {
 }
 
 /// A forecaster of 12 outputs and 30 trees, whose leaves name their rows (at 2 outputs and 10
-/// trees, as `saved_forecaster`'s, they hold their means: see `src/model/rforest.rs`).
+/// trees, as `saved_forecaster`'s, they hold their means: see `crates/canopy-forest/src/rforest/`).
 fn sharing_forecaster() -> SavedModel {
     let f = forecaster_of("predictive-analytics", 12, 30);
     let entries: usize = (forecaster_forest(&f).trees().iter())
@@ -422,8 +447,9 @@ fn a_format_1_forecaster_file_loads_with_the_same_predictions() {
     );
     let back = decode(&old).expect("a format 1 file decodes");
     let rows = forecaster_rows();
-    let want = forecaster_forest(&f).predict(&rows).expect("predict");
-    let got = forecaster_forest(&back).predict(&rows).expect("predict");
+    let rows = row_major(&rows, FORECASTER_ROW.len()).expect("whole rows");
+    let want = forecaster_forest(&f).predict(rows).expect("predict");
+    let got = forecaster_forest(&back).predict(rows).expect("predict");
     assert!(
         want.iter()
             .zip(&got)
@@ -454,7 +480,9 @@ fn a_file_written_by_format_1_canopy_loads_with_its_predictions() {
             .map(|h| f64::from_bits(u64::from_str_radix(h, 16).expect("hex bits")))
             .collect();
         let (row, want) = values.split_at(forest.n_features());
-        let got = forest.predict(row).expect("predict");
+        let got = forest
+            .predict(row_major(row, row.len()).expect("one row"))
+            .expect("predict");
         assert!(
             got.iter()
                 .zip(want)
@@ -795,26 +823,26 @@ fn sigterm_checkpoints_and_a_restart_restores_the_same_models_then_retrains_on_s
     );
     assert_eq!(
         detector_forest(&d2)
-            .predict(&DETECTOR_ROWS)
+            .predict(detector_rows())
             .expect("predict"),
         detector_forest(&d1)
-            .predict(&DETECTOR_ROWS)
+            .predict(detector_rows())
             .expect("predict")
     );
     assert_eq!(
         detector_forest(&d2)
-            .score_samples(&DETECTOR_ROWS)
+            .score_samples(detector_rows())
             .expect("score"),
         detector_forest(&d1)
-            .score_samples(&DETECTOR_ROWS)
+            .score_samples(detector_rows())
             .expect("score")
     );
     assert_eq!(
         forecaster_forest(&f2)
-            .predict(&FORECASTER_ROW)
+            .predict(forecaster_row())
             .expect("predict"),
         forecaster_forest(&f1)
-            .predict(&FORECASTER_ROW)
+            .predict(forecaster_row())
             .expect("predict")
     );
 
@@ -1078,9 +1106,9 @@ fn load_registry_reads_a_single_model_folder_or_one_subfolder_per_model() {
     assert_eq!(loaded.len(), 2);
     let forest = f.model.load_full().expect("published");
     assert_eq!(
-        forest.predict(&FORECASTER_ROW).expect("predict"),
+        forest.predict(forecaster_row()).expect("predict"),
         forecaster_forest(&saved_forecaster("x"))
-            .predict(&FORECASTER_ROW)
+            .predict(forecaster_row())
             .expect("predict")
     );
 

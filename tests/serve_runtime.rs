@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use canopy::model::matrix::row_major;
 use common::{free_port, http, metric_value, wait_for};
 
 /// Both models, small enough to train in seconds from synthetic data.
@@ -139,7 +140,8 @@ fn trained_checkpoints_are_served_read_only_in_both_layouts() {
                 .map(|v| v.as_f64().expect("number"))
         })
         .collect();
-    let want = forest.predict(&flat).expect("predict");
+    let flat = row_major(&flat, forest.n_features()).expect("whole rows");
+    let want = forest.predict(flat).expect("predict");
     let got: Vec<i64> = served["predictions"]
         .as_array()
         .expect("predictions")

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use canopy::checkpoint::saved::SavedEntity;
 use canopy::checkpoint::{SavedData, SavedModel};
 use canopy::live::TrainingInfo;
+use canopy::model::matrix::row_major;
 use canopy::model::rforest::{RandomForestParams, RandomForestRegressor};
 use canopy::model::rng::Rng;
 use canopy::model::windows::{WindowSpec, Windows, training_windows};
@@ -72,6 +73,11 @@ pub fn default_forest(params: &RandomForestParams) -> (RandomForestRegressor, Ve
         targets: vec![0],
     };
     let w = training_windows(&history, &spec).expect("windows");
-    let forest = RandomForestRegressor::fit(params, &w.x, 120, &w.y, 12).expect("fit");
+    let forest = RandomForestRegressor::fit(
+        params,
+        row_major(&w.x, 120).expect("whole rows"),
+        row_major(&w.y, 12).expect("whole rows"),
+    )
+    .expect("fit");
     (forest, history, w)
 }

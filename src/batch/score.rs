@@ -17,7 +17,8 @@ use crate::config::{Config, ModelConfig, ModelKind, RandomForestConfig};
 use crate::live::detector::forest_params;
 use crate::live::forecaster::{forest_params as forest_params_rf, window_spec};
 use crate::model::iforest::IsolationForest;
-use crate::model::rforest::RandomForestRegressor;
+use crate::model::matrix::row_major;
+use crate::model::rforest::{RandomForestError, RandomForestRegressor};
 use crate::model::windows::{WindowError, lookback_row, training_windows};
 use crate::source::csv::{Table, format_timestamp};
 
@@ -59,10 +60,12 @@ pub fn score(
                 model: model.to_owned(),
                 source,
             };
+            let fit_rows = row_major(&rows, n).map_err(|e| forest_err(e.into()))?;
             let forest =
-                IsolationForest::fit(&forest_params(m, forest), &rows, n).map_err(forest_err)?;
+                IsolationForest::fit(&forest_params(m, forest), fit_rows).map_err(forest_err)?;
             let (rows, complete) = complete_rows(&input_table, &input_cols);
-            let scores = forest.score_samples(&rows).map_err(forest_err)?;
+            let input_rows = row_major(&rows, n).map_err(|e| forest_err(e.into()))?;
+            let scores = forest.score_samples(input_rows).map_err(forest_err)?;
             writeln!(out, "{DETECTOR_HEADER}")?;
             let mut scored = scores.iter();
             for (row, has) in input_table.rows.iter().zip(complete) {
@@ -123,17 +126,15 @@ fn forecast(
             span: spec.lookback + spec.horizon,
         });
     }
-    let regressor = RandomForestRegressor::fit(
-        &forest_params_rf(model, forest),
-        &windows.x,
-        spec.n_inputs(),
-        &windows.y,
-        spec.n_outputs(),
-    )
-    .map_err(|source| BatchError::Regressor {
+    let regressor_err = |source| BatchError::Regressor {
         model: name.to_owned(),
         source,
-    })?;
+    };
+    let fitted = row_major(&windows.x, spec.n_inputs())
+        .and_then(|x| Ok((x, row_major(&windows.y, spec.n_outputs())?)))
+        .map_err(RandomForestError::from)
+        .and_then(|(x, y)| RandomForestRegressor::fit(&forest_params_rf(model, forest), x, y));
+    let regressor = fitted.map_err(regressor_err)?;
     let header: Vec<String> = forest
         .target
         .iter()

@@ -30,6 +30,7 @@ use crate::model::iforest::{
     Contamination, IsolationForest, IsolationForestError, IsolationForestParams,
 };
 use crate::model::likelihood::{EntityLikelihood, LikelihoodParams, ScoreReference};
+use crate::model::matrix::row_major;
 use crate::model::reservoir::{AnomalyGate, Reservoir, ReservoirError};
 use crate::series::Labels;
 
@@ -600,10 +601,18 @@ fn train(
     let started = Instant::now();
     let base = published.load_full();
     let n = spec.indices.len();
-    let result = match &base {
-        Some(b) if !job.fresh => b.retrained(&job.training, &job.threshold, spec.replace_fraction),
-        _ => IsolationForest::fit(&spec.params, &job.training, n),
+    let fitted = || -> Result<IsolationForest, IsolationForestError> {
+        let training = row_major(&job.training, n)?;
+        match &base {
+            Some(b) if !job.fresh => b.retrained(
+                training,
+                row_major(&job.threshold, n)?,
+                spec.replace_fraction,
+            ),
+            _ => IsolationForest::fit(&spec.params, training),
+        }
     };
+    let result = fitted();
     let model = spec.name.clone();
     match result {
         Ok(forest) => {

@@ -20,6 +20,7 @@ use crate::entity_metrics::entity_gauge;
 use crate::features::entities::{EntityHistory, entity_vectors, is_prior};
 use crate::features::history::metric_labels;
 use crate::features::{FeatureSet, StepResult};
+use crate::model::matrix::row_major;
 use crate::model::rforest::{RandomForestParams, RandomForestRegressor};
 use crate::model::windows::{WindowSpec, training_windows};
 use crate::series::Labels;
@@ -362,15 +363,11 @@ fn train(spec: &ForecasterSpec, published: &Published<RandomForestRegressor>, jo
                     w.rows()
                 ));
             }
-            RandomForestRegressor::fit(
-                &spec.params,
-                &w.x,
-                spec.window.n_inputs(),
-                &w.y,
-                spec.window.n_outputs(),
-            )
-            .map(|f| (f, w.rows()))
-            .map_err(|e| e.to_string())
+            let x = row_major(&w.x, spec.window.n_inputs()).map_err(|e| e.to_string())?;
+            let y = row_major(&w.y, spec.window.n_outputs()).map_err(|e| e.to_string())?;
+            RandomForestRegressor::fit(&spec.params, x, y)
+                .map(|f| (f, w.rows()))
+                .map_err(|e| e.to_string())
         });
     match fitted {
         Ok((forest, windows)) => {

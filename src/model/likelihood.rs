@@ -31,7 +31,8 @@
 
 use std::collections::VecDeque;
 
-use super::iforest::IsolationForest;
+use super::iforest::{IsolationForest, IsolationForestError};
+use super::matrix::row_major;
 
 /// The forest's scores of its own training reservoir, sorted, taken when the forest was built.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -50,7 +51,10 @@ impl ScoreReference {
     /// `forest`'s reference: its anomaly scores of `rows` (row-major, the forest's width), the
     /// reservoir it was trained and thresholded on. Empty if the rows do not fit the forest.
     pub fn of(forest: &IsolationForest, rows: &[f64]) -> ScoreReference {
-        ScoreReference::new(forest.anomaly_scores(rows).unwrap_or_default())
+        let scores = row_major(rows, forest.n_features())
+            .map_err(IsolationForestError::from)
+            .and_then(|rows| forest.anomaly_scores(rows));
+        ScoreReference::new(scores.map(|s| s.to_vec()).unwrap_or_default())
     }
 
     /// p = (k + ½) / (n + 1), where k reference scores are ≥ `score`. 1 for an empty reference

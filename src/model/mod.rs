@@ -1,13 +1,10 @@
-//! The models: an isolation forest (the `anomaly-detector`) and a multi-output random forest
-//! (`predictive-analytics`), both on the flat trees of [`tree`] and the seeded [`rng::Rng`].
-//! The forests do no I/O and know nothing of HTTP, PromQL or the series store: they take rows of
-//! `f64` and give scores and forecasts. The live runtimes that connect them to the feature steps
-//! are in the `live` module.
+//! The models, pure computation: the forests themselves (an isolation forest for the
+//! `anomaly-detector`, a multi-output random forest for `predictive-analytics`, their flat trees,
+//! seeded generator, training windows, reservoir and `ndarray` matrices) are the `canopy-forest`
+//! crate, re-exported here so that `model::iforest` and its siblings name them; [`likelihood`]
+//! calibrates the detector's scores. They know nothing of config, features, serve or ingest; the
+//! live runtimes that connect them to the feature steps are in the `live` module.
 
-pub mod iforest;
+pub use canopy_forest::{iforest, matrix, reservoir, rforest, rng, tree, windows};
+
 pub mod likelihood;
-pub mod reservoir;
-pub mod rforest;
-pub mod rng;
-pub mod tree;
-pub mod windows;

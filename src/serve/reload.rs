@@ -333,6 +333,7 @@ mod tests {
     use crate::checkpoint::{SavedModel, encode};
     use crate::live::TrainingInfo;
     use crate::model::iforest::{IsolationForest, IsolationForestParams};
+    use crate::model::matrix::row_major;
     use crate::model::rforest::{RandomForestParams, RandomForestRegressor};
 
     const ROW: [f64; 2] = [0.9, 0.1];
@@ -348,7 +349,8 @@ mod tests {
             seed,
             ..IsolationForestParams::default()
         };
-        let forest = IsolationForest::fit(&params, &rows, width).expect("fit");
+        let forest = IsolationForest::fit(&params, row_major(&rows, width).expect("whole rows"))
+            .expect("fit");
         SavedModel {
             name: "detector".into(),
             features: features.iter().map(|f| (*f).to_owned()).collect(),
@@ -383,7 +385,9 @@ mod tests {
             seed: 1,
             ..RandomForestParams::default()
         };
-        let forest = RandomForestRegressor::fit(&params, &x, 4, &y, 1).expect("fit");
+        let (x, y) = (row_major(&x, 4), row_major(&y, 1));
+        let (x, y) = (x.expect("rows of 4"), y.expect("rows of 1"));
+        let forest = RandomForestRegressor::fit(&params, x, y).expect("fit");
         SavedModel {
             data: SavedData::Forecaster {
                 forest: Arc::new(forest),

@@ -3,7 +3,11 @@
 #![allow(dead_code)] // each test file uses its own part of the harness
 
 pub mod models;
+mod python;
 pub mod replay;
+
+#[allow(unused_imports)] // the tests that start no Python peer do not use it
+pub use python::python;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
@@ -193,22 +197,6 @@ pub fn metric_value(body: &str, series: &str) -> Option<f64> {
             .parse()
             .ok()
     })
-}
-
-/// The Python with the pinned peers (`tests/python/requirements.txt`): `CANOPY_PYTHON`, else the
-/// crate's `.venv`. Fails the test, saying how to get one, when neither exists.
-pub fn python() -> PathBuf {
-    let path = std::env::var_os("CANOPY_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
-    assert!(
-        path.exists(),
-        "no Python at {}: run .ci/run (it builds .venv from tests/python/requirements.txt), or set \
-         CANOPY_PYTHON to a Python with those packages \
-         (python3 -m venv .venv && .venv/bin/pip install -r tests/python/requirements.txt)",
-        path.display()
-    );
-    path
 }
 
 /// A remote-write 1.0 body of `timeseries`, as senders send it: protobuf, then snappy.

@@ -1,4 +1,4 @@
-"""Reference side of tests/iforest_parity.rs: scikit-learn's IsolationForest on fixed datasets.
+"""Reference side of crates/canopy-forest/tests/iforest_parity.rs: scikit-learn's IsolationForest on fixed datasets.
 
 Usage: iforest_parity.py OUTDIR
 

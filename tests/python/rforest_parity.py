@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""scikit-learn's side of tests/rforest_parity.rs.
+"""scikit-learn's side of crates/canopy-forest/tests/rforest_parity.rs.
 
 Reads DIR/manifest.json ({"params": {...}, "datasets": [names]}) and, for each name, the headerless
 CSVs NAME.train_x.csv, NAME.train_y.csv, NAME.test_x.csv, NAME.test_y.csv written by the Rust test

@@ -9,11 +9,13 @@
 
 use std::hint::black_box;
 
-use canopy::model::rforest::{RandomForestParams, RandomForestRegressor, RegressionTree};
-use canopy::model::rng::Rng;
-use canopy::model::tree::Node;
-use canopy::model::windows::{WindowSpec, training_windows};
+use canopy_forest::matrix::row_major;
+use canopy_forest::rforest::{RandomForestParams, RandomForestRegressor, RegressionTree};
+use canopy_forest::rng::Rng;
+use canopy_forest::tree::Node;
+use canopy_forest::windows::{WindowSpec, training_windows};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use ndarray::Array2;
 
 /// 5 node-like features at a 5-minute step, windows of 24 steps → the next 12 cpu values.
 fn windows(steps: usize) -> (Vec<f64>, Vec<f64>, usize) {
@@ -67,13 +69,17 @@ fn with_leaf_means(forest: &RandomForestRegressor) -> RandomForestRegressor {
 
 fn bench(c: &mut Criterion) {
     let (x, y, rows) = windows(8640 + 35);
-    let shared =
-        RandomForestRegressor::fit(&RandomForestParams::default(), &x, 120, &y, 12).expect("fit");
+    let shared = RandomForestRegressor::fit(
+        &RandomForestParams::default(),
+        row_major(&x, 120).expect("whole rows"),
+        row_major(&y, 12).expect("whole rows"),
+    )
+    .expect("fit");
     let means = with_leaf_means(&shared);
-    let batch = &x[..1000 * 120];
+    let batch = row_major(&x[..1000 * 120], 120).expect("whole rows");
     assert!(shared.predict(batch).expect("predict") == means.predict(batch).expect("predict"));
     let mut out = vec![0.0; 12];
-    let mut outs = vec![0.0; 1000 * 12];
+    let mut outs = Array2::zeros((1000, 12));
     let mut g = c.benchmark_group("rforest_predict_100_trees_120_to_12");
     for (layout, forest) in [("shared_leaves", &shared), ("leaf_means", &means)] {
         g.throughput(Throughput::Elements(1));
@@ -91,7 +97,7 @@ fn bench(c: &mut Criterion) {
         g.bench_function(format!("batch_1000_rows/{layout}"), |b| {
             b.iter(|| {
                 forest
-                    .predict_into(black_box(batch), &mut outs)
+                    .predict_into(black_box(batch), outs.view_mut())
                     .expect("predict")
             })
         });
@@ -99,6 +105,8 @@ fn bench(c: &mut Criterion) {
     g.finish();
 
     let (x, y, _) = windows(2000 + 35);
+    let (x, y) = (row_major(&x, 120), row_major(&y, 12));
+    let (x, y) = (x.expect("whole rows"), y.expect("whole rows"));
     let params = RandomForestParams {
         n_estimators: 10,
         ..RandomForestParams::default()
@@ -108,7 +116,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("2000_windows_120_to_12_10_trees", |b| {
         b.iter_batched(
             || (),
-            |_| RandomForestRegressor::fit(&params, &x, 120, &y, 12).expect("fit"),
+            |_| RandomForestRegressor::fit(&params, x, y).expect("fit"),
             BatchSize::PerIteration,
         )
     });

@@ -10,9 +10,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use canopy::model::iforest::{IsolationForest, IsolationForestParams};
-use canopy::model::reservoir::{AnomalyGate, Reservoir};
-use canopy::model::rng::Rng;
+use canopy_forest::iforest::{IsolationForest, IsolationForestParams};
+use canopy_forest::matrix::row_major;
+use canopy_forest::reservoir::{AnomalyGate, Reservoir};
+use canopy_forest::rng::Rng;
 
 const N_FEATURES: usize = 5;
 
@@ -45,7 +46,11 @@ fn scoring_threads_never_wait_for_or_see_a_half_built_forest() {
     for t in 0..1_000 {
         reservoir.push(t, &vector(&mut rng, 0.0)).expect("push");
     }
-    let first = IsolationForest::fit(&params, reservoir.rows(), N_FEATURES).expect("fit");
+    let first = IsolationForest::fit(
+        &params,
+        row_major(reservoir.rows(), N_FEATURES).expect("whole rows"),
+    )
+    .expect("fit");
     let probe = [0.5, -0.5, 1.0, 0.0, 2.0];
 
     // The writer records each generation's probe score before publishing it, so a reader can
@@ -72,7 +77,8 @@ fn scoring_threads_never_wait_for_or_see_a_half_built_forest() {
                         let started = Instant::now();
                         let forest = current.load();
                         let s = score(&forest);
-                        let batch = forest.decision_function(&rows).expect("decision_function");
+                        let rows = row_major(&rows, N_FEATURES).expect("8 rows");
+                        let batch = forest.decision_function(rows).expect("decision_function");
                         slowest = slowest.max(started.elapsed());
                         let generation = forest.generation();
                         assert_eq!(forest.trees().len(), params.n_estimators);
@@ -105,7 +111,11 @@ fn scoring_threads_never_wait_for_or_see_a_half_built_forest() {
             building.store(true, Ordering::Release);
             let training = reservoir.training_rows();
             let next = model
-                .retrained(&training, reservoir.rows(), 0.1)
+                .retrained(
+                    row_major(&training, N_FEATURES).expect("whole rows"),
+                    row_major(reservoir.rows(), N_FEATURES).expect("whole rows"),
+                    0.1,
+                )
                 .expect("retrain");
             building.store(false, Ordering::Release);
             assert_eq!(next.generation(), generation);
@@ -152,7 +162,11 @@ fn flagged_fraction_recovers_within_a_bounded_number_of_retrains_after_a_level_s
             .push(t as i64, &vector(&mut rng, 0.0))
             .expect("push");
     }
-    let mut model = IsolationForest::fit(&params, reservoir.rows(), N_FEATURES).expect("fit");
+    let mut model = IsolationForest::fit(
+        &params,
+        row_major(reservoir.rows(), N_FEATURES).expect("whole rows"),
+    )
+    .expect("fit");
     let mut gate = AnomalyGate::default();
     let mut t = CAPACITY as i64;
     // Per retrain interval: the fraction of that interval's vectors the live model flagged.
@@ -170,7 +184,11 @@ fn flagged_fraction_recovers_within_a_bounded_number_of_retrains_after_a_level_s
                 }
                 let training = reservoir.training_rows();
                 *model = model
-                    .retrained(&training, reservoir.rows(), 0.2)
+                    .retrained(
+                        row_major(&training, N_FEATURES).expect("whole rows"),
+                        row_major(reservoir.rows(), N_FEATURES).expect("whole rows"),
+                        0.2,
+                    )
                     .expect("retrain");
                 flagged as f64 / INTERVAL as f64
             })

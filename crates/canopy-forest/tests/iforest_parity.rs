@@ -5,15 +5,17 @@
 //! canopy with five seeds, and requires the averages to agree: ROC-AUC within ±0.01, the fraction
 //! flagged at contamination 0.03 within ±0.5 points, mean `score_samples` within ±0.01 and
 //! `offset_` within ±0.02 (which AUC alone, being rank-based, would not check). Python is found through
-//! `CANOPY_PYTHON`, else `.venv/bin/python` in the crate; without it the test fails.
+//! `CANOPY_PYTHON`, else `.venv/bin/python` at the repository's root; without it the test fails.
 
-mod common;
+#[path = "../../../tests/common/python.rs"]
+mod python;
 
-use common::python;
+use python::{python, repo_root};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use canopy::model::iforest::{IsolationForest, IsolationForestParams, average_path_length};
+use canopy_forest::iforest::{IsolationForest, IsolationForestParams, average_path_length};
+use canopy_forest::matrix::row_major;
 use serde_json::Value;
 
 /// A fresh directory under the system temp dir, removed when dropped.
@@ -93,7 +95,7 @@ fn roc_auc_handles_ties_like_scikit_learn() {
 #[test]
 fn canopy_matches_scikit_learn_on_four_datasets() {
     let dir = TempDir::new("iforest-parity");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/iforest_parity.py");
+    let script = repo_root().join("tests/python/iforest_parity.py");
     let status = Command::new(python())
         .arg(&script)
         .arg(&dir.0)
@@ -130,11 +132,12 @@ fn canopy_matches_scikit_learn_on_four_datasets() {
                 seed,
                 ..IsolationForestParams::default()
             };
-            let forest = IsolationForest::fit(&params, &rows, n_features).expect("fit");
-            let scores = forest.score_samples(&rows).expect("score");
+            let rows = row_major(&rows, n_features).expect("whole rows");
+            let forest = IsolationForest::fit(&params, rows).expect("fit");
+            let scores = forest.score_samples(rows).expect("score");
             let anomaly: Vec<f64> = scores.iter().map(|s| -s).collect();
             auc += roc_auc(&anomaly, &labels);
-            let predictions = forest.predict(&rows).expect("predict");
+            let predictions = forest.predict(rows).expect("predict");
             flagged +=
                 predictions.iter().filter(|&&p| p == -1).count() as f64 / labels.len() as f64;
             mean_score += scores.iter().sum::<f64>() / scores.len() as f64;

@@ -2,8 +2,9 @@
 //! anomaly score that are non-negative, sum to 1, and put the largest share on the feature that
 //! makes the row anomalous.
 
-use canopy::model::iforest::{IsolationForest, IsolationForestParams};
-use canopy::model::rng::Rng;
+use canopy_forest::iforest::{IsolationForest, IsolationForestParams};
+use canopy_forest::matrix::row_major;
+use canopy_forest::rng::Rng;
 
 const N_FEATURES: usize = 5;
 
@@ -30,8 +31,7 @@ fn a_row_anomalous_in_one_feature_is_explained_by_that_feature() {
             seed: 5,
             ..IsolationForestParams::default()
         },
-        &data,
-        N_FEATURES,
+        row_major(&data, N_FEATURES).expect("whole rows"),
     )
     .expect("fit");
     let typical: Vec<f64> = data[..N_FEATURES].to_vec();
@@ -73,8 +73,11 @@ fn a_row_anomalous_in_one_feature_is_explained_by_that_feature() {
 fn every_row_gets_a_distribution_over_features() {
     let mut rng = Rng::new(22);
     let data = training(&mut rng, 1_000);
-    let forest =
-        IsolationForest::fit(&IsolationForestParams::default(), &data, N_FEATURES).expect("fit");
+    let forest = IsolationForest::fit(
+        &IsolationForestParams::default(),
+        row_major(&data, N_FEATURES).expect("whole rows"),
+    )
+    .expect("fit");
     for row in training(&mut rng, 200).chunks_exact(N_FEATURES) {
         let contributions = forest.explain(row).expect("explain");
         assert!(

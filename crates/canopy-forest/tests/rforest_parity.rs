@@ -3,19 +3,21 @@
 //! Numenta Anomaly Benchmark. For each, canopy's test MAE must be within 2% of scikit-learn's with
 //! the same hyperparameters, and below the persistence forecast's (every step = the last value).
 //!
-//! Python comes from `CANOPY_PYTHON`, else the crate's `.venv/bin/python` (CI installs it from
+//! Python comes from `CANOPY_PYTHON`, else the repository's `.venv/bin/python` (CI installs it from
 //! `tests/python/requirements.txt`); without it the test fails, it does not skip.
 
-mod common;
+#[path = "../../../tests/common/python.rs"]
+mod python;
 
-use common::python;
+use python::{python, repo_root};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use canopy::model::rforest::{RandomForestParams, RandomForestRegressor};
-use canopy::model::rng::Rng;
-use canopy::model::windows::{WindowSpec, training_windows};
+use canopy_forest::matrix::row_major;
+use canopy_forest::rforest::{RandomForestParams, RandomForestRegressor};
+use canopy_forest::rng::Rng;
+use canopy_forest::windows::{WindowSpec, training_windows};
 
 const LOOKBACK: usize = 24;
 const HORIZON: usize = 12;
@@ -132,12 +134,10 @@ fn nab_cpu_series() -> Vec<(String, Vec<f64>)> {
     // CANOPY_NAB_DIR only for a checkout that does not sit beside `shared/` (a git worktree)
     let dir = std::env::var_os("CANOPY_NAB_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nab/realAWSCloudwatch")
-        });
+        .unwrap_or_else(|| repo_root().join("../shared/data/nab/realAWSCloudwatch"));
     let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| {
         panic!(
-            "the NAB data must be at {} (../shared/data/nab/realAWSCloudwatch from the crate root, \
+            "the NAB data must be at {} (../shared/data/nab/realAWSCloudwatch from the repository root, \
              or CANOPY_NAB_DIR): {e}",
             dir.display()
         )
@@ -200,7 +200,7 @@ fn sklearn_maes(tag: &str, datasets: &[Dataset], p: &RandomForestParams) -> Vec<
         "datasets": datasets.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
     });
     std::fs::write(dir.join("manifest.json"), manifest.to_string()).expect("writing the manifest");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/rforest_parity.py");
+    let script = repo_root().join("tests/python/rforest_parity.py");
     let out = Command::new(python())
         .arg(&script)
         .arg(&dir)
@@ -251,9 +251,15 @@ fn compare(tag: &str, datasets: &[Dataset], n_estimators: usize) {
     let started = std::time::Instant::now();
     let mut failures = Vec::new();
     for (d, sk) in datasets.iter().zip(sklearn) {
-        let model = RandomForestRegressor::fit(&p, &d.x, d.n_inputs, &d.y, d.n_outputs)
-            .expect("fitting canopy's forest");
-        let ours = mae(&model.predict(&d.xt).expect("predicting"), &d.yt);
+        let model = RandomForestRegressor::fit(
+            &p,
+            row_major(&d.x, d.n_inputs).expect("whole rows"),
+            row_major(&d.y, d.n_outputs).expect("whole rows"),
+        )
+        .expect("fitting canopy's forest");
+        let xt = row_major(&d.xt, d.n_inputs).expect("whole rows");
+        let predictions = model.predict(xt).expect("predicting");
+        let ours = mae(predictions.as_slice().expect("row-major"), &d.yt);
         let persistence = persistence_mae(d);
         let rel = ours / sk - 1.0;
         eprintln!(

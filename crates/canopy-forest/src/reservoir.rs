@@ -25,7 +25,7 @@ use std::collections::VecDeque;
 
 use thiserror::Error;
 
-use super::iforest::{IsolationForest, IsolationForestError};
+use crate::iforest::{IsolationForest, IsolationForestError};
 
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum ReservoirError {
@@ -332,8 +332,8 @@ impl AnomalyGate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::iforest::IsolationForestParams;
-    use crate::model::rng::Rng;
+    use crate::iforest::IsolationForestParams;
+    use crate::rng::Rng;
 
     #[test]
     fn capacity_evicts_the_oldest_first() {
@@ -416,7 +416,8 @@ mod tests {
     fn the_gate_keeps_rare_anomalies_out_but_opens_for_a_level_shift() {
         let mut rng = Rng::new(1);
         let data: Vec<f64> = (0..1_000).map(|_| rng.next_f64()).collect();
-        let model = IsolationForest::fit(&IsolationForestParams::default(), &data, 2).unwrap();
+        let rows = crate::row_major(&data, 2).unwrap();
+        let model = IsolationForest::fit(&IsolationForestParams::default(), rows).unwrap();
         let mut reservoir = Reservoir::new(2, 10_000, None).unwrap();
         let mut gate = AnomalyGate::new(20, 0.5).unwrap();
         // Normal vectors enter; a lone far vector does not.

@@ -7,9 +7,10 @@
 //! σ·√(2/π) ≈ 0.024 (a perfect model of the curve), and the persistence forecast (every step =
 //! the last value, itself noisy) costs about 0.041; the forest must beat it by a fifth.
 
-use canopy::model::rforest::{RandomForestParams, RandomForestRegressor};
-use canopy::model::rng::Rng;
-use canopy::model::windows::{WindowSpec, lookback_row, training_windows};
+use canopy_forest::matrix::row_major;
+use canopy_forest::rforest::{RandomForestParams, RandomForestRegressor};
+use canopy_forest::rng::Rng;
+use canopy_forest::windows::{WindowSpec, lookback_row, training_windows};
 
 const DAY: usize = 288;
 
@@ -55,10 +56,8 @@ fn learns_a_daily_sine_on_a_trend_to_a_stated_mae() {
     };
     let model = RandomForestRegressor::fit(
         &params,
-        &rows(&train, &w.x, 24),
-        24,
-        &rows(&train, &w.y, 12),
-        12,
+        row_major(&rows(&train, &w.x, 24), 24).expect("whole rows"),
+        row_major(&rows(&train, &w.y, 12), 12).expect("whole rows"),
     )
     .unwrap();
 
