@@ -10,6 +10,10 @@
 //! built from; [`pipeline`] assembles the data path from it, and [`agent`] runs its tasks.
 //! ARCHITECTURE.md has the whole map.
 
+// The module docs are written for the engineers who read and change the code
+// (`cargo doc --document-private-items`), so they link the private items they explain.
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod agent;
 pub mod batch;
 pub mod checkpoint;

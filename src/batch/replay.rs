@@ -2,7 +2,7 @@
 //!
 //! Each column becomes a series named after it (label `__name__`, sanitised to a valid metric
 //! name), and the rows go in time order, one at a time, through what live remote-write feeds:
-//! the ingest prefilter, the series store, the [`FeatureEngine`] (whose watermark only sample
+//! the ingest prefilter, the series store, the [`FeatureEngine`](crate::features::FeatureEngine) (whose watermark only sample
 //! timestamps move) and the [`Detector`] with inline training, so the same file and config give
 //! the same output on every run. Nothing is trained before the stream has given the model
 //! `min(max_samples, reservoir capacity)` vectors: there is no synthetic source in replay, and

@@ -12,7 +12,7 @@
 //! decode, to `model.ckpt.mismatch-UNIXTIME` when it decodes but its model no longer fits the
 //! config.
 //!
-//! # File format ([`format`])
+//! # File format ([`format`](mod@format))
 //! ```text
 //! offset  size  what
 //! 0       8     magic  b"CANOPYCK"
@@ -31,7 +31,7 @@
 //! reads it, so a detector's files stay version 1 and an older canopy still reads them, while
 //! this canopy reads both.
 //!
-//! # Writing ([`file`], [`writer`])
+//! # Writing ([`file`](mod@file), [`writer`])
 //! The bytes go to `.model.ckpt.tmp`, which is fsynced, renamed over `model.ckpt`, and the folder
 //! fsynced: whenever the process dies, `model.ckpt` is either the previous complete file or the
 //! new complete file. Writes happen on the checkpoint writer thread, from snapshots the
