@@ -5,6 +5,9 @@
 //! mean `score_samples` and `offset_` within tolerance (averaged over five seeds on both sides).
 
 mod common;
+#[path = "common/roc_auc.rs"]
+mod roc_auc;
+use roc_auc::roc_auc;
 
 use common::python;
 use std::path::{Path, PathBuf};
@@ -246,33 +249,6 @@ fn errors_say_what_is_wrong() {
         e.contains("short.csv line 2") && e.contains("4 columns"),
         "{e}"
     );
-}
-
-/// ROC-AUC (higher score = more anomalous), ties at their average rank, as scikit-learn does.
-fn roc_auc(scores: &[f64], labels: &[bool]) -> f64 {
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
-    let mut ranks = vec![0.0; scores.len()];
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i;
-        while j + 1 < order.len() && scores[order[j + 1]] == scores[order[i]] {
-            j += 1;
-        }
-        for &k in &order[i..=j] {
-            ranks[k] = (i + j) as f64 / 2.0 + 1.0;
-        }
-        i = j + 1;
-    }
-    let pos = labels.iter().filter(|&&l| l).count() as f64;
-    let neg = labels.len() as f64 - pos;
-    let rank_sum: f64 = ranks
-        .iter()
-        .zip(labels)
-        .filter(|(_, l)| **l)
-        .map(|(r, _)| r)
-        .sum();
-    (rank_sum - pos * (pos + 1.0) / 2.0) / (pos * neg)
 }
 
 #[test]
