@@ -46,19 +46,19 @@ run() { # name pid write_url: one round, the best round's samples/s kept in $tmp
   python3 -c "print(max($sps, $best))" > "$tmp/$1.sps"
 }
 stop() { kill "$1"; wait "$1" 2>/dev/null || true; }
+run_canopy() { # name binary round: one round against a fresh agent
+  local p; p=$(port)
+  RUST_LOG=warn "$2" run --listen "127.0.0.1:$p" --model-dir "$tmp/$1-models$3" & pids+=($!)
+  wait_http "http://127.0.0.1:$p/-/healthy"
+  run "$1" "${pids[-1]}" "http://127.0.0.1:$p/api/v1/write"
+  stop "${pids[-1]}"
+}
 
 for round in $(seq "$rounds"); do
   echo "round $round of $rounds"
-  p=$(port); RUST_LOG=warn "$tmp/canopy" run --listen "127.0.0.1:$p" --model-dir "$tmp/models$round" & pids+=($!)
-  wait_http "http://127.0.0.1:$p/-/healthy"
-  run canopy "${pids[-1]}" "http://127.0.0.1:$p/api/v1/write"
-  stop "${pids[-1]}"
-
+  run_canopy canopy "$tmp/canopy" "$round"
   if [ -n "${CANOPY_BEFORE:-}" ]; then
-    p=$(port); RUST_LOG=warn "$CANOPY_BEFORE" run --listen "127.0.0.1:$p" --model-dir "$tmp/before$round" & pids+=($!)
-    wait_http "http://127.0.0.1:$p/-/healthy"
-    run canopy-before "${pids[-1]}" "http://127.0.0.1:$p/api/v1/write"
-    stop "${pids[-1]}"
+    run_canopy canopy-before "$CANOPY_BEFORE" "$round"
   fi
 
   p=$(port); printf 'global:\n  scrape_interval: 1m\n' > "$tmp/prometheus.yml"

@@ -261,13 +261,13 @@ impl<'a> Reader<'a> {
             self.pos += 1;
             return Ok(u64::from(b));
         }
-        self.varint_slow()
+        self.varint_long()
     }
 
     /// A varint of two bytes or more: a series' length, a sample's timestamp (six bytes for a
     /// time in milliseconds). Walks the bytes left, at most ten, without a bound check each.
     #[inline]
-    fn varint_slow(&mut self) -> Result<u64, WireError> {
+    fn varint_long(&mut self) -> Result<u64, WireError> {
         let rest = self.buf.get(self.pos..).unwrap_or_default();
         let mut v: u64 = 0;
         for (i, &b) in rest.iter().take(10).enumerate() {

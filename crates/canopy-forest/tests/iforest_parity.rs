@@ -14,30 +14,12 @@ mod roc_auc;
 use roc_auc::roc_auc;
 
 use python::{python, repo_root};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use canopy_forest::iforest::{IsolationForest, IsolationForestParams, average_path_length};
 use canopy_forest::matrix::row_major;
 use serde_json::Value;
-
-/// A fresh directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("canopy-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Rows of features (row-major) and labels from the script's CSV (last column = label).
 fn read_dataset(path: &Path) -> (Vec<f64>, Vec<bool>, usize) {
@@ -68,16 +50,19 @@ fn roc_auc_handles_ties_like_scikit_learn() {
 
 #[test]
 fn canopy_matches_scikit_learn_on_four_datasets() {
-    let dir = TempDir::new("iforest-parity");
+    let dir = tempfile::Builder::new()
+        .prefix("canopy-iforest-parity-")
+        .tempdir()
+        .expect("create temp dir");
     let script = repo_root().join("tests/python/iforest_parity.py");
     let status = Command::new(python())
         .arg(&script)
-        .arg(&dir.0)
+        .arg(dir.path())
         .status()
         .expect("run the Python reference");
     assert!(status.success(), "{} failed: {status}", script.display());
     let report: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.0.join("sklearn.json")).expect("read sklearn.json"),
+        &std::fs::read_to_string(dir.path().join("sklearn.json")).expect("read sklearn.json"),
     )
     .expect("parse sklearn.json");
 
@@ -98,7 +83,7 @@ fn canopy_matches_scikit_learn_on_four_datasets() {
     assert!(datasets.len() >= 4);
     let mut failures = Vec::new();
     for (name, sk) in datasets {
-        let (rows, labels, n_features) = read_dataset(&dir.0.join(format!("{name}.csv")));
+        let (rows, labels, n_features) = read_dataset(&dir.path().join(format!("{name}.csv")));
         assert_eq!(Some(n_features as u64), sk["n_features"].as_u64());
         let (mut auc, mut flagged, mut mean_score, mut offset) = (0.0, 0.0, 0.0, 0.0);
         for seed in 0..seeds {
