@@ -4,7 +4,13 @@
 # TimeSeries, series repeated, 2,000 samples per request over 10,000 series, 46% of the series
 # matched by canopy's default features) by the same load generator over 8 connections, one
 # receiver after the other, each the best of `rounds` runs (a fresh receiver each run).
-# Prints samples/s accepted, request latency and peak RSS for each, and canopy's ratios.
+# Prints samples/s accepted, request latency, peak RSS, and the CPU seconds the receiver and the
+# load generator each used while it ran (samples per receiver CPU-second is the cost of a sample
+# whatever the two share of the cores), for each, and canopy's ratios.
+#
+# canopy is measured in its steady state: the load starts once both default models answer
+# ready, after the start's first training (several seconds of CPU for the forecaster, on the
+# evaluation thread), as the other receivers are loaded once they answer ready.
 #
 # With CANOPY_BEFORE=path/to/an/older/canopy, that build runs too in every round (as
 # `canopy-before`), for a before/after in the same run.
@@ -14,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 conns=${1:-8}
-reqs=${2:-100}
+reqs=${2:-400}
 samples=${3:-2000}
 series=${4:-1250}
 rounds=${5:-2}
@@ -34,13 +40,20 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 100); do curl -sf "$1" >/dev/null && return 0; sleep 0.1; done; echo "not ready: $1" >&2; return 1; }
+wait_http() { # url [tenths of a second]
+  for _ in $(seq "${2:-100}"); do curl -sf "$1" >/dev/null && return 0; sleep 0.1; done; echo "not ready: $1" >&2; return 1
+}
 peak_rss_mib() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+# User and system CPU ticks (USER_HZ, 100 a second) of a process, all its threads.
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 
 run() { # name pid write_url: one round, the best round's samples/s kept in $tmp/NAME.sps
-  local out sps
+  local out sps before cpu
+  before=$(cpu_ticks "$2")
   out=$("$load" "$3" "$conns" "$reqs" "$samples" "$series")
-  printf '%-16s %s peak_rss_mib=%s\n' "$1" "$out" "$(peak_rss_mib "$2")"
+  cpu=$(python3 -c "print(($(cpu_ticks "$2") - $before) / 100)")
+  printf '%-16s %s peak_rss_mib=%s receiver_cpu_seconds=%s samples_per_receiver_cpu_second=%s\n' "$1" "$out" \
+    "$(peak_rss_mib "$2")" "$cpu" "$(python3 -c "print(round($conns * $reqs * $samples / max($cpu, 0.01)))")"
   sps=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["samples_per_second"])')
   best=$(cat "$tmp/$1.sps" 2>/dev/null || echo 0)
   python3 -c "print(max($sps, $best))" > "$tmp/$1.sps"
@@ -50,6 +63,9 @@ run_canopy() { # name binary round: one round against a fresh agent
   local p; p=$(port)
   RUST_LOG=warn "$2" run --listen "127.0.0.1:$p" --model-dir "$tmp/$1-models$3" & pids+=($!)
   wait_http "http://127.0.0.1:$p/-/healthy"
+  for model in anomaly-detector predictive-analytics; do
+    wait_http "http://127.0.0.1:$p/v2/models/$model/ready" 1200
+  done
   run "$1" "${pids[-1]}" "http://127.0.0.1:$p/api/v1/write"
   stop "${pids[-1]}"
 }

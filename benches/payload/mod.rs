@@ -22,7 +22,28 @@ const METRICS: [&str; 8] = [
 /// series `j % series` (labels include `conn`, so that senders on different connections write
 /// disjoint series) at `t0 + j` ms, so every series' timestamps increase within and across
 /// requests whose `t0` increase by at least `samples`.
+#[allow(dead_code)]
 pub fn payload(samples: usize, series: usize, conn: usize, t0: i64) -> Vec<u8> {
+    stamped(samples, series, conn, |j| t0 + j as i64)
+}
+
+/// As [`payload`], with each pass over the series one millisecond after the last (sample `j` at
+/// `t0 + j / series` ms), so that the request spans only [`passes`]`(samples, series)` ms: a live
+/// sender's data moves about as fast as the wall clock, and so does a stream of these requests
+/// whose `t0` increase by that much each.
+#[allow(dead_code)]
+pub fn paced_payload(samples: usize, series: usize, conn: usize, t0: i64) -> Vec<u8> {
+    stamped(samples, series, conn, |j| t0 + (j / series.max(1)) as i64)
+}
+
+/// How many times a request of [`paced_payload`] sends each series: the milliseconds it spans.
+#[allow(dead_code)]
+pub fn passes(samples: usize, series: usize) -> usize {
+    samples.div_ceil(series.max(1))
+}
+
+/// The requests of [`payload`] and [`paced_payload`], sample `j` stamped `t_ms(j)`.
+fn stamped(samples: usize, series: usize, conn: usize, t_ms: impl Fn(usize) -> i64) -> Vec<u8> {
     let mut out = Vec::with_capacity(samples);
     for j in 0..samples {
         let i = j % series.max(1);
@@ -43,7 +64,7 @@ pub fn payload(samples: usize, series: usize, conn: usize, t0: i64) -> Vec<u8> {
             ),
             ("namespace", format!("ns-{}", i % 5)),
         ];
-        out.push(one_sample(labels, t0 + j as i64));
+        out.push(one_sample(labels, t_ms(j)));
     }
     compressed(out)
 }

@@ -528,6 +528,89 @@ pub(crate) fn decode_v1_with<'a>(
 /// Label names and values as sent, before their UTF-8 is checked.
 type RawLabels<'a> = Vec<(&'a [u8], &'a [u8])>;
 
+/// What the walk over a series' labels finds on the way, so that a series sent as nearly every
+/// series is needs no second look before its metric name decides it.
+struct LabelScan<'a> {
+    /// The bytes spanned by the series' `Label` messages, checked as UTF-8 in one pass.
+    lo: usize,
+    hi: usize,
+    /// Every label is in `split_label`'s short form and follows the one before with only its
+    /// one-byte tag and length between them.
+    compact: bool,
+    /// The names are sorted without repeats and every label is within the limits (labels with an
+    /// empty value, which Prometheus treats as absent, left out; an empty `__name__` clears it).
+    plain: bool,
+    /// Labels with a value.
+    count: usize,
+    prev: &'a [u8],
+    name: Option<&'a [u8]>,
+}
+
+impl<'a> LabelScan<'a> {
+    fn new(len: usize) -> Self {
+        LabelScan {
+            lo: len,
+            hi: 0,
+            compact: true,
+            plain: true,
+            count: 0,
+            prev: b"",
+            name: None,
+        }
+    }
+
+    /// Reads the `Label` message at the reader (its tag already read) into `raw`.
+    #[inline]
+    fn label(
+        &mut self,
+        r: &mut Reader<'a>,
+        raw: &mut RawLabels<'a>,
+        limits: &LabelLimits,
+        allowance: &mut Allowance<'_>,
+    ) -> Result<(), WireError> {
+        let label = r.bytes()?;
+        let start = r.pos - label.len();
+        let (n, v, short) = split_label(label)?;
+        self.compact &= short && (self.hi == 0 || start == self.hi + 2);
+        (self.lo, self.hi) = (self.lo.min(start), r.pos);
+        if v.is_empty() {
+            self.plain &= n != METRIC_NAME.as_bytes();
+        } else {
+            self.count += 1;
+            // Strictly after the previous name (the first name only needs to be non-empty); the
+            // first bytes settle nearly every comparison without a call to memcmp.
+            let after = match self.prev.first().cmp(&n.first()) {
+                std::cmp::Ordering::Less => true,
+                std::cmp::Ordering::Greater => false,
+                std::cmp::Ordering::Equal => self.prev < n,
+            };
+            self.plain &=
+                after && n.len() <= limits.max_name_bytes && v.len() <= limits.max_value_bytes;
+            if n == METRIC_NAME.as_bytes() {
+                self.name = Some(v);
+            }
+            self.prev = n;
+        }
+        allowance.push(raw, (n, v))
+    }
+
+    /// The metric name of a series that needs no closer look: compact, plain, within the label
+    /// count, its labels' bytes valid UTF-8 (`region`).
+    ///
+    /// Every name and value of such a series is valid UTF-8 on its own, so none is checked
+    /// again: in valid UTF-8, a position is a character boundary when the byte before it or at
+    /// it is ASCII, and each name and value starts after its one-byte length and ends before a
+    /// tag or at the end of the labels.
+    fn plain_name(&self, region: Option<&str>, limits: &LabelLimits) -> Option<&'a [u8]> {
+        let plain = self.compact && self.plain && self.count <= limits.max_labels;
+        if plain && region.is_some() {
+            self.name
+        } else {
+            None
+        }
+    }
+}
+
 fn decode_series_v1<'a>(
     buf: &'a [u8],
     raw: &mut RawLabels<'a>,
@@ -538,16 +621,23 @@ fn decode_series_v1<'a>(
     let (label_start, sample_start) = (batch.labels.len(), batch.samples.len());
     let (mut histograms, mut exemplars) = (0, 0);
     raw.clear();
-    // The bytes spanned by the series' Label messages, checked as UTF-8 in one pass below.
-    let (mut lo, mut hi) = (buf.len(), 0);
+    let mut scan = LabelScan::new(buf.len());
     let mut r = Reader::new(buf, "TimeSeries");
+    // Labels, then samples, each field's tag one byte: the shape of nearly every series, walked
+    // without the general dispatch below, which takes whatever else comes.
+    while r.buf.get(r.pos) == Some(&0x0a) {
+        r.pos += 1;
+        scan.label(&mut r, raw, rules.limits, allowance)?;
+    }
+    while r.buf.get(r.pos) == Some(&0x12) {
+        r.pos += 1;
+        allowance.push(&mut batch.samples, decode_sample(r.bytes()?)?)?;
+    }
     while !r.done() {
         match r.key()? {
             (1, w) => {
                 r.expect(1, w, LEN)?;
-                let label = r.bytes()?;
-                (lo, hi) = (lo.min(r.pos - label.len()), r.pos);
-                allowance.push(raw, split_label(label)?)?;
+                scan.label(&mut r, raw, rules.limits, allowance)?;
             }
             (2, w) => {
                 r.expect(2, w, LEN)?;
@@ -570,7 +660,10 @@ fn decode_series_v1<'a>(
     // ASCII when short) are checked as UTF-8 at once, and each name and value is then a slice
     // of that checked text, which needs only its two ends to fall on character boundaries (a
     // label that is not UTF-8 on its own cannot pass). Anything else is checked label by label.
-    let region = buf.get(lo..hi).and_then(|b| std::str::from_utf8(b).ok());
+    let lo = scan.lo;
+    let region = buf
+        .get(lo..scan.hi)
+        .and_then(|b| std::str::from_utf8(b).ok());
     let text = |s: &'a [u8]| -> Option<&'a str> {
         if s.is_empty() {
             return Some("");
@@ -584,14 +677,17 @@ fn decode_series_v1<'a>(
         }
     };
     let counts = (histograms, exemplars);
-    // Nearly every series is valid with its labels sent in order: its metric name decides
-    // whether it is kept before anything is built for it, so a dropped series costs only its scan
-    // and these checks. Anything else takes the general path below, which names the problem.
-    if let Some(name) = plain_series_name(raw, rules.limits, text) {
+    // A series that needs no closer look is decided by its metric name before anything is built
+    // for it, so a dropped series costs only its scan. Anything else takes the general path
+    // below, which names the problem.
+    if let Some(name) = scan.plain_name(region, rules.limits).and_then(text) {
         let verdict = rules.filter.by_name(name);
         if verdict != Some(false) {
             for &(n, v) in raw.iter() {
-                if let (Some(n), Some(v)) = (text(n), text(v))
+                let (n, v) = (text(n), text(v));
+                // Text by `LabelScan::plain_name`'s argument: the fuzz target checks it.
+                debug_assert!(n.is_some() && v.is_some(), "a compact label is text");
+                if let (Some(n), Some(v)) = (n, v)
                     && (!v.is_empty() || n == METRIC_NAME)
                 {
                     allowance.push(&mut batch.labels, (n, v))?;
@@ -630,48 +726,6 @@ fn decode_series_v1<'a>(
     )
 }
 
-/// The metric name of a series whose labels are valid UTF-8, within the limits and sent sorted
-/// without repeats (empty values, which Prometheus treats as absent labels, skipped), or `None`
-/// when any of that fails and the general path must look closer.
-#[inline]
-fn plain_series_name<'a>(
-    raw: &[(&'a [u8], &'a [u8])],
-    limits: &LabelLimits,
-    text: impl Fn(&'a [u8]) -> Option<&'a str>,
-) -> Option<&'a str> {
-    let mut name = None;
-    let mut count = 0;
-    let mut prev: &[u8] = b"";
-    for &(n, v) in raw {
-        let (tn, tv) = (text(n)?, text(v)?);
-        if v.is_empty() {
-            if tn == METRIC_NAME {
-                return None;
-            }
-            continue;
-        }
-        count += 1;
-        // Strictly after the previous name (the first name only needs to be non-empty); the
-        // first bytes settle nearly every comparison without a call to memcmp.
-        let after = match prev.first().cmp(&n.first()) {
-            std::cmp::Ordering::Less => true,
-            std::cmp::Ordering::Greater => false,
-            std::cmp::Ordering::Equal => prev < n,
-        };
-        if !after || n.len() > limits.max_name_bytes || v.len() > limits.max_value_bytes {
-            return None;
-        }
-        if n.len() == METRIC_NAME.len() && tn == METRIC_NAME {
-            name = Some(tv);
-        }
-        prev = n;
-    }
-    if count > limits.max_labels {
-        return None;
-    }
-    name
-}
-
 /// Counts a valid series the filter refused and gives back what the batch held of it.
 fn drop_unmatched(
     batch: &mut Batch<'_>,
@@ -687,17 +741,18 @@ fn drop_unmatched(
     batch.samples.truncate(sample_start);
 }
 
-/// A `Label`'s name and value. Nearly always the name then the value, each under 128 bytes: one
-/// tag and one length byte each, read without the general walk.
+/// A `Label`'s name and value, and whether it came in the short form: nearly always the name
+/// then the value, each under 128 bytes, one tag and one length byte each, read without the
+/// general walk.
 #[inline]
-fn split_label(label: &[u8]) -> Result<(&[u8], &[u8]), WireError> {
+fn split_label(label: &[u8]) -> Result<(&[u8], &[u8], bool), WireError> {
     if let [0x0a, l1, rest @ ..] = label
         && *l1 < 0x80
         && let Some((name, [0x12, l2, value @ ..])) = rest.split_at_checked(usize::from(*l1))
         && *l2 < 0x80
         && usize::from(*l2) == value.len()
     {
-        return Ok((name, value));
+        return Ok((name, value, true));
     }
     let mut lr = Reader::new(label, "Label");
     let (mut name, mut value): (&[u8], &[u8]) = (b"", b"");
@@ -714,7 +769,7 @@ fn split_label(label: &[u8]) -> Result<(&[u8], &[u8]), WireError> {
             (f, w) => lr.skip(f, w)?,
         }
     }
-    Ok((name, value))
+    Ok((name, value, false))
 }
 
 /// Decodes a remote-write 2.0 `io.prometheus.write.v2.Request`, keeping every valid series.
@@ -1364,6 +1419,94 @@ mod tests {
         );
         assert_eq!(fast_unmatched.series, 4);
         assert_eq!(fast_unmatched.samples, 8);
+    }
+
+    /// A length-delimited field: its tag (`key`, as many bytes as given) and its body.
+    fn field(key: &[u8], body: &[u8]) -> Vec<u8> {
+        let mut out = key.to_vec();
+        let mut len = body.len();
+        while len >= 0x80 {
+            out.push(0x80 | (len & 0x7f) as u8);
+            len >>= 7;
+        }
+        out.push(len as u8);
+        out.extend_from_slice(body);
+        out
+    }
+
+    #[test]
+    fn v1_labels_in_any_layout_decode_as_in_the_usual_one() {
+        const WIDE: LabelLimits = LabelLimits {
+            max_labels: 4,
+            max_name_bytes: 256,
+            max_value_bytes: 256,
+        };
+        let long = "é".repeat(65); // 130 bytes: two-byte lengths
+        let name = |v: &str| {
+            field(
+                &[0x0a],
+                &[field(&[0x0a], b"__name__"), field(&[0x12], v.as_bytes())].concat(),
+            )
+        };
+        let job = field(
+            &[0x0a],
+            &[field(&[0x0a], b"job"), field(&[0x12], long.as_bytes())].concat(),
+        );
+        // The value before the name inside the Label, a tag of two bytes (0x8a 0x00 is field 1,
+        // length-delimited, not minimally encoded), and a sample between the labels.
+        let job_swapped = field(
+            &[0x0a],
+            &[field(&[0x12], long.as_bytes()), field(&[0x0a], b"job")].concat(),
+        );
+        let job_long_tag = field(
+            &[0x8a, 0x00],
+            &[field(&[0x0a], b"job"), field(&[0x12], long.as_bytes())].concat(),
+        );
+        let sample = field(
+            &[0x12],
+            &[&[0x09][..], &2.5f64.to_le_bytes(), &[0x10, 7]].concat(),
+        );
+        let layouts = [
+            [name("keep_ü"), job.clone(), sample.clone()].concat(),
+            [name("keep_ü"), sample.clone(), job.clone()].concat(),
+            [name("keep_ü"), job_swapped, sample.clone()].concat(),
+            [name("keep_ü"), job_long_tag, sample.clone()].concat(),
+            [sample.clone(), name("keep_ü"), job.clone()].concat(),
+        ];
+        let rules = Rules {
+            limits: &WIDE,
+            filter: &ByName { by_name: true },
+        };
+        for (i, ts) in layouts.iter().enumerate() {
+            let body = field(&[0x0a], ts);
+            let b = decode_v1_with(&body, rules, &mut Allowance::unlimited()).expect("decodes");
+            let e = &b.series[0];
+            assert_eq!(e.problem, None, "layout {i}");
+            assert_eq!(
+                b.pairs(e),
+                [("__name__", "keep_ü"), ("job", long.as_str())],
+                "layout {i}"
+            );
+            assert_eq!(b.samples_of(e), [Sample { t: 7, v: 2.5 }], "layout {i}");
+        }
+        // A value cut inside a character, whose next byte (a two-byte tag's first) completes it:
+        // the labels' bytes together are UTF-8, the value alone is not.
+        let cut = field(
+            &[0x0a],
+            &[field(&[0x0a], b"__name__"), field(&[0x12], b"keep_\xc3")].concat(),
+        );
+        let next = field(
+            &[0x8a, 0x00],
+            &[field(&[0x0a], b"job"), field(&[0x12], b"k")].concat(),
+        );
+        let ts = [cut, next].concat();
+        assert!(
+            std::str::from_utf8(&ts[2..]).is_ok(),
+            "the labels' bytes are UTF-8"
+        );
+        let body = field(&[0x0a], &ts);
+        let b = decode_v1_with(&body, rules, &mut Allowance::unlimited()).expect("decodes");
+        assert_eq!(b.series[0].problem, Some(SeriesProblem::InvalidUtf8));
     }
 
     #[test]

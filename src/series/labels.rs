@@ -73,18 +73,36 @@ impl Labels {
 
     /// Builds from pairs already sorted by name.
     pub(crate) fn from_sorted(pairs: &[(&str, &str)]) -> Labels {
-        let len: usize = pairs.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
-        let mut buf = String::with_capacity(len);
+        let mut buf = String::new();
+        Labels::encode(pairs, &mut buf);
+        Labels::from_encoded(&buf, pairs.len())
+    }
+
+    /// Writes pairs sorted by name into `buf` (cleared first) as a label set holds them: equal
+    /// label sets, and only they, encode to equal strings, so the encoding is a key to compare
+    /// and hash whole.
+    pub(crate) fn encode(pairs: &[(&str, &str)], buf: &mut String) {
+        buf.clear();
+        buf.reserve(pairs.iter().map(|(n, v)| n.len() + v.len() + 2).sum());
         for (n, v) in pairs {
-            push_len(&mut buf, n.len());
+            push_len(buf, n.len());
             buf.push_str(n);
-            push_len(&mut buf, v.len());
+            push_len(buf, v.len());
             buf.push_str(v);
         }
+    }
+
+    /// The label set of `pairs` pairs that [`Labels::encode`] wrote into `encoded`.
+    pub(crate) fn from_encoded(encoded: &str, pairs: usize) -> Labels {
         Labels {
-            buf: buf.into_boxed_str(),
-            pairs: pairs.len() as u32,
+            buf: encoded.into(),
+            pairs: pairs as u32,
         }
+    }
+
+    /// The label set as [`Labels::encode`] writes it.
+    pub(crate) fn encoded(&self) -> &str {
+        &self.buf
     }
 
     #[cfg(test)]

@@ -14,7 +14,7 @@
 //! data.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::ops::Range;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -89,11 +89,13 @@ impl Series {
     }
 
     /// Inserts in timestamp order; out-of-order samples within retention go to their place.
-    fn insert(&mut self, s: Sample, cutoff: i64, out: &mut AppendOutcome) {
+    /// True when the head chunk was full and closed to make room.
+    fn insert(&mut self, s: Sample, cutoff: i64, out: &mut AppendOutcome) -> bool {
         if s.t < cutoff {
             out.too_old += 1;
-            return;
+            return false;
         }
+        let mut closed_head = false;
         if self.head.is_empty() || s.t > self.head.last_t() {
             if self.head.len() >= CHUNK_SAMPLES {
                 let mut full = std::mem::take(&mut self.head);
@@ -101,12 +103,14 @@ impl Series {
                 let closed = self.closed.vec();
                 closed.reserve_exact(1);
                 closed.push(full);
+                closed_head = true;
             }
             self.head.push(s);
         } else if !self.insert_within(s, out) {
-            return;
+            return false;
         }
         out.appended += 1;
+        closed_head
     }
 
     /// Inserts a sample no newer than the newest held, re-encoding the chunk it falls in (or
@@ -137,9 +141,16 @@ impl Series {
         true
     }
 
+    /// Forgets samples older than `cutoff`: nothing reads or counts them from now on, and their
+    /// chunks are dropped at the next [`trim`](Self::trim). Touches only the series itself, not
+    /// its full chunks, which an append does not otherwise reach.
+    fn forget_before(&mut self, cutoff: i64) {
+        self.start_t = self.start_t.max(cutoff);
+    }
+
     /// Forgets samples older than `cutoff`, dropping every chunk that holds only such samples.
     fn trim(&mut self, cutoff: i64) {
-        self.start_t = self.start_t.max(cutoff);
+        self.forget_before(cutoff);
         let old = self
             .closed
             .iter()
@@ -192,13 +203,20 @@ impl Series {
         }
     }
 
-    /// Samples held within the retention.
+    /// Samples held within the retention (the oldest chunks may hold older ones until the next
+    /// trim).
     fn len(&self) -> usize {
-        let mut chunks = self.chunks();
-        let first = chunks
-            .next()
-            .map_or(0, |c| c.iter().filter(|x| x.t >= self.start_t).count());
-        first + chunks.map(Chunk::len).sum::<usize>()
+        self.chunks()
+            .map(|c| {
+                if c.is_empty() || c.last_t() < self.start_t {
+                    0
+                } else if c.first_t() >= self.start_t {
+                    c.len()
+                } else {
+                    c.iter().filter(|x| x.t >= self.start_t).count()
+                }
+            })
+            .sum()
     }
 }
 
@@ -287,12 +305,13 @@ struct Shard {
 }
 
 impl Shard {
-    fn find(&self, hash: u64, pairs: &[(&str, &str)]) -> Option<u32> {
+    /// The slot of the series whose labels encode to `encoded` (see [`Labels::encode`]).
+    fn find(&self, hash: u64, encoded: &str) -> Option<u32> {
         let key = index_key(hash);
         let same = |slot: u32| {
             self.slots[slot as usize]
                 .as_ref()
-                .is_some_and(|s| s.labels.iter().eq(pairs.iter().copied()))
+                .is_some_and(|s| s.labels.encoded() == encoded)
         };
         match self.collided.get(&key) {
             Some(slots) => slots.iter().copied().find(|&slot| same(slot)),
@@ -441,6 +460,16 @@ pub struct SeriesStore {
 
 const SHARDS: usize = 32;
 
+/// The largest [`ENCODED`] buffer a thread keeps between appends.
+const KEPT_ENCODING_BYTES: usize = 4096;
+
+thread_local! {
+    /// The label set being appended, encoded as [`Labels`] holds it, so that finding its series
+    /// hashes and compares one string rather than each name and value; kept for the thread's
+    /// next append.
+    static ENCODED: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
 impl SeriesStore {
     pub fn new(limits: StoreLimits) -> SeriesStore {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -471,13 +500,9 @@ impl SeriesStore {
             .saturating_sub(self.limits.retention_ms)
     }
 
-    fn hash_pairs(&self, pairs: &[(&str, &str)]) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        for (n, v) in pairs {
-            n.hash(&mut h);
-            v.hash(&mut h);
-        }
-        h.finish()
+    /// The hash of a label set, from its encoding (see [`Labels::encode`]).
+    fn hash_labels(&self, encoded: &str) -> u64 {
+        self.hasher.hash_one(encoded.as_bytes())
     }
 
     fn shard(&self, hash: u64) -> MutexGuard<'_, Shard> {
@@ -491,7 +516,7 @@ impl SeriesStore {
     /// Appends `samples` to the series with label set `pairs` (sorted by name, validated),
     /// creating the series if the cardinality limit allows.
     pub fn append(&self, pairs: &[(&str, &str)], samples: &[Sample]) -> AppendOutcome {
-        let mut out = AppendOutcome::default();
+        let out = AppendOutcome::default();
         if samples.is_empty() {
             return out;
         }
@@ -503,9 +528,29 @@ impl SeriesStore {
             self.newest.fetch_max(max_t, Ordering::Relaxed);
         }
         let cutoff = self.cutoff();
-        let hash = self.hash_pairs(pairs);
+        ENCODED.with_borrow_mut(|encoded| {
+            Labels::encode(pairs, encoded);
+            let out = self.append_encoded(encoded, pairs.len(), samples, cutoff, out);
+            // A label set far over the usual few hundred bytes leaves no buffer that size behind.
+            if encoded.capacity() > KEPT_ENCODING_BYTES {
+                *encoded = String::new();
+            }
+            out
+        })
+    }
+
+    /// [`append`](Self::append) for the label set of `pairs` pairs that `encoded` holds.
+    fn append_encoded(
+        &self,
+        encoded: &str,
+        pairs: usize,
+        samples: &[Sample],
+        cutoff: i64,
+        mut out: AppendOutcome,
+    ) -> AppendOutcome {
+        let hash = self.hash_labels(encoded);
         let mut shard = self.shard(hash);
-        let slot = match shard.find(hash, pairs) {
+        let slot = match shard.find(hash, encoded) {
             Some(slot) => slot,
             None => {
                 if samples.iter().all(|s| s.t < cutoff) {
@@ -524,16 +569,23 @@ impl SeriesStore {
                     return out;
                 }
                 out.new_series = true;
-                shard.add(hash, Labels::from_sorted(pairs))
+                shard.add(hash, Labels::from_encoded(encoded, pairs))
             }
         };
         let series = shard.slots[slot as usize]
             .as_mut()
             .expect("slot found by hash holds a series");
+        let mut closed_head = false;
         for &s in samples {
-            series.insert(s, cutoff, &mut out);
+            closed_head |= series.insert(s, cutoff, &mut out);
         }
-        series.trim(cutoff);
+        // Full chunks that left the retention are dropped when another one closes (or at
+        // eviction), so a series holds at most one more chunk than its retention needs.
+        if closed_head {
+            series.trim(cutoff);
+        } else {
+            series.forget_before(cutoff);
+        }
         out
     }
 
@@ -657,8 +709,7 @@ impl SeriesStore {
                 if let Some(series) = series {
                     series.trim(cutoff);
                     if series.is_empty() {
-                        let pairs: Vec<(&str, &str)> = series.labels.iter().collect();
-                        dead.push((slot as u32, self.hash_pairs(&pairs)));
+                        dead.push((slot as u32, self.hash_labels(series.labels.encoded())));
                     }
                 }
             }
@@ -766,6 +817,51 @@ mod tests {
     }
 
     #[test]
+    fn full_chunks_past_the_retention_go_when_the_next_chunk_closes() {
+        let st = SeriesStore::new(StoreLimits {
+            max_series: 10,
+            retention_ms: 90_000,
+        });
+        let pairs = [("__name__", "m")];
+        let closed = |st: &SeriesStore| {
+            let shard = st.shard(st.hash_labels(Labels::from_sorted(&pairs).encoded()));
+            let series = shard.slots.iter().flatten().next().expect("one series");
+            series.closed.iter().count()
+        };
+        // Three full chunks and one sample at 1 s: the retention holds the last 90 seconds.
+        let mut t = 0;
+        for _ in 0..=3 * CHUNK_SAMPLES {
+            st.append(&pairs, &[s(t, 1.0)]);
+            t += 1_000;
+        }
+        let held = closed(&st);
+        // Appends that close no chunk leave the old chunks where they are, but nothing older
+        // than the retention is read or counted any more.
+        for _ in 0..CHUNK_SAMPLES - 1 {
+            st.append(&pairs, &[s(t, 1.0)]);
+            t += 1_000;
+        }
+        assert_eq!(closed(&st), held);
+        let cutoff = t - 1_000 - 90_000;
+        assert!(
+            cutoff >= CHUNK_SAMPLES as i64 * 1_000,
+            "the oldest chunk is past it"
+        );
+        let mut out = Selection::default();
+        st.select(&sel("m"), 0, i64::MAX, &mut out);
+        let read = &out.iter().next().expect("series").1;
+        assert!(read[0].t >= cutoff, "{} is past the retention", read[0].t);
+        assert_eq!(st.sample_count(), read.len());
+        // The append that closes the next chunk drops those that hold only such samples.
+        st.append(&pairs, &[s(t, 1.0)]);
+        assert!(closed(&st) < held + 1, "{} chunks held", closed(&st));
+        let shard = st.shard(st.hash_labels(Labels::from_sorted(&pairs).encoded()));
+        let series = shard.slots.iter().flatten().next().expect("one series");
+        let oldest = series.closed.iter().next().expect("a full chunk");
+        assert!(oldest.last_t() >= series.start_t);
+    }
+
+    #[test]
     fn chunked_windows_read_exactly_what_a_sorted_list_holds() {
         // 1,000 samples (several chunks), sent newest-first in part and with retries, against
         // a plain sorted list of what should be held.
@@ -851,13 +947,16 @@ mod tests {
     fn series_sharing_a_hash_are_told_apart() {
         // The store's hasher is seeded at random, so two label sets are given one hash here.
         let mut shard = Shard::default();
-        let a = [("__name__", "m"), ("k", "a")];
-        let b = [("__name__", "m"), ("k", "b")];
-        let slot_a = shard.add(7, Labels::from_sorted(&a));
-        assert_eq!(shard.find(7, &b), None);
-        let slot_b = shard.add(7, Labels::from_sorted(&b));
+        let (a, b) = (
+            Labels::from_sorted(&[("__name__", "m"), ("k", "a")]),
+            Labels::from_sorted(&[("__name__", "m"), ("k", "b")]),
+        );
+        let (a, b) = (a.encoded(), b.encoded());
+        let slot_a = shard.add(7, Labels::from_encoded(a, 2));
+        assert_eq!(shard.find(7, b), None);
+        let slot_b = shard.add(7, Labels::from_encoded(b, 2));
         assert_eq!(
-            (shard.find(7, &a), shard.find(7, &b)),
+            (shard.find(7, a), shard.find(7, b)),
             (Some(slot_a), Some(slot_b))
         );
         let generation = shard.generation;
@@ -866,9 +965,9 @@ mod tests {
             shard.generation > generation,
             "removal invalidates postings"
         );
-        assert_eq!((shard.find(7, &a), shard.find(7, &b)), (None, Some(slot_b)));
+        assert_eq!((shard.find(7, a), shard.find(7, b)), (None, Some(slot_b)));
         shard.remove(slot_b, 7);
-        assert_eq!(shard.find(7, &b), None);
+        assert_eq!(shard.find(7, b), None);
         assert!(shard.by_hash.is_empty() && shard.collided.is_empty());
     }
 
