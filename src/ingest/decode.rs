@@ -174,6 +174,38 @@ pub struct Batch<'a> {
     pub(crate) unmatched: Unmatched,
     /// 1.0 metadata entries (2.0 carries metadata inside each series).
     pub(crate) metadata: u64,
+    /// The decoder's scratch for one series' labels, empty, given back with the rest by
+    /// [`Batch::into_spare`].
+    spare_raw: Vec<(&'static [u8], &'static [u8])>,
+}
+
+/// A decoding's vectors, empty, kept between requests: a thread's next request reuses their
+/// capacity rather than growing them again from nothing, each growth a copy of everything held
+/// so far and, past a few hundred KiB, pages the allocator had given back.
+#[derive(Debug, Default)]
+pub(crate) struct Spare {
+    labels: Vec<(&'static str, &'static str)>,
+    raw: Vec<(&'static [u8], &'static [u8])>,
+    samples: Vec<Sample>,
+    series: Vec<SeriesEntry>,
+}
+
+impl Spare {
+    /// The bytes its vectors hold.
+    pub(crate) fn bytes(&self) -> usize {
+        fn bytes<T>(v: &Vec<T>) -> usize {
+            v.capacity() * size_of::<T>()
+        }
+        bytes(&self.labels) + bytes(&self.raw) + bytes(&self.samples) + bytes(&self.series)
+    }
+}
+
+/// An empty vector with `v`'s allocation, for elements of another lifetime: the standard
+/// library collects a vector's own iterator in place when the element layouts match, so the
+/// allocation is kept (a test checks that it is).
+fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
+    v.clear();
+    v.into_iter().filter_map(|_| None).collect()
 }
 
 /// What the valid series that the filter refused carried.
@@ -218,6 +250,27 @@ pub(crate) struct Rules<'k> {
 }
 
 impl<'a> Batch<'a> {
+    /// An empty batch that fills `spare`'s vectors.
+    fn from_spare(spare: Spare) -> Batch<'a> {
+        Batch {
+            labels: recycle(spare.labels),
+            samples: recycle(spare.samples),
+            series: recycle(spare.series),
+            spare_raw: spare.raw,
+            ..Batch::default()
+        }
+    }
+
+    /// Its vectors, emptied, for the next batch.
+    pub(crate) fn into_spare(self) -> Spare {
+        Spare {
+            labels: recycle(self.labels),
+            raw: self.spare_raw,
+            samples: recycle(self.samples),
+            series: recycle(self.series),
+        }
+    }
+
     pub(crate) fn pairs(&self, e: &SeriesEntry) -> &[(&'a str, &'a str)] {
         &self.labels[e.labels.clone()]
     }
@@ -500,13 +553,25 @@ pub(crate) fn decode_v1<'a>(
 
 /// Decodes a remote-write 1.0 `prometheus.WriteRequest`, keeping the valid series that
 /// `rules.filter` keeps.
+#[cfg(test)]
 pub(crate) fn decode_v1_with<'a>(
     body: &'a [u8],
     rules: Rules<'_>,
     allowance: &mut Allowance<'_>,
 ) -> Result<Batch<'a>, WireError> {
-    let mut batch = Batch::default();
-    let mut raw = Vec::new();
+    decode_v1_into(body, rules, allowance, Spare::default())
+}
+
+/// As [`decode_v1_with`], into `spare`'s vectors (see [`Batch::into_spare`]). Capacity they
+/// already have is not asked of `allowance`.
+pub(crate) fn decode_v1_into<'a>(
+    body: &'a [u8],
+    rules: Rules<'_>,
+    allowance: &mut Allowance<'_>,
+    spare: Spare,
+) -> Result<Batch<'a>, WireError> {
+    let mut batch = Batch::from_spare(spare);
+    let mut raw = recycle(std::mem::take(&mut batch.spare_raw));
     let mut r = Reader::new(body, "WriteRequest");
     while !r.done() {
         match r.key()? {
@@ -522,93 +587,131 @@ pub(crate) fn decode_v1_with<'a>(
             (f, w) => r.skip(f, w)?,
         }
     }
+    batch.spare_raw = recycle(raw);
     Ok(batch)
 }
 
 /// Label names and values as sent, before their UTF-8 is checked.
 type RawLabels<'a> = Vec<(&'a [u8], &'a [u8])>;
 
-/// What the walk over a series' labels finds on the way, so that a series sent as nearly every
-/// series is needs no second look before its metric name decides it.
-struct LabelScan<'a> {
-    /// The bytes spanned by the series' `Label` messages, checked as UTF-8 in one pass.
-    lo: usize,
-    hi: usize,
-    /// Every label is in `split_label`'s short form and follows the one before with only its
-    /// one-byte tag and length between them.
-    compact: bool,
-    /// The names are sorted without repeats and every label is within the limits (labels with an
-    /// empty value, which Prometheus treats as absent, left out; an empty `__name__` clears it).
-    plain: bool,
-    /// Labels with a value.
-    count: usize,
-    prev: &'a [u8],
-    name: Option<&'a [u8]>,
+/// One `Label` in the form nearly every sender writes it, at `p`: `0x0a len 0x0a l1 name 0x12 l2
+/// value`, each length one byte. Returns the ranges of its name and value and where the next
+/// field starts, or `None` for anything else.
+#[inline]
+fn compact_label(buf: &[u8], p: usize) -> Option<(Range<usize>, Range<usize>, usize)> {
+    let [0x0a, len, 0x0a, l1, ..] = *buf.get(p..)? else {
+        return None;
+    };
+    let (len, l1) = (usize::from(len), usize::from(l1));
+    // The next field's place comes from the first bytes alone, so a walk over the labels need
+    // not wait for each label's inner bytes before it reads the next.
+    let next = p + 2 + len;
+    let name = p + 4..p + 4 + l1;
+    let [0x12, l2] = *buf.get(name.end..name.end + 2)? else {
+        return None;
+    };
+    let value = name.end + 2..name.end + 2 + usize::from(l2);
+    let short = len < 0x80 && l1 < 0x80 && l2 < 0x80 && value.end == next;
+    (short && next <= buf.len()).then_some((name, value, next))
 }
 
-impl<'a> LabelScan<'a> {
-    fn new(len: usize) -> Self {
-        LabelScan {
-            lo: len,
-            hi: 0,
-            compact: true,
-            plain: true,
-            count: 0,
-            prev: b"",
-            name: None,
-        }
-    }
-
-    /// Reads the `Label` message at the reader (its tag already read) into `raw`.
-    #[inline]
-    fn label(
-        &mut self,
-        r: &mut Reader<'a>,
-        raw: &mut RawLabels<'a>,
-        limits: &LabelLimits,
-        allowance: &mut Allowance<'_>,
-    ) -> Result<(), WireError> {
-        let label = r.bytes()?;
-        let start = r.pos - label.len();
-        let (n, v, short) = split_label(label)?;
-        self.compact &= short && (self.hi == 0 || start == self.hi + 2);
-        (self.lo, self.hi) = (self.lo.min(start), r.pos);
+/// Decodes a series sent as nearly every sender sends one: labels first, in [`compact_label`]'s
+/// form, sorted, without repeats, within the limits, then its samples, and nothing else.
+/// Returns false, having kept nothing, for any other series, which [`decode_series_v1`]'s
+/// general path then decodes and names the problem of.
+///
+/// Such a series is decided by its metric name before anything is built for it, so a dropped
+/// one costs only this scan. Its labels' bytes, tags and lengths included, are checked as UTF-8
+/// in one pass, and then every name and value is UTF-8 on its own: in valid UTF-8, a position
+/// is a character boundary when the byte before it or at it is ASCII, and each name and value
+/// starts after its one-byte length and ends before a tag or at the end of the labels.
+#[inline]
+fn decode_compact_series_v1<'a>(
+    buf: &'a [u8],
+    batch: &mut Batch<'a>,
+    rules: Rules<'_>,
+    allowance: &mut Allowance<'_>,
+) -> Result<bool, WireError> {
+    let limits = rules.limits;
+    let (mut p, mut count) = (0, 0);
+    let mut prev: &[u8] = b"";
+    let mut name = None;
+    while let Some((name_at, value_at, next)) = compact_label(buf, p) {
+        let (n, v) = (&buf[name_at], &buf[value_at.clone()]);
         if v.is_empty() {
-            self.plain &= n != METRIC_NAME.as_bytes();
+            // An empty value is an absent label, but an empty metric name is a problem.
+            if n == METRIC_NAME.as_bytes() {
+                return Ok(false);
+            }
         } else {
-            self.count += 1;
-            // Strictly after the previous name (the first name only needs to be non-empty); the
-            // first bytes settle nearly every comparison without a call to memcmp.
-            let after = match self.prev.first().cmp(&n.first()) {
+            count += 1;
+            // Strictly after the previous name (the first name only needs to be non-empty);
+            // the first bytes settle nearly every comparison without a call to memcmp.
+            let after = match prev.first().cmp(&n.first()) {
                 std::cmp::Ordering::Less => true,
                 std::cmp::Ordering::Greater => false,
-                std::cmp::Ordering::Equal => self.prev < n,
+                std::cmp::Ordering::Equal => prev < n,
             };
-            self.plain &=
-                after && n.len() <= limits.max_name_bytes && v.len() <= limits.max_value_bytes;
-            if n == METRIC_NAME.as_bytes() {
-                self.name = Some(v);
+            if !after || n.len() > limits.max_name_bytes || v.len() > limits.max_value_bytes {
+                return Ok(false);
             }
-            self.prev = n;
+            if n == METRIC_NAME.as_bytes() {
+                name = Some(value_at);
+            }
+            prev = n;
         }
-        allowance.push(raw, (n, v))
+        p = next;
     }
-
-    /// The metric name of a series that needs no closer look: compact, plain, within the label
-    /// count, its labels' bytes valid UTF-8 (`region`).
-    ///
-    /// Every name and value of such a series is valid UTF-8 on its own, so none is checked
-    /// again: in valid UTF-8, a position is a character boundary when the byte before it or at
-    /// it is ASCII, and each name and value starts after its one-byte length and ends before a
-    /// tag or at the end of the labels.
-    fn plain_name(&self, region: Option<&str>, limits: &LabelLimits) -> Option<&'a [u8]> {
-        let plain = self.compact && self.plain && self.count <= limits.max_labels;
-        if plain && region.is_some() {
-            self.name
-        } else {
-            None
+    let labels_end = p;
+    let Some(name) = name.filter(|_| count <= limits.max_labels) else {
+        return Ok(false);
+    };
+    let sample_start = batch.samples.len();
+    while let [0x12, len, ref rest @ ..] = *buf.get(p..).unwrap_or_default()
+        && len < 0x80
+        && let Some(Ok(sample)) = rest.get(..usize::from(len)).map(decode_sample)
+    {
+        allowance.push(&mut batch.samples, sample)?;
+        p += 2 + usize::from(len);
+    }
+    let region = std::str::from_utf8(&buf[..labels_end]).ok();
+    let Some(region) = region.filter(|_| p == buf.len()) else {
+        batch.samples.truncate(sample_start);
+        return Ok(false);
+    };
+    // Text by the argument above: the fuzz target checks it.
+    let text = |at: Range<usize>| {
+        let s = region.get(at);
+        debug_assert!(s.is_some(), "a compact label is text");
+        s.unwrap_or_default()
+    };
+    let verdict = rules.filter.by_name(text(name));
+    let label_start = batch.labels.len();
+    if verdict != Some(false) {
+        let mut p = 0;
+        while let Some((n, v, next)) = compact_label(&buf[..labels_end], p) {
+            let (n, v) = (text(n), text(v));
+            if !v.is_empty() || n == METRIC_NAME {
+                allowance.push(&mut batch.labels, (n, v))?;
+            }
+            p = next;
         }
     }
+    if verdict == Some(false)
+        || (verdict.is_none() && !rules.filter.keep(&batch.labels[label_start..]))
+    {
+        drop_unmatched(batch, (label_start, sample_start), (0, 0));
+        return Ok(true);
+    }
+    let entry = SeriesEntry {
+        labels: label_start..batch.labels.len(),
+        samples: sample_start..batch.samples.len(),
+        histograms: 0,
+        exemplars: 0,
+        problem: None,
+    };
+    allowance.push(&mut batch.series, entry)?;
+    Ok(true)
 }
 
 fn decode_series_v1<'a>(
@@ -618,26 +721,19 @@ fn decode_series_v1<'a>(
     rules: Rules<'_>,
     allowance: &mut Allowance<'_>,
 ) -> Result<(), WireError> {
+    if decode_compact_series_v1(buf, batch, rules, allowance)? {
+        return Ok(());
+    }
+    // Any other series: labels in any order and form, among the other fields, each checked.
     let (label_start, sample_start) = (batch.labels.len(), batch.samples.len());
     let (mut histograms, mut exemplars) = (0, 0);
     raw.clear();
-    let mut scan = LabelScan::new(buf.len());
     let mut r = Reader::new(buf, "TimeSeries");
-    // Labels, then samples, each field's tag one byte: the shape of nearly every series, walked
-    // without the general dispatch below, which takes whatever else comes.
-    while r.buf.get(r.pos) == Some(&0x0a) {
-        r.pos += 1;
-        scan.label(&mut r, raw, rules.limits, allowance)?;
-    }
-    while r.buf.get(r.pos) == Some(&0x12) {
-        r.pos += 1;
-        allowance.push(&mut batch.samples, decode_sample(r.bytes()?)?)?;
-    }
     while !r.done() {
         match r.key()? {
             (1, w) => {
                 r.expect(1, w, LEN)?;
-                scan.label(&mut r, raw, rules.limits, allowance)?;
+                allowance.push(raw, split_label(r.bytes()?)?)?;
             }
             (2, w) => {
                 r.expect(2, w, LEN)?;
@@ -656,63 +752,10 @@ fn decode_series_v1<'a>(
             (f, w) => r.skip(f, w)?,
         }
     }
-    // Labels nearly always come first and together, so their bytes (tags and lengths included,
-    // ASCII when short) are checked as UTF-8 at once, and each name and value is then a slice
-    // of that checked text, which needs only its two ends to fall on character boundaries (a
-    // label that is not UTF-8 on its own cannot pass). Anything else is checked label by label.
-    let lo = scan.lo;
-    let region = buf
-        .get(lo..scan.hi)
-        .and_then(|b| std::str::from_utf8(b).ok());
-    let text = |s: &'a [u8]| -> Option<&'a str> {
-        if s.is_empty() {
-            return Some("");
-        }
-        match region {
-            Some(region) => {
-                let start = (s.as_ptr() as usize).checked_sub(buf.as_ptr() as usize + lo)?;
-                region.get(start..start + s.len())
-            }
-            None => std::str::from_utf8(s).ok(),
-        }
-    };
-    let counts = (histograms, exemplars);
-    // A series that needs no closer look is decided by its metric name before anything is built
-    // for it, so a dropped series costs only its scan. Anything else takes the general path
-    // below, which names the problem.
-    if let Some(name) = scan.plain_name(region, rules.limits).and_then(text) {
-        let verdict = rules.filter.by_name(name);
-        if verdict != Some(false) {
-            for &(n, v) in raw.iter() {
-                let (n, v) = (text(n), text(v));
-                // Text by `LabelScan::plain_name`'s argument: the fuzz target checks it.
-                debug_assert!(n.is_some() && v.is_some(), "a compact label is text");
-                if let (Some(n), Some(v)) = (n, v)
-                    && (!v.is_empty() || n == METRIC_NAME)
-                {
-                    allowance.push(&mut batch.labels, (n, v))?;
-                }
-            }
-        }
-        if verdict == Some(false)
-            || (verdict.is_none() && !rules.filter.keep(&batch.labels[label_start..]))
-        {
-            drop_unmatched(batch, (label_start, sample_start), counts);
-            return Ok(());
-        }
-        let entry = SeriesEntry {
-            labels: label_start..batch.labels.len(),
-            samples: sample_start..batch.samples.len(),
-            histograms,
-            exemplars,
-            problem: None,
-        };
-        return allowance.push(&mut batch.series, entry);
-    }
     let mut problem = None;
     for &(name, value) in raw.iter() {
-        match (text(name), text(value)) {
-            (Some(n), Some(v)) => allowance.push(&mut batch.labels, (n, v))?,
+        match (std::str::from_utf8(name), std::str::from_utf8(value)) {
+            (Ok(n), Ok(v)) => allowance.push(&mut batch.labels, (n, v))?,
             _ => problem = problem.or(Some(SeriesProblem::InvalidUtf8)),
         }
     }
@@ -720,7 +763,7 @@ fn decode_series_v1<'a>(
         batch,
         (label_start, sample_start),
         problem,
-        counts,
+        (histograms, exemplars),
         rules,
         allowance,
     )
@@ -741,19 +784,8 @@ fn drop_unmatched(
     batch.samples.truncate(sample_start);
 }
 
-/// A `Label`'s name and value, and whether it came in the short form: nearly always the name
-/// then the value, each under 128 bytes, one tag and one length byte each, read without the
-/// general walk.
-#[inline]
-fn split_label(label: &[u8]) -> Result<(&[u8], &[u8], bool), WireError> {
-    if let [0x0a, l1, rest @ ..] = label
-        && *l1 < 0x80
-        && let Some((name, [0x12, l2, value @ ..])) = rest.split_at_checked(usize::from(*l1))
-        && *l2 < 0x80
-        && usize::from(*l2) == value.len()
-    {
-        return Ok((name, value, true));
-    }
+/// A `Label`'s name and value.
+fn split_label(label: &[u8]) -> Result<(&[u8], &[u8]), WireError> {
     let mut lr = Reader::new(label, "Label");
     let (mut name, mut value): (&[u8], &[u8]) = (b"", b"");
     while !lr.done() {
@@ -769,7 +801,7 @@ fn split_label(label: &[u8]) -> Result<(&[u8], &[u8], bool), WireError> {
             (f, w) => lr.skip(f, w)?,
         }
     }
-    Ok((name, value, false))
+    Ok((name, value))
 }
 
 /// Decodes a remote-write 2.0 `io.prometheus.write.v2.Request`, keeping every valid series.
@@ -791,10 +823,21 @@ pub(crate) fn decode_v2<'a>(
 
 /// Decodes a remote-write 2.0 `io.prometheus.write.v2.Request`, keeping the valid series that
 /// `rules.filter` keeps.
+#[cfg(test)]
 pub(crate) fn decode_v2_with<'a>(
     body: &'a [u8],
     rules: Rules<'_>,
     allowance: &mut Allowance<'_>,
+) -> Result<Batch<'a>, WireError> {
+    decode_v2_into(body, rules, allowance, Spare::default())
+}
+
+/// As [`decode_v2_with`], into `spare`'s vectors (see [`Batch::into_spare`]).
+pub(crate) fn decode_v2_into<'a>(
+    body: &'a [u8],
+    rules: Rules<'_>,
+    allowance: &mut Allowance<'_>,
+    spare: Spare,
 ) -> Result<Batch<'a>, WireError> {
     // Symbols may come after the series on the wire: collect them first.
     let mut symbols: Vec<&'a [u8]> = Vec::new();
@@ -818,7 +861,7 @@ pub(crate) fn decode_v2_with<'a>(
     if symbols.first().is_some_and(|s| !s.is_empty()) {
         return Err(WireError::FirstSymbolNotEmpty);
     }
-    let mut batch = Batch::default();
+    let mut batch = Batch::from_spare(spare);
     let mut refs: Vec<u64> = Vec::new();
     for buf in series_bufs {
         decode_series_v2(buf, &symbols, &mut refs, &mut batch, rules, allowance)?;
@@ -1507,6 +1550,63 @@ mod tests {
         let body = field(&[0x0a], &ts);
         let b = decode_v1_with(&body, rules, &mut Allowance::unlimited()).expect("decodes");
         assert_eq!(b.series[0].problem, Some(SeriesProblem::InvalidUtf8));
+    }
+
+    #[test]
+    fn a_spare_batch_decodes_the_same_into_the_same_allocations() {
+        let req = v1::WriteRequest {
+            timeseries: (0..50)
+                .map(|i| {
+                    let name = if i % 2 == 0 { "keep_a" } else { "drop_a" };
+                    series(
+                        vec![label("__name__", name), label("job", "j")],
+                        &[(i, 1.0)],
+                    )
+                })
+                .collect(),
+            metadata: vec![],
+        };
+        let body = req.encode_to_vec();
+        let rules = Rules {
+            limits: &LIMITS,
+            filter: &ByName { by_name: true },
+        };
+        let first = decode_v1_with(&body, rules, &mut Allowance::unlimited()).expect("decodes");
+        let want = (first.labels.clone(), first.samples.clone(), first.unmatched);
+        let spare = first.into_spare();
+        let held = (
+            spare.labels.as_ptr().addr(),
+            spare.samples.as_ptr().addr(),
+            spare.series.as_ptr().addr(),
+        );
+        assert!(spare.bytes() > 0 && spare.labels.is_empty() && spare.series.is_empty());
+        let mut asked = 0;
+        let mut grow = |bytes| {
+            asked += bytes;
+            true
+        };
+        let second =
+            decode_v1_into(&body, rules, &mut Allowance::new(&mut grow), spare).expect("decodes");
+        assert_eq!(
+            (
+                second.labels.clone(),
+                second.samples.clone(),
+                second.unmatched
+            ),
+            want
+        );
+        assert_eq!(second.series.len(), 25);
+        assert_eq!(
+            (
+                second.labels.as_ptr().addr(),
+                second.samples.as_ptr().addr(),
+                second.series.as_ptr().addr(),
+            ),
+            held,
+            "the allocations are reused"
+        );
+        drop(second);
+        assert_eq!(asked, 0, "capacity held already is not asked for again");
     }
 
     #[test]
