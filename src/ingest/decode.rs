@@ -541,28 +541,19 @@ pub(crate) fn decode_v1<'a>(
     limits: &LabelLimits,
     allowance: &mut Allowance<'_>,
 ) -> Result<Batch<'a>, WireError> {
-    decode_v1_with(
+    decode_v1_into(
         body,
         Rules {
             limits,
             filter: &KeepAll,
         },
         allowance,
+        Spare::default(),
     )
 }
 
 /// Decodes a remote-write 1.0 `prometheus.WriteRequest`, keeping the valid series that
-/// `rules.filter` keeps.
-#[cfg(test)]
-pub(crate) fn decode_v1_with<'a>(
-    body: &'a [u8],
-    rules: Rules<'_>,
-    allowance: &mut Allowance<'_>,
-) -> Result<Batch<'a>, WireError> {
-    decode_v1_into(body, rules, allowance, Spare::default())
-}
-
-/// As [`decode_v1_with`], into `spare`'s vectors (see [`Batch::into_spare`]). Capacity they
+/// `rules.filter` keeps, into `spare`'s vectors (see [`Batch::into_spare`]). Capacity they
 /// already have is not asked of `allowance`.
 pub(crate) fn decode_v1_into<'a>(
     body: &'a [u8],
@@ -811,28 +802,19 @@ pub(crate) fn decode_v2<'a>(
     limits: &LabelLimits,
     allowance: &mut Allowance<'_>,
 ) -> Result<Batch<'a>, WireError> {
-    decode_v2_with(
+    decode_v2_into(
         body,
         Rules {
             limits,
             filter: &KeepAll,
         },
         allowance,
+        Spare::default(),
     )
 }
 
 /// Decodes a remote-write 2.0 `io.prometheus.write.v2.Request`, keeping the valid series that
-/// `rules.filter` keeps.
-#[cfg(test)]
-pub(crate) fn decode_v2_with<'a>(
-    body: &'a [u8],
-    rules: Rules<'_>,
-    allowance: &mut Allowance<'_>,
-) -> Result<Batch<'a>, WireError> {
-    decode_v2_into(body, rules, allowance, Spare::default())
-}
-
-/// As [`decode_v2_with`], into `spare`'s vectors (see [`Batch::into_spare`]).
+/// `rules.filter` keeps, into `spare`'s vectors (see [`Batch::into_spare`]).
 pub(crate) fn decode_v2_into<'a>(
     body: &'a [u8],
     rules: Rules<'_>,
@@ -1360,7 +1342,8 @@ mod tests {
             limits: &LIMITS,
             filter: &ByName { by_name },
         };
-        let b = decode_v1_with(body, rules, &mut Allowance::unlimited()).expect("decodes");
+        let b = decode_v1_into(body, rules, &mut Allowance::unlimited(), Spare::default())
+            .expect("decodes");
         let series = b
             .series
             .iter()
@@ -1522,7 +1505,8 @@ mod tests {
         };
         for (i, ts) in layouts.iter().enumerate() {
             let body = field(&[0x0a], ts);
-            let b = decode_v1_with(&body, rules, &mut Allowance::unlimited()).expect("decodes");
+            let b = decode_v1_into(&body, rules, &mut Allowance::unlimited(), Spare::default())
+                .expect("decodes");
             let e = &b.series[0];
             assert_eq!(e.problem, None, "layout {i}");
             assert_eq!(
@@ -1548,7 +1532,8 @@ mod tests {
             "the labels' bytes are UTF-8"
         );
         let body = field(&[0x0a], &ts);
-        let b = decode_v1_with(&body, rules, &mut Allowance::unlimited()).expect("decodes");
+        let b = decode_v1_into(&body, rules, &mut Allowance::unlimited(), Spare::default())
+            .expect("decodes");
         assert_eq!(b.series[0].problem, Some(SeriesProblem::InvalidUtf8));
     }
 
@@ -1571,7 +1556,8 @@ mod tests {
             limits: &LIMITS,
             filter: &ByName { by_name: true },
         };
-        let first = decode_v1_with(&body, rules, &mut Allowance::unlimited()).expect("decodes");
+        let first = decode_v1_into(&body, rules, &mut Allowance::unlimited(), Spare::default())
+            .expect("decodes");
         let want = (first.labels.clone(), first.samples.clone(), first.unmatched);
         let spare = first.into_spare();
         let held = (
