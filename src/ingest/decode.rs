@@ -174,9 +174,6 @@ pub struct Batch<'a> {
     pub(crate) unmatched: Unmatched,
     /// 1.0 metadata entries (2.0 carries metadata inside each series).
     pub(crate) metadata: u64,
-    /// The decoder's scratch for one series' labels, empty, given back with the rest by
-    /// [`Batch::into_spare`].
-    spare_raw: Vec<(&'static [u8], &'static [u8])>,
 }
 
 /// A decoding's vectors, empty, kept between requests: a thread's next request reuses their
@@ -185,7 +182,6 @@ pub struct Batch<'a> {
 #[derive(Debug, Default)]
 pub(crate) struct Spare {
     labels: Vec<(&'static str, &'static str)>,
-    raw: Vec<(&'static [u8], &'static [u8])>,
     samples: Vec<Sample>,
     series: Vec<SeriesEntry>,
 }
@@ -196,7 +192,7 @@ impl Spare {
         fn bytes<T>(v: &Vec<T>) -> usize {
             v.capacity() * size_of::<T>()
         }
-        bytes(&self.labels) + bytes(&self.raw) + bytes(&self.samples) + bytes(&self.series)
+        bytes(&self.labels) + bytes(&self.samples) + bytes(&self.series)
     }
 }
 
@@ -256,7 +252,6 @@ impl<'a> Batch<'a> {
             labels: recycle(spare.labels),
             samples: recycle(spare.samples),
             series: recycle(spare.series),
-            spare_raw: spare.raw,
             ..Batch::default()
         }
     }
@@ -265,7 +260,6 @@ impl<'a> Batch<'a> {
     pub(crate) fn into_spare(self) -> Spare {
         Spare {
             labels: recycle(self.labels),
-            raw: self.spare_raw,
             samples: recycle(self.samples),
             series: recycle(self.series),
         }
@@ -562,7 +556,7 @@ pub(crate) fn decode_v1_into<'a>(
     spare: Spare,
 ) -> Result<Batch<'a>, WireError> {
     let mut batch = Batch::from_spare(spare);
-    let mut raw = recycle(std::mem::take(&mut batch.spare_raw));
+    let mut raw = Vec::new();
     let mut r = Reader::new(body, "WriteRequest");
     while !r.done() {
         match r.key()? {
@@ -578,7 +572,6 @@ pub(crate) fn decode_v1_into<'a>(
             (f, w) => r.skip(f, w)?,
         }
     }
-    batch.spare_raw = recycle(raw);
     Ok(batch)
 }
 
@@ -665,8 +658,10 @@ fn decode_compact_series_v1<'a>(
         allowance.push(&mut batch.samples, sample)?;
         p += 2 + usize::from(len);
     }
-    let region = std::str::from_utf8(&buf[..labels_end]).ok();
-    let Some(region) = region.filter(|_| p == buf.len()) else {
+    let region = (p == buf.len())
+        .then(|| std::str::from_utf8(&buf[..labels_end]).ok())
+        .flatten();
+    let Some(region) = region else {
         batch.samples.truncate(sample_start);
         return Ok(false);
     };

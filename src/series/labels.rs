@@ -75,7 +75,11 @@ impl Labels {
     pub(crate) fn from_sorted(pairs: &[(&str, &str)]) -> Labels {
         let mut buf = String::new();
         Labels::encode(pairs, &mut buf);
-        Labels::from_encoded(&buf, pairs.len())
+        // `encode` reserved the exact length: the buffer becomes the label set without a copy.
+        Labels {
+            buf: buf.into_boxed_str(),
+            pairs: pairs.len() as u32,
+        }
     }
 
     /// Writes pairs sorted by name into `buf` (cleared first) as a label set holds them: equal

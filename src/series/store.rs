@@ -516,9 +516,8 @@ impl SeriesStore {
     /// Appends `samples` to the series with label set `pairs` (sorted by name, validated),
     /// creating the series if the cardinality limit allows.
     pub fn append(&self, pairs: &[(&str, &str)], samples: &[Sample]) -> AppendOutcome {
-        let out = AppendOutcome::default();
         if samples.is_empty() {
-            return out;
+            return AppendOutcome::default();
         }
         // Read before written: the series of one request mostly share a timestamp, so only the
         // first moves the newest one, and the rest read a line no thread is writing.
@@ -530,7 +529,7 @@ impl SeriesStore {
         let cutoff = self.cutoff();
         ENCODED.with_borrow_mut(|encoded| {
             Labels::encode(pairs, encoded);
-            let out = self.append_encoded(encoded, pairs.len(), samples, cutoff, out);
+            let out = self.append_encoded(encoded, pairs.len(), samples, cutoff);
             // A label set far over the usual few hundred bytes leaves no buffer that size behind.
             if encoded.capacity() > KEPT_ENCODING_BYTES {
                 *encoded = String::new();
@@ -546,8 +545,8 @@ impl SeriesStore {
         pairs: usize,
         samples: &[Sample],
         cutoff: i64,
-        mut out: AppendOutcome,
     ) -> AppendOutcome {
+        let mut out = AppendOutcome::default();
         let hash = self.hash_labels(encoded);
         let mut shard = self.shard(hash);
         let slot = match shard.find(hash, encoded) {
@@ -823,11 +822,14 @@ mod tests {
             retention_ms: 90_000,
         });
         let pairs = [("__name__", "m")];
-        let closed = |st: &SeriesStore| {
+        // The series' full chunks, the newest time in its oldest one, and its retention start.
+        let state = |st: &SeriesStore| {
             let shard = st.shard(st.hash_labels(Labels::from_sorted(&pairs).encoded()));
             let series = shard.slots.iter().flatten().next().expect("one series");
-            series.closed.iter().count()
+            let oldest = series.closed.iter().next().map(Chunk::last_t);
+            (series.closed.iter().count(), oldest, series.start_t)
         };
+        let closed = |st: &SeriesStore| state(st).0;
         // Three full chunks and one sample at 1 s: the retention holds the last 90 seconds.
         let mut t = 0;
         for _ in 0..=3 * CHUNK_SAMPLES {
@@ -855,10 +857,8 @@ mod tests {
         // The append that closes the next chunk drops those that hold only such samples.
         st.append(&pairs, &[s(t, 1.0)]);
         assert!(closed(&st) < held + 1, "{} chunks held", closed(&st));
-        let shard = st.shard(st.hash_labels(Labels::from_sorted(&pairs).encoded()));
-        let series = shard.slots.iter().flatten().next().expect("one series");
-        let oldest = series.closed.iter().next().expect("a full chunk");
-        assert!(oldest.last_t() >= series.start_t);
+        let (_, oldest, start_t) = state(&st);
+        assert!(oldest.expect("a full chunk") >= start_t);
     }
 
     #[test]
