@@ -1,33 +1,50 @@
 #!/usr/bin/env bash
 # Replays every NAB CSV through canopy (benches/nab-replay/canopy.toml) with the models' seed set
-# to 0, 1 and 2, and scores each seed's outputs with NAB 1.1's scorer (examples/nab_score.rs).
-# Prints seed 0's per-file table (windows detected and false positives, from replay's own
-# summary), then the normalised NAB score of each seed and profile, and their mean over the seeds.
+# to 0, 1 and 2 and every `step` set to the file's median sampling interval (as NAB's files are
+# meant to be run with the config), and scores each seed's outputs with NAB 1.1's scorer
+# (examples/nab_score.rs). Prints seed 0's per-file table (windows detected and false positives,
+# from replay's own summary), then the normalised NAB score of each seed and profile, and their
+# mean over the seeds.
 #
-# Usage: [COLUMN=anomaly_likelihood] [JOBS=2] benches/compare/nab_replay.sh [NAB_DIR] [CONFIG]
+# Usage: [COLUMN=anomaly_likelihood] [JOBS=2] [EVERY=1] [SEEDS="0 1 2"] benches/compare/nab_replay.sh [NAB_DIR] [CONFIG]
 #   NAB_DIR defaults to ../shared/data/nab next to the crate (or next to the folder of worktrees
 #   holding it; the data is never copied into the repository); CONFIG to
 #   benches/nab-replay/canopy.toml. COLUMN is the replay output column nab_score reads; JOBS the
-#   replays run at once. Outputs go to $OUT_DIR/seedN/ (a temp dir by default).
+#   replays run at once. EVERY=k keeps only every k-th row of each file (12 turns 5-minute files
+#   into hourly ones): how the config does at a step it was not tuned at. SEEDS replaces the
+#   seeds (more seeds, a steadier mean for comparing configs). Outputs go to
+#   $OUT_DIR/seedN/ (a temp dir by default), the files replayed to $OUT_DIR/nab/.
 set -euo pipefail
 
 crate="$(cd "$(dirname "$0")/../.." && pwd)"
 default_nab="$crate/../shared/data/nab"
 [ -d "$default_nab" ] || default_nab="$crate/../../shared/data/nab"
-nab="$(cd "${1:-$default_nab}" && pwd)"
+source_nab="$(cd "${1:-$default_nab}" && pwd)"
 config="${2:-$crate/benches/nab-replay/canopy.toml}"
-labels="$nab/windows.json"
 column="${COLUMN:-anomaly_likelihood}"
 jobs="${JOBS:-2}"
-seeds=(0 1 2)
-[ -f "$labels" ] || { echo "no $labels: pass the NAB folder as the first argument" >&2; exit 1; }
+every="${EVERY:-1}"
+read -ra seeds <<<"${SEEDS:-0 1 2}"
+[ -f "$source_nab/windows.json" ] || { echo "no $source_nab/windows.json: pass the NAB folder as the first argument" >&2; exit 1; }
 [ -f "$config" ] || { echo "no config $config" >&2; exit 1; }
+grep -q '^step = ' "$config" || { echo "no \`step =\` line in $config to set to each file's interval" >&2; exit 1; }
 
 cargo build --release --quiet --manifest-path "$crate/Cargo.toml" --bin canopy --example nab_score
 target="${CARGO_TARGET_DIR:-$crate/target}"
-bin="$target/release/canopy"
-scorer="$target/release/examples/nab_score"
 out_dir="${OUT_DIR:-$(mktemp -d)}"
+# The binaries run from the output folder, so a build during the run cannot change them.
+mkdir -p "$out_dir"
+cp "$target/release/canopy" "$target/release/examples/nab_score" "$out_dir/"
+bin="$out_dir/canopy"
+scorer="$out_dir/nab_score"
+
+# The files as replayed (every k-th row) and each one's median interval in seconds.
+nab="$out_dir/nab"
+labels="$nab/windows.json"
+declare -A interval
+while IFS=$'\t' read -r key seconds; do
+    interval[$key]="$seconds"
+done < <(python3 "$crate/benches/compare/nab_prepare.py" "$source_nab" "$nab" "$every")
 
 # One replay: the output and its log (replay's summary is on stderr) go to OUT/seedN/.
 replay_one() {
@@ -50,8 +67,12 @@ for seed in "${seeds[@]}"; do
     conf="$out_dir/canopy-seed$seed.toml"
     sed -E "s/^seed *=.*/seed = $seed/" "$config" >"$conf"
     grep -q '^seed = ' "$conf" || echo "warning: no \`seed =\` line in $config; seeds will not differ" >&2
+    # Each file's config: the seed's, with every step (evaluation's and each model's) the file's.
+    for csv in "${csvs[@]}"; do
+        sed -E "s/^step *=.*/step = \"${interval[${csv#"$nab"/}]}s\"/" "$conf" >"$dir/$(basename "$csv").toml"
+    done
     echo "seed $seed: replaying ${#csvs[@]} files into $dir" >&2
-    printf '%s\0' "${csvs[@]}" | xargs -0 -P "$jobs" -I{} bash -c 'replay_one "$1" "$2" "$3"' _ {} "$conf" "$dir"
+    printf '%s\0' "${csvs[@]}" | xargs -0 -P "$jobs" -I{} bash -c 'replay_one "$1" "$2/$(basename "$1").toml" "$2"' _ {} "$dir"
     json="$("$scorer" --nab "$nab" --outputs "$dir" --column "$column" --json)"
     # {"standard":S,"reward_low_FP_rate":F,"reward_low_FN_rate":N}, null where not defined.
     for profile in standard reward_low_FP_rate reward_low_FN_rate; do
