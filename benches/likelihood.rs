@@ -14,7 +14,7 @@ use workload::{N_FEATURES, rows};
 
 /// The calibration a live step adds to each entity's score: the tail probability among the
 /// reference scores of a full default reservoir (10,080 vectors), and the entity's smoothed,
-/// suppressed surprise.
+/// suppressed surprise (after an alert and a day after a surprising step).
 fn likelihood(c: &mut Criterion) {
     let forest = IsolationForest::fit(
         &IsolationForestParams::default(),
@@ -30,6 +30,8 @@ fn likelihood(c: &mut Criterion) {
         window: 2,
         threshold: 0.999,
         suppress_ms: 3_600_000,
+        recurrence_ms: 86_400_000,
+        recurrence_tolerance_ms: 3_600_000,
     };
     let mut entity = EntityLikelihood::default();
     let mut group = c.benchmark_group("anomaly_likelihood");
@@ -41,6 +43,23 @@ fn likelihood(c: &mut Criterion) {
             t += 60_000;
             let p = reference.tail_probability(black_box(scores[i]));
             entity.update(&params, t, p)
+        })
+    });
+    // The worst case of `recurrence`: every other step surprising, each its own span (no
+    // tolerance), so the entity always holds the most spans it may and scans them all.
+    let every_other = LikelihoodParams {
+        window: 1,
+        recurrence_tolerance_ms: 0,
+        ..params
+    };
+    let mut busy = EntityLikelihood::default();
+    let (mut k, mut t) = (0u64, 0);
+    group.bench_function("per_entity_step_most_recurrence_spans", |b| {
+        b.iter(|| {
+            k += 1;
+            t += 60_000;
+            let p = if k % 2 == 0 { 1e-4 } else { 0.5 };
+            busy.update(&every_other, t, black_box(p))
         })
     });
     group.finish();

@@ -197,6 +197,11 @@ pub struct IsolationForestConfig {
     pub(crate) likelihood_window: usize,
     /// Event time after an alert during which the surprise is halved (0: never).
     pub(crate) suppress: Duration,
+    /// The period after which an entity's surprising steps recur (0: not looked for); a step
+    /// about one period after a surprising one has its surprise halved.
+    pub(crate) recurrence: Duration,
+    /// How far from exactly one period earlier a surprising step still counts.
+    pub(crate) recurrence_tolerance: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -238,6 +243,10 @@ struct RawModel {
     likelihood_window: Option<usize>,
     #[serde(default, deserialize_with = "opt_duration")]
     suppress: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    recurrence: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    recurrence_tolerance: Option<Duration>,
     target: Option<Vec<String>>,
     lookback: Option<usize>,
     horizon: Option<usize>,
@@ -806,6 +815,20 @@ impl RawModel {
                         ),
                     ));
                 }
+                let recurrence = self.recurrence.unwrap_or(Duration::ZERO);
+                let recurrence_tolerance = self
+                    .recurrence_tolerance
+                    .unwrap_or(Duration::from_secs(3600));
+                if !recurrence.is_zero() && recurrence_tolerance * 2 >= recurrence {
+                    return Err(invalid(
+                        key("recurrence_tolerance"),
+                        format!(
+                            "{} is not less than half of `recurrence` ({}): a step would recur from itself",
+                            humantime::format_duration(recurrence_tolerance),
+                            humantime::format_duration(recurrence)
+                        ),
+                    ));
+                }
                 (
                     ModelKind::IsolationForest(IsolationForestConfig {
                         n_estimators: positive(self.n_estimators.unwrap_or(100), "n_estimators")?,
@@ -821,6 +844,8 @@ impl RawModel {
                         threshold,
                         likelihood_window,
                         suppress: self.suppress.unwrap_or(Duration::from_secs(3600)),
+                        recurrence,
+                        recurrence_tolerance,
                     }),
                     7,
                 )
@@ -835,6 +860,8 @@ impl RawModel {
                     (self.threshold.is_some(), "threshold"),
                     (self.likelihood_window.is_some(), "likelihood_window"),
                     (self.suppress.is_some(), "suppress"),
+                    (self.recurrence.is_some(), "recurrence"),
+                    (self.recurrence_tolerance.is_some(), "recurrence_tolerance"),
                 ] {
                     only(present, k, "isolation_forest")?;
                 }
@@ -1206,5 +1233,33 @@ mod tests {
             .expect_err("refused")
             .to_string();
         assert!(e.contains("CANOPY_MODELS__X"), "{e}");
+    }
+
+    #[test]
+    fn recurrence_is_off_by_default_and_its_tolerance_below_half_the_period() {
+        let model = "[models.d]\nkind = \"isolation_forest\"\nfeatures = [\"cpu\"]\n";
+        let forest = |file: &str| {
+            let c = Config::from_parts(Some((file, "t.toml")), &[]).expect("valid");
+            let ModelKind::IsolationForest(i) = &c.models["d"].kind else {
+                panic!("detector kind")
+            };
+            (i.recurrence, i.recurrence_tolerance)
+        };
+        assert_eq!(forest(model), (Duration::ZERO, Duration::from_secs(3600)));
+        assert_eq!(
+            forest(&format!(
+                "{model}recurrence = \"1d\"\nrecurrence_tolerance = \"30m\"\n"
+            )),
+            (Duration::from_secs(86_400), Duration::from_secs(1800))
+        );
+        let e = err(&format!("{model}recurrence = \"2h\"\n"));
+        assert!(
+            e.contains("models.d.recurrence_tolerance") && e.contains("half"),
+            "{e}"
+        );
+        let e = err(
+            "[models.f]\nkind = \"random_forest\"\nfeatures = [\"cpu\"]\nrecurrence = \"1d\"\n",
+        );
+        assert!(e.contains("recurrence"), "{e}");
     }
 }

@@ -107,6 +107,8 @@ impl DetectorSpec {
                 window: forest.likelihood_window,
                 threshold: forest.threshold,
                 suppress_ms: forest.suppress.as_millis() as i64,
+                recurrence_ms: forest.recurrence.as_millis() as i64,
+                recurrence_tolerance_ms: forest.recurrence_tolerance.as_millis() as i64,
             },
         })
     }

@@ -79,6 +79,12 @@ pub struct LikelihoodParams {
     pub threshold: f64,
     /// Event time after an alert during which the surprise is halved; 0 disables it.
     pub suppress_ms: i64,
+    /// The period after which an entity's surprising steps recur (a day: a nightly job);
+    /// a step within `recurrence_tolerance_ms` of one a period earlier has its surprise
+    /// halved. 0 disables it.
+    pub recurrence_ms: i64,
+    /// How far from exactly one period earlier a surprising step still counts as the same.
+    pub recurrence_tolerance_ms: i64,
 }
 
 /// One entity's likelihood state: its last surprises and when it last alerted.
@@ -87,7 +93,13 @@ pub struct EntityLikelihood {
     /// The last `window` surprises, oldest first (as many as the window).
     recent: VecDeque<f64>,
     last_alert_ms: Option<i64>,
+    /// The spans of event time in the last period (and tolerance) whose smoothed surprise,
+    /// before any halving, reached the threshold's: `(first, last)` step times, oldest first.
+    surprising: VecDeque<(i64, i64)>,
 }
+
+/// The most spans of surprising steps an entity keeps (the oldest go first).
+const MAX_SURPRISING_SPANS: usize = 64;
 
 /// One step's result for one entity.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -108,11 +120,12 @@ impl EntityLikelihood {
             self.recent.pop_front();
         }
         let mut smoothed = self.recent.iter().sum::<f64>() / self.recent.len() as f64;
-        let suppressed = params.suppress_ms > 0
+        let after_alert = params.suppress_ms > 0
             && self
                 .last_alert_ms
                 .is_some_and(|last| t_ms >= last && t_ms - last <= params.suppress_ms);
-        if suppressed {
+        let recurring = self.recurs(params, t_ms, smoothed);
+        if after_alert || recurring {
             smoothed *= 0.5;
         }
         let likelihood = 1.0 - 10f64.powf(-smoothed);
@@ -121,6 +134,43 @@ impl EntityLikelihood {
             self.last_alert_ms = Some(t_ms);
         }
         Likelihood { likelihood, alert }
+    }
+
+    /// Records the step when its smoothed surprise reaches the threshold's, and says whether a
+    /// surprising step was recorded about one period earlier.
+    fn recurs(&mut self, params: &LikelihoodParams, t_ms: i64, smoothed: f64) -> bool {
+        if params.recurrence_ms <= 0 {
+            return false;
+        }
+        let tolerance = params.recurrence_tolerance_ms.max(0);
+        let horizon = t_ms - params.recurrence_ms - tolerance;
+        while self
+            .surprising
+            .front()
+            .is_some_and(|&(_, last)| last < horizon)
+        {
+            self.surprising.pop_front();
+        }
+        let (from, to) = (
+            t_ms - params.recurrence_ms - tolerance,
+            t_ms - params.recurrence_ms + tolerance,
+        );
+        let recurring = self
+            .surprising
+            .iter()
+            .any(|&(first, last)| first <= to && last >= from);
+        if smoothed >= -(1.0 - params.threshold).log10() {
+            match self.surprising.back_mut() {
+                Some((_, last)) if t_ms >= *last && t_ms - *last <= tolerance => *last = t_ms,
+                _ => {
+                    if self.surprising.len() == MAX_SURPRISING_SPANS {
+                        self.surprising.pop_front();
+                    }
+                    self.surprising.push_back((t_ms, t_ms));
+                }
+            }
+        }
+        recurring
     }
 }
 
@@ -133,6 +183,8 @@ mod tests {
             window,
             threshold: 0.99,
             suppress_ms,
+            recurrence_ms: 0,
+            recurrence_tolerance_ms: 0,
         }
     }
 
@@ -194,5 +246,67 @@ mod tests {
             e.update(&p, 120_000 + 600_001, 0.001).alert,
             "past the suppression time"
         );
+    }
+
+    #[test]
+    fn a_surprise_a_period_after_a_surprising_step_is_halved() {
+        const HOUR: i64 = 3_600_000;
+        const DAY: i64 = 24 * HOUR;
+        let p = LikelihoodParams {
+            recurrence_ms: DAY,
+            recurrence_tolerance_ms: HOUR,
+            ..params(1, 0)
+        };
+        let mut e = EntityLikelihood::default();
+        assert!(e.update(&p, 0, 0.001).alert, "the first time alerts");
+        let next_day = e.update(&p, DAY + HOUR / 2, 0.001);
+        assert!(!next_day.alert, "halved a day later: {next_day:?}");
+        assert!(
+            (next_day.likelihood - (1.0 - 10f64.powf(-1.5))).abs() < 1e-12,
+            "{next_day:?}"
+        );
+        assert!(
+            !e.update(&p, 2 * DAY + HOUR / 2, 0.001).alert,
+            "the halved step still counts as surprising: the third day is halved too"
+        );
+        assert!(
+            e.update(&p, 2 * DAY + 6 * HOUR, 0.001).alert,
+            "outside the tolerance of any surprising step a day earlier"
+        );
+        let mut quiet = EntityLikelihood::default();
+        quiet.update(&p, 0, 0.5);
+        assert!(
+            quiet.update(&p, DAY, 0.001).alert,
+            "only surprising steps are remembered"
+        );
+        let mut off = EntityLikelihood::default();
+        off.update(&params(1, 0), 0, 0.001);
+        assert!(
+            off.update(&params(1, 0), DAY, 0.001).alert,
+            "off by default"
+        );
+    }
+
+    #[test]
+    fn an_entity_keeps_a_bounded_number_of_surprising_spans() {
+        const HOUR: i64 = 3_600_000;
+        let p = LikelihoodParams {
+            recurrence_ms: 1_000 * HOUR,
+            recurrence_tolerance_ms: HOUR / 2,
+            ..params(1, 0)
+        };
+        let mut e = EntityLikelihood::default();
+        // Surprising steps two hours apart: each starts its own span.
+        for k in 0..(3 * MAX_SURPRISING_SPANS as i64) {
+            e.update(&p, 2 * k * HOUR, 0.001);
+            assert!(e.surprising.len() <= MAX_SURPRISING_SPANS);
+        }
+        assert_eq!(e.surprising.len(), MAX_SURPRISING_SPANS);
+        // Steps within the tolerance of each other extend one span.
+        let mut one = EntityLikelihood::default();
+        for k in 0..100 {
+            one.update(&p, k * 60_000, 0.001);
+        }
+        assert_eq!(one.surprising.len(), 1);
     }
 }
