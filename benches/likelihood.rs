@@ -32,6 +32,7 @@ fn likelihood(c: &mut Criterion) {
         suppress_ms: 3_600_000,
         recurrence_ms: 86_400_000,
         recurrence_tolerance_ms: 3_600_000,
+        surprise_offset: 0.0,
     };
     let mut entity = EntityLikelihood::default();
     let mut group = c.benchmark_group("anomaly_likelihood");

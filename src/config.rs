@@ -202,6 +202,8 @@ pub struct IsolationForestConfig {
     pub(crate) recurrence: Duration,
     /// How far from exactly one period earlier a surprising step still counts.
     pub(crate) recurrence_tolerance: Duration,
+    /// The time a step's rarity is read per (None: per step).
+    pub(crate) rarity_unit: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -247,6 +249,8 @@ struct RawModel {
     recurrence: Option<Duration>,
     #[serde(default, deserialize_with = "opt_duration")]
     recurrence_tolerance: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    rarity_unit: Option<Duration>,
     target: Option<Vec<String>>,
     lookback: Option<usize>,
     horizon: Option<usize>,
@@ -829,6 +833,12 @@ impl RawModel {
                         ),
                     ));
                 }
+                if self.rarity_unit.is_some_and(|unit| unit.is_zero()) {
+                    return Err(invalid(
+                        key("rarity_unit"),
+                        "must be longer than 0 (the time a step's rarity is read per)",
+                    ));
+                }
                 (
                     ModelKind::IsolationForest(IsolationForestConfig {
                         n_estimators: positive(self.n_estimators.unwrap_or(100), "n_estimators")?,
@@ -846,6 +856,7 @@ impl RawModel {
                         suppress: self.suppress.unwrap_or(Duration::from_secs(3600)),
                         recurrence,
                         recurrence_tolerance,
+                        rarity_unit: self.rarity_unit,
                     }),
                     7,
                 )
@@ -862,6 +873,7 @@ impl RawModel {
                     (self.suppress.is_some(), "suppress"),
                     (self.recurrence.is_some(), "recurrence"),
                     (self.recurrence_tolerance.is_some(), "recurrence_tolerance"),
+                    (self.rarity_unit.is_some(), "rarity_unit"),
                 ] {
                     only(present, k, "isolation_forest")?;
                 }
@@ -1257,6 +1269,8 @@ mod tests {
             e.contains("models.d.recurrence_tolerance") && e.contains("half"),
             "{e}"
         );
+        let e = err(&format!("{model}rarity_unit = \"0s\"\n"));
+        assert!(e.contains("models.d.rarity_unit"), "{e}");
         let e = err(
             "[models.f]\nkind = \"random_forest\"\nfeatures = [\"cpu\"]\nrecurrence = \"1d\"\n",
         );

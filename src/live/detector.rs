@@ -109,6 +109,9 @@ impl DetectorSpec {
                 suppress_ms: forest.suppress.as_millis() as i64,
                 recurrence_ms: forest.recurrence.as_millis() as i64,
                 recurrence_tolerance_ms: forest.recurrence_tolerance.as_millis() as i64,
+                surprise_offset: forest.rarity_unit.map_or(0.0, |unit| {
+                    (model.step.as_secs_f64() / unit.as_secs_f64()).log10()
+                }),
             },
         })
     }
@@ -738,6 +741,30 @@ mod tests {
             "retrained at 10 minutes of event time"
         );
         assert!(second.generation() > first.generation());
+    }
+
+    #[test]
+    fn rarity_unit_offsets_the_surprise_by_the_log_of_step_over_unit() {
+        let offset = |extra: &str| {
+            let config = Config::from_parts(Some((&format!("{TOML}{extra}"), "t.toml")), &[])
+                .expect("config");
+            let set = FeatureSet::from_config(&config).expect("features");
+            let m = &config.models["d"];
+            let crate::config::ModelKind::IsolationForest(f) = &m.kind else {
+                panic!("kind")
+            };
+            DetectorSpec::new("d", m, f, &set, 5)
+                .expect("spec")
+                .likelihood
+                .surprise_offset
+        };
+        assert_eq!(offset(""), 0.0, "per step by default");
+        assert_eq!(
+            offset("rarity_unit = \"1m\"\n"),
+            0.0,
+            "the unit is the step"
+        );
+        assert!((offset("rarity_unit = \"5m\"\n") - 0.2f64.log10()).abs() < 1e-12);
     }
 
     #[test]

@@ -85,6 +85,9 @@ pub struct LikelihoodParams {
     pub recurrence_ms: i64,
     /// How far from exactly one period earlier a surprising step still counts as the same.
     pub recurrence_tolerance_ms: i64,
+    /// log10(step / rarity unit): added to each step's surprise, so that p reads per unit of
+    /// time rather than per step (0: per step).
+    pub surprise_offset: f64,
 }
 
 /// One entity's likelihood state: its last surprises and when it last alerted.
@@ -114,7 +117,7 @@ impl EntityLikelihood {
     /// Takes the step at `t_ms` whose score had tail probability `p` and returns its likelihood.
     pub fn update(&mut self, params: &LikelihoodParams, t_ms: i64, p: f64) -> Likelihood {
         let window = params.window.max(1);
-        let surprise = -p.clamp(f64::MIN_POSITIVE, 1.0).log10();
+        let surprise = (-p.clamp(f64::MIN_POSITIVE, 1.0).log10() + params.surprise_offset).max(0.0);
         self.recent.push_back(surprise);
         while self.recent.len() > window {
             self.recent.pop_front();
@@ -185,6 +188,7 @@ mod tests {
             suppress_ms,
             recurrence_ms: 0,
             recurrence_tolerance_ms: 0,
+            surprise_offset: 0.0,
         }
     }
 
@@ -308,5 +312,27 @@ mod tests {
             one.update(&p, k * 60_000, 0.001);
         }
         assert_eq!(one.surprising.len(), 1);
+    }
+
+    #[test]
+    fn the_surprise_offset_reads_p_per_unit_of_time_and_never_below_zero() {
+        // An hourly model read per 5 minutes: p = 0.01 per hour is 0.01/12 per 5 minutes.
+        let p = LikelihoodParams {
+            surprise_offset: 12f64.log10(),
+            ..params(1, 0)
+        };
+        let hourly = EntityLikelihood::default().update(&p, 0, 0.01);
+        assert!(
+            (hourly.likelihood - (1.0 - 0.01 / 12.0)).abs() < 1e-12,
+            "{hourly:?}"
+        );
+        assert!(hourly.alert, "surprise 3.08 reaches the threshold's 2");
+        // A one-minute model read per 5 minutes: p = 0.5 per minute is certain per 5 minutes.
+        let p = LikelihoodParams {
+            surprise_offset: 0.2f64.log10(),
+            ..params(1, 0)
+        };
+        let minutely = EntityLikelihood::default().update(&p, 0, 0.5);
+        assert_eq!(minutely.likelihood, 0.0, "{minutely:?}");
     }
 }
