@@ -2,13 +2,15 @@
 """Prepares a NAB folder for benches/compare/nab_replay.sh: every data file windows.json names,
 optionally keeping only every EVERY-th row, and each file's median sampling interval.
 
-Usage: nab_prepare.py SRC_DIR DST_DIR [EVERY]
+Usage: nab_prepare.py SRC_DIR DST_DIR [EVERY [MIXED]]
 
 Writes DST_DIR/windows.json (the same windows: they are time ranges, so they hold whichever rows
 are kept) and DST_DIR/<key> for every key of it, then prints one line per file,
 `<key>\t<median interval in whole seconds>`. EVERY = 1 (the default) copies the rows unchanged;
 12 turns 5-minute files into hourly ones, to see how a config does at a step it was not tuned
-at. The first data row is always kept. Standard library only.
+at. MIXED = 1 resamples only the files of odd index (keys sorted) and copies the others, a
+corpus of two steps scored with one threshold, as a corpus of real files is. The first data row
+is always kept. Standard library only.
 """
 
 import json
@@ -24,10 +26,11 @@ def seconds(cell):
 
 
 def main():
-    if len(sys.argv) not in (3, 4):
+    if len(sys.argv) not in (3, 4, 5):
         sys.exit(__doc__)
     src, dst = sys.argv[1], sys.argv[2]
-    every = int(sys.argv[3]) if len(sys.argv) == 4 else 1
+    every = int(sys.argv[3]) if len(sys.argv) >= 4 else 1
+    mixed = len(sys.argv) == 5 and sys.argv[4] == "1"
     if every < 1:
         sys.exit("EVERY must be at least 1")
     with open(os.path.join(src, "windows.json"), encoding="utf-8") as f:
@@ -35,10 +38,10 @@ def main():
     os.makedirs(dst, exist_ok=True)
     with open(os.path.join(dst, "windows.json"), "w", encoding="utf-8") as f:
         json.dump(windows, f)
-    for key in sorted(windows):
+    for index, key in enumerate(sorted(windows)):
         with open(os.path.join(src, key), encoding="utf-8") as f:
             header, *rows = [line for line in f.read().splitlines() if line.strip()]
-        kept = rows[::every]
+        kept = rows if mixed and index % 2 == 0 else rows[::every]
         out = os.path.join(dst, key)
         os.makedirs(os.path.dirname(out), exist_ok=True)
         with open(out, "w", encoding="utf-8") as f:

@@ -6,12 +6,13 @@
 # from replay's own summary), then the normalised NAB score of each seed and profile, and their
 # mean over the seeds.
 #
-# Usage: [COLUMN=anomaly_likelihood] [JOBS=2] [EVERY=1] [SEEDS="0 1 2"] benches/compare/nab_replay.sh [NAB_DIR] [CONFIG]
+# Usage: [COLUMN=anomaly_likelihood] [JOBS=2] [EVERY=1 [MIXED=1]] [SEEDS="0 1 2"] benches/compare/nab_replay.sh [NAB_DIR] [CONFIG]
 #   NAB_DIR defaults to ../shared/data/nab next to the crate (or next to the folder of worktrees
 #   holding it; the data is never copied into the repository); CONFIG to
 #   benches/nab-replay/canopy.toml. COLUMN is the replay output column nab_score reads; JOBS the
 #   replays run at once. EVERY=k keeps only every k-th row of each file (12 turns 5-minute files
-#   into hourly ones): how the config does at a step it was not tuned at. SEEDS replaces the
+#   into hourly ones): how the config does at a step it was not tuned at; with MIXED=1 only every
+#   other file is resampled, so one threshold must serve two steps. SEEDS replaces the
 #   seeds (more seeds, a steadier mean for comparing configs). Outputs go to
 #   $OUT_DIR/seedN/ (a temp dir by default), the files replayed to $OUT_DIR/nab/.
 set -euo pipefail
@@ -24,6 +25,7 @@ config="${2:-$crate/benches/nab-replay/canopy.toml}"
 column="${COLUMN:-anomaly_likelihood}"
 jobs="${JOBS:-2}"
 every="${EVERY:-1}"
+mixed="${MIXED:-0}"
 read -ra seeds <<<"${SEEDS:-0 1 2}"
 [ -f "$source_nab/windows.json" ] || { echo "no $source_nab/windows.json: pass the NAB folder as the first argument" >&2; exit 1; }
 [ -f "$config" ] || { echo "no config $config" >&2; exit 1; }
@@ -44,7 +46,7 @@ labels="$nab/windows.json"
 declare -A interval
 while IFS=$'\t' read -r key seconds; do
     interval[$key]="$seconds"
-done < <(python3 "$crate/benches/compare/nab_prepare.py" "$source_nab" "$nab" "$every")
+done < <(python3 "$crate/benches/compare/nab_prepare.py" "$source_nab" "$nab" "$every" "$mixed")
 
 # One replay: the output and its log (replay's summary is on stderr) go to OUT/seedN/.
 replay_one() {
