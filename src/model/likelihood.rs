@@ -146,18 +146,18 @@ impl EntityLikelihood {
             return false;
         }
         let tolerance = params.recurrence_tolerance_ms.max(0);
-        let horizon = t_ms - params.recurrence_ms - tolerance;
-        while self
-            .surprising
-            .front()
-            .is_some_and(|&(_, last)| last < horizon)
-        {
-            self.surprising.pop_front();
-        }
+        // One period earlier, within the tolerance; spans ending before it are of no more use.
         let (from, to) = (
             t_ms - params.recurrence_ms - tolerance,
             t_ms - params.recurrence_ms + tolerance,
         );
+        while self
+            .surprising
+            .front()
+            .is_some_and(|&(_, last)| last < from)
+        {
+            self.surprising.pop_front();
+        }
         let recurring = self
             .surprising
             .iter()
